@@ -3,4 +3,5 @@
 
 pub mod crd;
 pub mod crdgen;
+pub mod policy;
 pub mod validation;
