@@ -31,7 +31,7 @@ use crate::sync::SyncState;
 const MAX_RETAINED_BUFFER: usize = 16 << 20;
 
 /// Size and bounds of a log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogStats {
     pub segments: usize,
     /// Sum of the segment file sizes.
