@@ -17,7 +17,11 @@ use support::model_find_by_timestamp;
 use support::read_all;
 
 fn config(segment_bytes: u64, interval: u32) -> LogConfig {
-    LogConfig { segment_bytes, segment_max_age_ms: 1_000_000, index_interval_bytes: interval }
+    LogConfig {
+        segment_bytes,
+        segment_max_age_ms: 1_000_000,
+        index_interval_bytes: interval,
+    }
 }
 
 /// Payload sizes and timestamp steps (which may go backwards).

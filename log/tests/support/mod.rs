@@ -8,7 +8,9 @@ use runnel_log::LogReader;
 /// An entry whose every field is derived from its index, so content can be checked after a crash.
 pub fn entry_for(index: u64) -> Entry {
     let len = (index.wrapping_mul(7919) % 3000) as usize;
-    let payload: Vec<u8> = (0..len).map(|j| (index as u8).wrapping_mul(31).wrapping_add(j as u8)).collect();
+    let payload: Vec<u8> = (0..len)
+        .map(|j| (index as u8).wrapping_mul(31).wrapping_add(j as u8))
+        .collect();
     Entry {
         index,
         term: 1 + index / 1000,
