@@ -1,0 +1,201 @@
+//! End-to-end tests of the `runnel` CLI and `runnel-bench` against a real standalone node
+//! (see `harness` for how the node binary is found and built).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::Node;
+use harness::describe;
+
+#[test]
+fn stream_lifecycle_put_get_tail_delete() {
+    let node = Node::start();
+
+    // create, list, describe
+    let created = node.cli_ok(&["stream", "create", "orders", "--shards", "2"], None);
+    assert!(created.contains("created stream 'orders'"), "{created}");
+    node.cli_ok(
+        &[
+            "stream",
+            "create",
+            "other",
+            "--on-demand",
+            "--retention-hours",
+            "48",
+        ],
+        None,
+    );
+    let listed = node.cli_ok(&["stream", "list"], None);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), vec!["orders", "other"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["--json", "stream", "list"], None)).unwrap();
+    assert_eq!(listed["stream_names"], serde_json::json!(["orders", "other"]));
+    let described = node.cli_ok(&["stream", "describe", "orders"], None);
+    assert!(
+        described.contains("shardId-000000000000") && described.contains("shardId-000000000001"),
+        "{described}"
+    );
+    let described: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["stream", "describe", "orders", "--json"], None)).unwrap();
+    assert_eq!(described["stream_name"], "orders");
+    assert_eq!(described["shards"].as_array().map(Vec::len), Some(2));
+
+    // put from stdin: random keys, then a fixed key, then a key field
+    let lines: String = (0..100).map(|i| format!("record-{i}\n")).collect();
+    let summary = node.cli_ok(&["put", "orders"], Some(lines.as_bytes()));
+    assert!(
+        summary.contains("put 100 record(s)") && summary.contains("0 failed"),
+        "{summary}"
+    );
+    let json_lines = "{\"user\":\"ann\",\"n\":1}\n{\"user\":\"bob\",\"n\":2}\n{\"user\":\"ann\",\"n\":3}\n";
+    let summary = node.cli_ok(
+        &["--json", "put", "orders", "--key-field", "user"],
+        Some(json_lines.as_bytes()),
+    );
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["records_put"], 3);
+    assert_eq!(summary["records_failed"], 0);
+
+    // get from the trim horizon: every record, in order within each shard
+    let got = node.cli_ok(&["get", "orders", "--from", "trim-horizon"], None);
+    let records: Vec<&str> = got.lines().collect();
+    assert_eq!(records.len(), 103, "{got}");
+    for i in 0..100 {
+        assert!(
+            records
+                .iter()
+                .any(|line| line.ends_with(&format!("  record-{i}"))),
+            "record-{i} missing"
+        );
+    }
+    let got = node.cli_ok(&["get", "orders", "--json"], None);
+    let records: Vec<serde_json::Value> = got.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ann: Vec<i64> = records
+        .iter()
+        .filter(|r| r["partition_key"] == "ann")
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r["text"].as_str().unwrap()).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ann, vec![1, 3], "per-key order");
+    let limited = node.cli_ok(&["get", "orders", "--limit", "5"], None);
+    assert_eq!(limited.lines().count(), 5);
+    let first_seq = records[0]["sequence_number"].as_str().unwrap().to_string();
+    let first_shard = records[0]["shard_id"].as_str().unwrap().to_string();
+    let after = node.cli_ok(
+        &[
+            "get",
+            "orders",
+            "--shard",
+            &first_shard,
+            "--from",
+            &format!("after-seq:{first_seq}"),
+        ],
+        None,
+    );
+    assert!(
+        !after.contains(&first_seq),
+        "after-seq excludes the record itself"
+    );
+
+    // tail --follow sees a record put after it started
+    let mut tail = node.cli_spawn(&["tail", "orders", "--follow"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    node.cli_ok(
+        &["put", "orders", "--partition-key", "k"],
+        Some(b"fresh-record\n"),
+    );
+    let seen = harness::read_until(&mut tail, "fresh-record", Duration::from_secs(15));
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(seen.contains("fresh-record"), "tail printed: {seen}");
+    assert!(
+        !seen.contains("record-0"),
+        "tail from latest must not print old records: {seen}"
+    );
+
+    // errors are clear
+    let missing = node.cli(&["stream", "describe", "nope"], None);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("stream 'nope' not found"),
+        "{}",
+        describe(&missing)
+    );
+    let bad = node.cli(&["get", "orders", "--from", "yesterday"], None);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("invalid position"),
+        "{}",
+        describe(&bad)
+    );
+
+    // delete
+    let deleted = node.cli_ok(&["stream", "delete", "orders"], None);
+    assert!(deleted.contains("deleted stream 'orders'"), "{deleted}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .cli_ok(&["stream", "list"], None)
+        .lines()
+        .any(|l| l == "orders")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders still listed after delete"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn put_from_files_and_whole_files() {
+    let node = Node::start();
+    node.cli_ok(&["stream", "create", "files"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = dir.path().join("lines.txt");
+    std::fs::write(&lines, "a\nb\nc\n").unwrap();
+    let blob = dir.path().join("blob.bin");
+    std::fs::write(&blob, [0u8, 159, 146, 150, 10, 1]).unwrap();
+    let lines = lines.to_str().unwrap();
+    let blob = blob.to_str().unwrap();
+    let summary = node.cli_ok(&["put", "files", lines, "--partition-key", "p"], None);
+    assert!(summary.contains("put 3 record(s)"), "{summary}");
+    let summary = node.cli_ok(&["put", "files", "--whole-file", blob, lines], None);
+    assert!(summary.contains("put 2 record(s)"), "{summary}");
+    let got = node.cli_ok(&["get", "files"], None);
+    let data: Vec<&str> = got.lines().map(|l| l.rsplit("  ").next().unwrap()).collect();
+    assert_eq!(data, vec!["a", "b", "c", "base64:AJ+SlgoB", "base64:YQpiCmMK"]);
+}
+
+#[test]
+fn bench_produce_runs_and_stops() {
+    let node = Node::start();
+    let output = node.bench(&[
+        "produce",
+        "--duration",
+        "2",
+        "--stream",
+        "bench",
+        "--shards",
+        "2",
+        "--batch-size",
+        "100",
+        "--concurrency",
+        "2",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["mode"], "produce");
+    assert!(report["records_put"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["records_failed"], 0, "{report}");
+    assert!(
+        report["put_call_latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

@@ -1,0 +1,216 @@
+//! A real `runnel-node standalone` process for the end-to-end tests.
+//!
+//! `env!("CARGO_BIN_EXE_runnel-node")` only exists for binaries of this crate, so the node
+//! binary is found as follows:
+//! 1. `RUNNEL_NODE_BIN`, when set, is used as is (and `RUNNEL_BENCH_BIN` for `runnel-bench`);
+//! 2. otherwise `cargo build -p runnel-node -p runnel-bench` is run (a no-op when they are up to
+//!    date, so a stale node binary is never tested) and the binaries are taken from the directory
+//!    of this crate's `runnel` binary, which is the same target directory (`$CARGO_TARGET_DIR`
+//!    or `target/`, profile `debug`).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::net::TcpListener;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Output;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use std::time::Instant;
+
+/// The `runnel` CLI built for these tests.
+pub fn cli_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_runnel"))
+}
+
+fn built_bins() -> &'static Result<(), String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "runnel-node", "-p", "runnel-bench"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .map_err(|err| format!("cannot run cargo: {err}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build -p runnel-node failed: {status}"))
+        }
+    })
+}
+
+fn sibling_bin(var: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(var) {
+        return PathBuf::from(path);
+    }
+    if let Err(err) = built_bins() {
+        panic!("{err}");
+    }
+    let dir = cli_bin().parent().map(PathBuf::from).unwrap_or_default();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not found after building it", path.display());
+    path
+}
+
+pub fn node_bin() -> PathBuf {
+    sibling_bin("RUNNEL_NODE_BIN", "runnel-node")
+}
+
+pub fn bench_bin() -> PathBuf {
+    sibling_bin("RUNNEL_BENCH_BIN", "runnel-bench")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A standalone node on free loopback ports with its own data directory; killed on drop.
+pub struct Node {
+    child: Child,
+    pub endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let data = tempfile::tempdir().expect("temporary data directory");
+        let (grpc, kinesis, metrics) = (free_port(), free_port(), free_port());
+        let log = std::fs::File::create(data.path().join("node.log")).expect("node log file");
+        let mut child = Command::new(node_bin())
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--kinesis-addr", &format!("127.0.0.1:{kinesis}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start runnel-node");
+        let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().expect("address");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(data.path().join("node.log")).unwrap_or_default();
+                panic!("runnel-node exited early ({status}):\n{log}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "runnel-node did not listen on {addr} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Node {
+            child,
+            endpoint: format!("http://{addr}"),
+            _data: data,
+        }
+    }
+
+    /// Runs the CLI against this node with `args` and optional stdin.
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(cli_bin(), &self.endpoint, args, stdin)
+    }
+
+    /// Runs the CLI and returns its stdout, failing the test when it fails.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let output = self.cli(args, stdin);
+        assert!(
+            output.status.success(),
+            "runnel {args:?} failed: {}",
+            describe(&output)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8 output")
+    }
+
+    /// Starts the CLI in the background with stdout piped.
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(cli_bin())
+            .args(["--endpoint", &self.endpoint])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start runnel")
+    }
+
+    pub fn bench(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(bench_bin());
+        command
+            .args(args)
+            .args(["--endpoint", &self.endpoint])
+            .stdin(Stdio::null());
+        command.output().expect("run runnel-bench")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(bin: PathBuf, endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(bin)
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start runnel");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for runnel")
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Reads a child's stdout until `needle` appears or `timeout` passes; returns what was read.
+pub fn read_until(child: &mut Child, needle: &str, timeout: Duration) -> String {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = stdout.read(&mut buffer) {
+            if read == 0 || sender.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).to_string()
+}
