@@ -1,1 +1,12 @@
-//! Runnel node.
+//! Runnel's data plane: shard replicas on Raft, the catalog, the service layer and the APIs.
+
+pub mod catalog;
+pub mod clock;
+pub mod grpc;
+pub mod metrics;
+pub mod model;
+pub mod node;
+pub mod raft;
+pub mod service;
+pub mod shard;
+mod stats;

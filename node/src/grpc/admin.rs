@@ -1,0 +1,89 @@
+//! `runnel.v1.Admin`.
+
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::admin_server::Admin;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use super::convert;
+use crate::service::CreateStreamInput;
+use crate::service::StreamService;
+
+pub struct AdminApi {
+    pub service: StreamService,
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn create_stream(
+        &self,
+        request: Request<pb::CreateStreamRequest>,
+    ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let r = request.into_inner();
+        let input = CreateStreamInput {
+            stream_name: r.stream_name,
+            shard_count: r.shard_count,
+            on_demand: r.mode == pb::StreamMode::OnDemand as i32,
+            retention_hours: r.retention_period_hours,
+            tags: r.tags.into_iter().collect(),
+        };
+        let d = self.service.create_stream(input).await.map_err(convert::status)?;
+        Ok(Response::new(pb::CreateStreamResponse {
+            stream: Some(convert::stream_description(d)),
+        }))
+    }
+
+    async fn describe_stream(
+        &self,
+        request: Request<pb::DescribeStreamRequest>,
+    ) -> Result<Response<pb::DescribeStreamResponse>, Status> {
+        let d = self
+            .service
+            .describe_stream(&request.into_inner().stream_name)
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DescribeStreamResponse {
+            stream: Some(convert::stream_description(d)),
+        }))
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<pb::ListStreamsRequest>,
+    ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        let r = request.into_inner();
+        let start = Some(r.exclusive_start_stream_name).filter(|s| !s.is_empty());
+        let limit = Some(r.limit).filter(|l| *l != 0);
+        let out = self
+            .service
+            .list_streams(start.as_deref(), limit)
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::ListStreamsResponse {
+            stream_names: out.names,
+            has_more_streams: out.has_more,
+        }))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        self.service
+            .delete_stream(&request.into_inner().stream_name)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DeleteStreamResponse {}))
+    }
+
+    async fn update_retention(
+        &self,
+        request: Request<pb::UpdateRetentionRequest>,
+    ) -> Result<Response<pb::UpdateRetentionResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .update_retention(&r.stream_name, r.retention_period_hours)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::UpdateRetentionResponse {}))
+    }
+}

@@ -1,0 +1,203 @@
+//! Prometheus metrics, named after the CloudWatch metrics Kinesis users know, and the HTTP
+//! endpoint that serves them.
+
+use std::net::SocketAddr;
+
+use prometheus::Encoder;
+use prometheus::Histogram;
+use prometheus::HistogramOpts;
+use prometheus::HistogramVec;
+use prometheus::IntCounterVec;
+use prometheus::IntGaugeVec;
+use prometheus::Opts;
+use prometheus::Registry;
+use prometheus::TextEncoder;
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ]
+}
+
+/// Per-stream API metrics.
+#[derive(Clone)]
+pub struct StreamMetrics {
+    pub incoming_bytes: IntCounterVec,
+    pub incoming_records: IntCounterVec,
+    pub put_latency: HistogramVec,
+    pub put_failed_records: IntCounterVec,
+    pub get_records_bytes: IntCounterVec,
+    pub get_records_records: IntCounterVec,
+    pub get_records_latency: HistogramVec,
+    pub iterator_age_ms: IntGaugeVec,
+    pub subscribe_iterator_age_ms: IntGaugeVec,
+    pub open_shards: IntGaugeVec,
+}
+
+/// Storage metrics.
+#[derive(Clone)]
+pub struct StorageMetrics {
+    pub fsync_seconds: Histogram,
+    pub group_commit_batch: Histogram,
+    pub segments: IntGaugeVec,
+    pub bytes_on_disk: IntGaugeVec,
+}
+
+/// Raft metrics per group.
+#[derive(Clone)]
+pub struct RaftMetrics {
+    pub term: IntGaugeVec,
+    pub commit_index: IntGaugeVec,
+    pub applied_index: IntGaugeVec,
+    pub apply_lag: IntGaugeVec,
+    pub is_leader: IntGaugeVec,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub streams: StreamMetrics,
+    pub storage: StorageMetrics,
+    pub raft: RaftMetrics,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(latency_buckets()), labels)?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let r = Registry::new_custom(Some("runnel".into()), None)?;
+        let streams = StreamMetrics {
+            incoming_bytes: counter(
+                &r,
+                "incoming_bytes_total",
+                "IncomingBytes: bytes put into the stream",
+                &["stream"],
+            )?,
+            incoming_records: counter(
+                &r,
+                "incoming_records_total",
+                "IncomingRecords: records put",
+                &["stream"],
+            )?,
+            put_latency: histogram_vec(
+                &r,
+                "put_records_latency_seconds",
+                "PutRecords.Latency",
+                &["stream"],
+            )?,
+            put_failed_records: counter(
+                &r,
+                "put_records_failed_records_total",
+                "PutRecords.FailedRecords",
+                &["stream"],
+            )?,
+            get_records_bytes: counter(&r, "get_records_bytes_total", "GetRecords.Bytes", &["stream"])?,
+            get_records_records: counter(&r, "get_records_records_total", "GetRecords.Records", &["stream"])?,
+            get_records_latency: histogram_vec(
+                &r,
+                "get_records_latency_seconds",
+                "GetRecords.Latency",
+                &["stream"],
+            )?,
+            iterator_age_ms: gauge(
+                &r,
+                "get_records_iterator_age_milliseconds",
+                "GetRecords.IteratorAgeMilliseconds: age of the last record returned",
+                &["stream"],
+            )?,
+            subscribe_iterator_age_ms: gauge(
+                &r,
+                "subscribe_to_shard_event_millis_behind_latest",
+                "SubscribeToShardEvent.MillisBehindLatest",
+                &["stream"],
+            )?,
+            open_shards: gauge(&r, "stream_open_shards", "OpenShardCount", &["stream"])?,
+        };
+        let fsync_seconds = Histogram::with_opts(
+            HistogramOpts::new("fsync_seconds", "fsync latency").buckets(latency_buckets()),
+        )?;
+        r.register(Box::new(fsync_seconds.clone()))?;
+        let group_commit_batch = Histogram::with_opts(
+            HistogramOpts::new("group_commit_batch_size", "appends acknowledged per group commit")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        r.register(Box::new(group_commit_batch.clone()))?;
+        let storage = StorageMetrics {
+            fsync_seconds,
+            group_commit_batch,
+            segments: gauge(&r, "log_segments", "segment files of the shard logs", &["stream"])?,
+            bytes_on_disk: gauge(&r, "log_bytes", "bytes on disk of the shard logs", &["stream"])?,
+        };
+        let raft = RaftMetrics {
+            term: gauge(&r, "raft_term", "current term", &["group"])?,
+            commit_index: gauge(&r, "raft_commit_index", "committed log index", &["group"])?,
+            applied_index: gauge(&r, "raft_applied_index", "applied log index", &["group"])?,
+            apply_lag: gauge(
+                &r,
+                "raft_apply_lag",
+                "committed minus applied entries",
+                &["group"],
+            )?,
+            is_leader: gauge(
+                &r,
+                "raft_is_leader",
+                "1 when this replica leads its group",
+                &["group"],
+            )?,
+        };
+        Ok(Metrics {
+            registry: r,
+            streams,
+            storage,
+            raft,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serves `/metrics` (Prometheus text) and `/healthz` until the listener fails.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, app).await
+}
+
+pub fn describe_addr(addr: &SocketAddr) -> String {
+    format!("http://{addr}/metrics")
+}

@@ -1,0 +1,376 @@
+//! Stream administration: create, describe, list, delete, retention.
+
+use std::collections::BTreeMap;
+
+use openraft::async_runtime::WatchReceiver;
+
+use super::ServiceError;
+use super::StreamService;
+use super::validate::Violations;
+use crate::catalog::CatalogCommand;
+use crate::catalog::CatalogReply;
+use crate::catalog::ShardRecord;
+use crate::catalog::StreamMode;
+use crate::catalog::StreamRecord;
+use crate::catalog::StreamStatus;
+use crate::clock;
+use crate::model::HashKeyRange;
+use crate::model::SequenceNumber;
+use crate::model::ShardId;
+
+pub const MIN_RETENTION_HOURS: u32 = 24;
+pub const MAX_RETENTION_HOURS: u32 = 8760;
+/// Shards an ON_DEMAND stream starts with.
+pub const ON_DEMAND_INITIAL_SHARDS: u32 = 4;
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateStreamInput {
+    pub stream_name: String,
+    pub shard_count: Option<u32>,
+    pub on_demand: bool,
+    pub retention_hours: Option<u32>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ShardDescription {
+    pub shard_id: ShardId,
+    pub parent: Option<ShardId>,
+    pub adjacent_parent: Option<ShardId>,
+    pub range: HashKeyRange,
+    pub starting_sequence_number: SequenceNumber,
+    pub ending_sequence_number: Option<SequenceNumber>,
+    pub replicas: Vec<u64>,
+    pub leader: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StreamDescription {
+    pub name: String,
+    pub arn: String,
+    pub status: StreamStatus,
+    pub mode: StreamMode,
+    pub retention_hours: u32,
+    pub created_ms: i64,
+    pub tags: BTreeMap<String, String>,
+    pub shards: Vec<ShardDescription>,
+    pub open_shard_count: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListStreamsOutput {
+    pub names: Vec<String>,
+    pub has_more: bool,
+}
+
+fn seq(shard: &ShardRecord, log_index: u64) -> SequenceNumber {
+    SequenceNumber {
+        shard_created_secs: shard.created_secs(),
+        shard_index: shard.index,
+        log_index,
+        position: 0,
+        arrival_secs: shard.created_secs(),
+    }
+}
+
+impl StreamService {
+    pub(super) fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:kinesis:{}:{}:stream/{name}",
+            self.inner.config.region, self.inner.config.account
+        )
+    }
+
+    pub(super) async fn propose(&self, cmd: CatalogCommand) -> Result<CatalogReply, ServiceError> {
+        let resp = self
+            .inner
+            .catalog
+            .client_write(cmd)
+            .await
+            .map_err(ServiceError::internal)?;
+        Ok(resp.data)
+    }
+
+    pub(super) fn stream_record(&self, name: &str) -> Result<StreamRecord, ServiceError> {
+        self.inner
+            .view
+            .read(|c| c.stream(name).cloned())
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    fn describe_record(&self, s: &StreamRecord) -> StreamDescription {
+        let shards = s
+            .shards
+            .iter()
+            .map(|sh| ShardDescription {
+                shard_id: ShardId(sh.index),
+                parent: sh.parent.map(ShardId),
+                adjacent_parent: sh.adjacent_parent.map(ShardId),
+                range: sh.range,
+                starting_sequence_number: seq(sh, 0),
+                ending_sequence_number: sh.ending_log_index.map(|i| seq(sh, i)),
+                replicas: sh.replicas.clone(),
+                leader: self
+                    .inner
+                    .host
+                    .get(&s.name, sh.index)
+                    .and_then(|r| r.group().raft.metrics().borrow_watched().current_leader),
+            })
+            .collect();
+        StreamDescription {
+            name: s.name.clone(),
+            arn: self.arn(&s.name),
+            status: s.status,
+            mode: s.mode,
+            retention_hours: s.retention_hours,
+            created_ms: s.created_ms,
+            tags: s.tags.clone(),
+            open_shard_count: s.open_shards().count() as u32,
+            shards,
+        }
+    }
+
+    pub async fn create_stream(&self, input: CreateStreamInput) -> Result<StreamDescription, ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(&input.stream_name, "streamName");
+        if let Some(n) = input.shard_count {
+            if n < 1 {
+                v.push(
+                    n.to_string(),
+                    "shardCount",
+                    "Member must have value greater than or equal to 1",
+                );
+            }
+        }
+        v.into_result()?;
+        let cfg = &self.inner.config;
+        let shard_count = match (input.on_demand, input.shard_count) {
+            (_, Some(n)) => n,
+            (true, None) => ON_DEMAND_INITIAL_SHARDS,
+            (false, None) => {
+                return Err(ServiceError::InvalidArgument(
+                    "ShardCount is required for streams in PROVISIONED mode.".into(),
+                ));
+            }
+        };
+        let retention_hours = input.retention_hours.unwrap_or(MIN_RETENTION_HOURS);
+        check_retention(retention_hours)?;
+        if shard_count > cfg.max_shards_per_stream {
+            return Err(ServiceError::LimitExceeded(format!(
+                "This request would exceed the shard limit for the account {}. Current limit: {}. Number of additional shards that would have resulted from this request: {shard_count}.",
+                cfg.account, cfg.max_shards_per_stream
+            )));
+        }
+        let used: u32 = self
+            .inner
+            .view
+            .read(|c| c.streams.values().map(|s| s.open_shards().count() as u32).sum());
+        if used.saturating_add(shard_count) > cfg.max_shards_total {
+            return Err(ServiceError::LimitExceeded(format!(
+                "This request would exceed the shard limit for the account {}. Current limit: {}. Current open shard count: {used}. Number of additional shards that would have resulted from this request: {shard_count}.",
+                cfg.account, cfg.max_shards_total
+            )));
+        }
+        let cmd = CatalogCommand::CreateStream {
+            name: input.stream_name.clone(),
+            mode: if input.on_demand {
+                StreamMode::OnDemand
+            } else {
+                StreamMode::Provisioned
+            },
+            shard_count,
+            retention_hours,
+            tags: input.tags,
+            replicas: vec![self.inner.host_node_id()],
+            now_ms: clock::now_ms(),
+        };
+        match self.propose(cmd).await? {
+            CatalogReply::Done => {}
+            CatalogReply::AlreadyExists => {
+                return Err(ServiceError::ResourceInUse(format!(
+                    "Stream {} under account {} already exists.",
+                    input.stream_name, cfg.account
+                )));
+            }
+            CatalogReply::NotFound => return Err(ServiceError::internal("catalog lost the new stream")),
+        }
+        self.spawn_transition(input.stream_name.clone());
+        let record = self.stream_record(&input.stream_name)?;
+        Ok(self.describe_record(&record))
+    }
+
+    /// Completes CREATING → ACTIVE or DELETING → gone after the configured delay.
+    pub(super) fn spawn_transition(&self, name: String) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(svc.inner.config.transition_delay).await;
+            if let Err(e) = svc.complete_transition(&name).await {
+                tracing::error!(stream = %name, error = %e, "stream transition failed");
+            }
+        });
+    }
+
+    /// Brings the shard replicas in line with the catalog and finishes a pending transition.
+    pub async fn complete_transition(&self, name: &str) -> Result<(), ServiceError> {
+        let catalog = self.inner.view.read(|c| c.clone());
+        self.inner
+            .host
+            .reconcile(&catalog)
+            .await
+            .map_err(ServiceError::internal)?;
+        let Some(status) = catalog.stream(name).map(|s| s.status) else {
+            return Ok(());
+        };
+        let cmd = match status {
+            StreamStatus::Creating | StreamStatus::Updating => CatalogCommand::SetStatus {
+                name: name.into(),
+                status: StreamStatus::Active,
+                now_ms: clock::now_ms(),
+            },
+            StreamStatus::Deleting => CatalogCommand::RemoveStream { name: name.into() },
+            StreamStatus::Active => return Ok(()),
+        };
+        self.propose(cmd).await?;
+        Ok(())
+    }
+
+    /// Finishes transitions interrupted by a restart.
+    pub async fn resume_transitions(&self) -> Result<(), ServiceError> {
+        let pending: Vec<String> = self.inner.view.read(|c| {
+            c.streams
+                .values()
+                .filter(|s| s.status != StreamStatus::Active)
+                .map(|s| s.name.clone())
+                .collect()
+        });
+        let catalog = self.inner.view.read(|c| c.clone());
+        self.inner
+            .host
+            .reconcile(&catalog)
+            .await
+            .map_err(ServiceError::internal)?;
+        for name in pending {
+            self.complete_transition(&name).await?;
+        }
+        Ok(())
+    }
+
+    pub fn describe_stream(&self, name: &str) -> Result<StreamDescription, ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(name, "streamName");
+        v.into_result()?;
+        let record = self.stream_record(name)?;
+        Ok(self.describe_record(&record))
+    }
+
+    pub fn list_streams(
+        &self,
+        exclusive_start: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ListStreamsOutput, ServiceError> {
+        let mut v = Violations::default();
+        if let Some(l) = limit {
+            if !(1..=10_000).contains(&l) {
+                let c = if l < 1 {
+                    "greater than or equal to 1"
+                } else {
+                    "less than or equal to 10000"
+                };
+                v.push(l.to_string(), "limit", format!("Member must have value {c}"));
+            }
+        }
+        if let Some(s) = exclusive_start {
+            v.stream_name(s, "exclusiveStartStreamName");
+        }
+        v.into_result()?;
+        let limit = limit.unwrap_or(100) as usize;
+        let names: Vec<String> = self.inner.view.read(|c| {
+            c.streams
+                .keys()
+                .filter(|n| exclusive_start.is_none_or(|s| n.as_str() > s))
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        });
+        let has_more = names.len() > limit;
+        Ok(ListStreamsOutput {
+            names: names.into_iter().take(limit).collect(),
+            has_more,
+        })
+    }
+
+    pub async fn delete_stream(&self, name: &str) -> Result<(), ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(name, "streamName");
+        v.into_result()?;
+        let record = self.stream_record(name)?;
+        if record.status == StreamStatus::Deleting {
+            return Ok(());
+        }
+        let reply = self
+            .propose(CatalogCommand::SetStatus {
+                name: name.into(),
+                status: StreamStatus::Deleting,
+                now_ms: clock::now_ms(),
+            })
+            .await?;
+        if reply == CatalogReply::NotFound {
+            return Err(self.not_found(name));
+        }
+        self.spawn_transition(name.to_owned());
+        Ok(())
+    }
+
+    pub async fn update_retention(&self, name: &str, hours: u32) -> Result<(), ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(name, "streamName");
+        v.into_result()?;
+        check_retention(hours)?;
+        let record = self.stream_record(name)?;
+        if record.status != StreamStatus::Active {
+            return Err(ServiceError::ResourceInUse(format!(
+                "Stream {name} under account {} not ACTIVE, instead in state {:?}",
+                self.inner.config.account, record.status
+            )));
+        }
+        match self
+            .propose(CatalogCommand::SetRetention {
+                name: name.into(),
+                hours,
+            })
+            .await?
+        {
+            CatalogReply::NotFound => Err(self.not_found(name)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves a stream name to its ACTIVE record (data-plane operations).
+    pub(super) fn active_stream(&self, name: &str) -> Result<StreamRecord, ServiceError> {
+        let record = self.stream_record(name)?;
+        match record.status {
+            StreamStatus::Active | StreamStatus::Updating => Ok(record),
+            _ => Err(self.not_found(name)),
+        }
+    }
+}
+
+fn check_retention(hours: u32) -> Result<(), ServiceError> {
+    if hours < MIN_RETENTION_HOURS {
+        return Err(ServiceError::InvalidArgument(format!(
+            "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
+        )));
+    }
+    if hours > MAX_RETENTION_HOURS {
+        return Err(ServiceError::InvalidArgument(format!(
+            "Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
+        )));
+    }
+    Ok(())
+}
+
+impl super::Inner {
+    fn host_node_id(&self) -> u64 {
+        self.host.node_id()
+    }
+}

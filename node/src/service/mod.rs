@@ -1,0 +1,103 @@
+//! The service layer: the one place that owns validation and Kinesis semantics. The native gRPC
+//! API and the AWS HTTP API both translate their requests into calls on [`StreamService`].
+
+mod admin;
+mod error;
+mod records;
+mod subscribe;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use admin::CreateStreamInput;
+pub use admin::ListStreamsOutput;
+pub use admin::ShardDescription;
+pub use admin::StreamDescription;
+pub use error::FieldViolation;
+pub use error::ServiceError;
+pub use records::GetRecordsInput;
+pub use records::GetRecordsOutput;
+pub use records::PositionInput;
+pub use records::PutEntryInput;
+pub use records::PutEntryResult;
+pub use records::PutRecordsInput;
+pub use subscribe::SubscribeEvent;
+
+use crate::metrics::Metrics;
+use crate::raft::catalog_sm::CatalogView;
+use crate::raft::group::CatalogRaftHandle;
+use crate::shard::ShardHost;
+
+/// Settings of the service layer.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub region: String,
+    pub account: String,
+    /// How long a stream stays CREATING / DELETING before the transition completes.
+    pub transition_delay: Duration,
+    /// Largest data blob of one record.
+    pub max_record_bytes: usize,
+    /// Most shards one stream may have.
+    pub max_shards_per_stream: u32,
+    /// Most shards on this node (the account limit of AWS).
+    pub max_shards_total: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            transition_delay: Duration::from_millis(100),
+            max_record_bytes: 1 << 20,
+            max_shards_per_stream: 10_000,
+            max_shards_total: 20_000,
+        }
+    }
+}
+
+struct Inner {
+    config: ServiceConfig,
+    catalog: CatalogRaftHandle,
+    view: CatalogView,
+    host: Arc<ShardHost>,
+    metrics: Metrics,
+}
+
+/// Cheap to clone; every protocol front end holds one.
+#[derive(Clone)]
+pub struct StreamService {
+    inner: Arc<Inner>,
+}
+
+impl StreamService {
+    pub fn new(
+        config: ServiceConfig,
+        catalog: CatalogRaftHandle,
+        view: CatalogView,
+        host: Arc<ShardHost>,
+        metrics: Metrics,
+    ) -> StreamService {
+        StreamService {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                view,
+                host,
+                metrics,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    fn not_found(&self, stream: &str) -> ServiceError {
+        ServiceError::ResourceNotFound(format!(
+            "Stream {stream} under account {} not found.",
+            self.inner.config.account
+        ))
+    }
+}

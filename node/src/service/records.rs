@@ -1,0 +1,353 @@
+//! Producing and reading records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ServiceError;
+use super::StreamService;
+use super::validate::Violations;
+use crate::catalog::StreamRecord;
+use crate::model::Record;
+use crate::model::RecordBatch;
+use crate::model::SequenceNumber;
+use crate::model::ShardId;
+use crate::model::hash_key;
+use crate::shard::Cursor;
+use crate::shard::ReadRecord;
+use crate::shard::ShardReplica;
+
+pub const MAX_RECORDS_PER_PUT: usize = 500;
+pub const MAX_PUT_BYTES: usize = 5 << 20;
+pub const MAX_GET_LIMIT: u32 = 10_000;
+pub const MAX_GET_BYTES: usize = 10 << 20;
+
+#[derive(Clone, Debug)]
+pub struct PutEntryInput {
+    pub partition_key: String,
+    pub data: Bytes,
+    pub explicit_hash_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PutRecordsInput {
+    pub stream_name: String,
+    pub records: Vec<PutEntryInput>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutEntryResult {
+    Ok {
+        shard_id: ShardId,
+        sequence_number: SequenceNumber,
+    },
+    Failed {
+        error_code: String,
+        error_message: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PositionInput {
+    TrimHorizon,
+    Latest,
+    AtSequenceNumber(String),
+    AfterSequenceNumber(String),
+    /// Milliseconds since the epoch.
+    AtTimestamp(i64),
+    /// A position this service handed out earlier (the AWS shard iterator carries one).
+    Cursor(Cursor),
+}
+
+#[derive(Clone, Debug)]
+pub struct GetRecordsInput {
+    pub stream_name: String,
+    pub shard_id: String,
+    pub position: PositionInput,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct GetRecordsOutput {
+    pub shard_id: ShardId,
+    pub records: Vec<ReadRecord>,
+    pub next: Cursor,
+    pub millis_behind_latest: i64,
+}
+
+impl StreamService {
+    fn validate_put(&self, input: &PutRecordsInput) -> Result<(), ServiceError> {
+        let mut v = Violations::default();
+        let n = input.records.len();
+        if n < 1 {
+            v.push(
+                "[]",
+                "records",
+                "Member must have length greater than or equal to 1",
+            );
+        }
+        if n > MAX_RECORDS_PER_PUT {
+            v.push(
+                format!("[{n} records]"),
+                "records",
+                format!("Member must have length less than or equal to {MAX_RECORDS_PER_PUT}"),
+            );
+        }
+        v.stream_name(&input.stream_name, "streamName");
+        let max = self.inner.config.max_record_bytes;
+        for (i, r) in input.records.iter().enumerate().take(MAX_RECORDS_PER_PUT) {
+            let chars = r.partition_key.chars().count();
+            let path = format!("records.{}.member.partitionKey", i + 1);
+            v.min_len(&r.partition_key, chars, 1, &path);
+            v.max_len(&r.partition_key, chars, 256, &path);
+            if r.data.len() > max {
+                v.push(
+                    format!(
+                        "java.nio.HeapByteBuffer[pos=0 lim={} cap={}]",
+                        r.data.len(),
+                        r.data.len()
+                    ),
+                    &format!("records.{}.member.data", i + 1),
+                    format!("Member must have length less than or equal to {max}"),
+                );
+            }
+            if let Some(k) = &r.explicit_hash_key {
+                if !k.bytes().all(|b| b.is_ascii_digit()) || k.is_empty() {
+                    v.push(
+                        k.as_str(),
+                        &format!("records.{}.member.explicitHashKey", i + 1),
+                        "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+                    );
+                }
+            }
+        }
+        v.into_result()?;
+        let total: usize = input
+            .records
+            .iter()
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
+        if total > MAX_PUT_BYTES {
+            return Err(ServiceError::InvalidArgument(format!(
+                "Records size exceeds {} MB limit",
+                MAX_PUT_BYTES >> 20
+            )));
+        }
+        for r in &input.records {
+            if let Some(k) = &r.explicit_hash_key {
+                if hash_key::parse_hash_key(k).is_none() {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {k}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn replica(&self, stream: &StreamRecord, shard: u32) -> Result<Arc<ShardReplica>, ServiceError> {
+        self.inner.host.get(&stream.name, shard).ok_or_else(|| {
+            ServiceError::internal(format!(
+                "shard {} of {} is not running here",
+                ShardId(shard),
+                stream.name
+            ))
+        })
+    }
+
+    /// Puts a batch; each record succeeds or fails on its own, as PutRecords does.
+    pub async fn put_records(&self, input: PutRecordsInput) -> Result<Vec<PutEntryResult>, ServiceError> {
+        let started = Instant::now();
+        self.validate_put(&input)?;
+        let stream = self.active_stream(&input.stream_name)?;
+        // Route every record to the open shard that owns its hash key.
+        let mut batches: BTreeMap<u32, (Vec<usize>, RecordBatch)> = BTreeMap::new();
+        let mut results: Vec<Option<PutEntryResult>> = vec![None; input.records.len()];
+        let bytes: usize = input
+            .records
+            .iter()
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
+        for (i, r) in input.records.into_iter().enumerate() {
+            let ehk = r.explicit_hash_key.as_deref().and_then(hash_key::parse_hash_key);
+            let key = ehk.unwrap_or_else(|| hash_key::partition_key_hash(&r.partition_key));
+            let Some(shard) = stream.open_shards().find(|s| s.range.contains(key)) else {
+                return Err(ServiceError::internal(format!(
+                    "no open shard of {} owns hash key {key}",
+                    stream.name
+                )));
+            };
+            let (idx, batch) = batches.entry(shard.index).or_default();
+            idx.push(i);
+            batch.records.push(Record {
+                partition_key: r.partition_key,
+                explicit_hash_key: ehk,
+                data: r.data,
+            });
+        }
+        let appends = batches.into_iter().map(|(shard, (idx, batch))| {
+            let replica = self.replica(&stream, shard);
+            async move {
+                let outcome = match replica {
+                    Ok(r) => r.append(&batch).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (shard, idx, outcome)
+            }
+        });
+        let mut failed = 0u64;
+        for (shard, idx, outcome) in futures::future::join_all(appends).await {
+            match outcome {
+                Ok(seqs) => {
+                    for (i, seq) in idx.into_iter().zip(seqs) {
+                        results[i] = Some(PutEntryResult::Ok {
+                            shard_id: ShardId(shard),
+                            sequence_number: seq,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %stream.name, shard = %ShardId(shard), error = %e, "append failed");
+                    for i in idx {
+                        failed += 1;
+                        results[i] = Some(PutEntryResult::Failed {
+                            error_code: "InternalFailure".into(),
+                            error_message: "Internal service failure.".into(),
+                        });
+                    }
+                }
+            }
+        }
+        let m = &self.inner.metrics.streams;
+        let ok = results.len() as u64 - failed;
+        m.incoming_records.with_label_values(&[&stream.name]).inc_by(ok);
+        m.incoming_bytes
+            .with_label_values(&[&stream.name])
+            .inc_by(bytes as u64);
+        m.put_failed_records
+            .with_label_values(&[&stream.name])
+            .inc_by(failed);
+        m.put_latency
+            .with_label_values(&[&stream.name])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(PutEntryResult::Failed {
+                    error_code: "InternalFailure".into(),
+                    error_message: "Internal service failure.".into(),
+                })
+            })
+            .collect())
+    }
+
+    /// Finds the shard replica of a data-plane read.
+    pub(super) fn read_target(
+        &self,
+        stream_name: &str,
+        shard_id: &str,
+    ) -> Result<Arc<ShardReplica>, ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(stream_name, "streamName");
+        v.min_len(shard_id, shard_id.len(), 1, "shardId");
+        v.max_len(shard_id, shard_id.len(), 128, "shardId");
+        v.into_result()?;
+        let stream = self.active_stream(stream_name)?;
+        let shard = ShardId::parse(shard_id)
+            .filter(|s| stream.shard(s.0).is_some())
+            .ok_or_else(|| {
+                ServiceError::ResourceNotFound(format!(
+                    "Shard {shard_id} in stream {stream_name} under account {} does not exist",
+                    self.inner.config.account
+                ))
+            })?;
+        self.replica(&stream, shard.0)
+    }
+
+    /// Turns a requested position into a cursor of the shard.
+    pub fn resolve_position(
+        &self,
+        replica: &ShardReplica,
+        position: &PositionInput,
+    ) -> Result<Cursor, ServiceError> {
+        let parse = |s: &str, kind: &str| {
+            SequenceNumber::parse_for_shard(s, replica.shard.index, replica.shard.created_secs()).map_err(
+                |_| {
+                    ServiceError::InvalidArgument(format!(
+                        "Invalid SequenceNumber {s} for ShardIteratorType {kind} in shard {}",
+                        replica.id()
+                    ))
+                },
+            )
+        };
+        Ok(match position {
+            PositionInput::TrimHorizon => replica.trim_horizon(),
+            PositionInput::Latest => replica.latest(),
+            PositionInput::AtSequenceNumber(s) => Cursor::at(&parse(s, "AT_SEQUENCE_NUMBER")?),
+            PositionInput::AfterSequenceNumber(s) => Cursor::after(&parse(s, "AFTER_SEQUENCE_NUMBER")?),
+            PositionInput::AtTimestamp(ts) => replica.at_timestamp(*ts).map_err(ServiceError::internal)?,
+            PositionInput::Cursor(c) => *c,
+        })
+    }
+
+    pub fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput, ServiceError> {
+        let started = Instant::now();
+        if let Some(l) = input.limit {
+            if !(1..=MAX_GET_LIMIT).contains(&l) {
+                let c = if l < 1 {
+                    "greater than or equal to 1".to_string()
+                } else {
+                    format!("less than or equal to {MAX_GET_LIMIT}")
+                };
+                return Err(ServiceError::Validation(vec![super::FieldViolation {
+                    value: l.to_string(),
+                    path: "limit".into(),
+                    constraint: format!("Member must have value {c}"),
+                }]));
+            }
+        }
+        let replica = self.read_target(&input.stream_name, &input.shard_id)?;
+        let cursor = self.resolve_position(&replica, &input.position)?;
+        let limit = input.limit.unwrap_or(MAX_GET_LIMIT) as usize;
+        let read = replica
+            .read(cursor, limit, MAX_GET_BYTES)
+            .map_err(ServiceError::internal)?;
+        let m = &self.inner.metrics.streams;
+        let name = &input.stream_name;
+        let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
+        m.get_records_records
+            .with_label_values(&[name])
+            .inc_by(read.records.len() as u64);
+        m.get_records_bytes
+            .with_label_values(&[name])
+            .inc_by(bytes as u64);
+        m.get_records_latency
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+        m.iterator_age_ms
+            .with_label_values(&[name])
+            .set(read.millis_behind_latest);
+        Ok(GetRecordsOutput {
+            shard_id: replica.id(),
+            records: read.records,
+            next: read.next,
+            millis_behind_latest: read.millis_behind_latest,
+        })
+    }
+}
+
+impl StreamService {
+    /// Creation time (seconds) of a shard, which its sequence numbers encode.
+    pub fn shard_created_secs(&self, stream: &str, shard: u32) -> u64 {
+        self.inner
+            .view
+            .read(|c| {
+                c.stream(stream)
+                    .and_then(|s| s.shard(shard))
+                    .map(|s| s.created_secs())
+            })
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,145 @@
+//! The set of shard replicas running on this node, kept in step with the catalog.
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use futures::StreamExt;
+use futures::stream;
+
+use super::replica::ShardReplica;
+use crate::catalog::Catalog;
+use crate::catalog::ShardRecord;
+use crate::catalog::StreamStatus;
+use crate::raft::group::GroupEnv;
+use crate::raft::group::start_shard_group;
+
+/// How many groups start at once when a node opens many shards.
+const START_CONCURRENCY: usize = 32;
+
+pub struct ShardHost {
+    env: GroupEnv,
+    dir: PathBuf,
+    replicas: RwLock<HashMap<(String, u32), Arc<ShardReplica>>>,
+    reconcile_lock: tokio::sync::Mutex<()>,
+}
+
+impl ShardHost {
+    pub fn new(env: GroupEnv, dir: PathBuf) -> ShardHost {
+        ShardHost {
+            env,
+            dir,
+            replicas: RwLock::new(HashMap::new()),
+            reconcile_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, stream: &str, shard: u32) -> Option<Arc<ShardReplica>> {
+        let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&(stream.to_owned(), shard)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<(String, Arc<ShardReplica>)> {
+        let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|((s, _), r)| (s.clone(), r.clone())).collect()
+    }
+
+    fn group_dir(&self, group: u64) -> PathBuf {
+        self.dir.join(format!("{group:012}"))
+    }
+
+    /// Starts the replicas the catalog places here and stops (and deletes) the ones of deleted
+    /// streams. Idempotent.
+    pub async fn reconcile(&self, catalog: &Catalog) -> io::Result<()> {
+        let _guard = self.reconcile_lock.lock().await;
+        let node = self.env.node_id;
+        let desired: Vec<(String, ShardRecord)> = catalog
+            .streams
+            .values()
+            .filter(|s| s.status != StreamStatus::Deleting)
+            .flat_map(|s| s.shards.iter().map(move |sh| (s.name.clone(), sh.clone())))
+            .filter(|(_, sh)| sh.replicas.contains(&node))
+            .collect();
+        let running: Vec<((String, u32), Arc<ShardReplica>)> = {
+            let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let wanted: BTreeSet<u64> = desired.iter().map(|(_, sh)| sh.group).collect();
+        for ((stream, index), replica) in &running {
+            if !wanted.contains(&replica.shard.group) {
+                replica.shutdown().await;
+                self.replicas
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(stream.clone(), *index));
+                remove_dir(&self.group_dir(replica.shard.group));
+            }
+        }
+        let to_start: Vec<(String, ShardRecord)> = desired
+            .into_iter()
+            .filter(|(s, sh)| self.get(s, sh.index).is_none())
+            .collect();
+        let mut started = stream::iter(to_start)
+            .map(|(s, sh)| async move {
+                let group = start_shard_group(sh.group, &self.group_dir(sh.group), &self.env).await;
+                (s, sh, group)
+            })
+            .buffer_unordered(START_CONCURRENCY);
+        while let Some((stream, shard, group)) = started.next().await {
+            let group = group?;
+            let key = (stream, shard.index);
+            let replica = Arc::new(ShardReplica::new(shard, group));
+            self.replicas
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, replica);
+        }
+        drop(started);
+        self.remove_orphans(catalog);
+        Ok(())
+    }
+
+    /// Deletes group directories the catalog no longer knows (a crash during DeleteStream).
+    fn remove_orphans(&self, catalog: &Catalog) {
+        let known: BTreeSet<u64> = catalog
+            .streams
+            .values()
+            .flat_map(|s| s.shards.iter().map(|sh| sh.group))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(group) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            if !known.contains(&group) {
+                remove_dir(&entry.path());
+            }
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        for (_, r) in self.all() {
+            r.shutdown().await;
+        }
+    }
+}
+
+fn remove_dir(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => tracing::info!(dir = %dir.display(), "removed shard data"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove shard data"),
+    }
+}
+
+impl ShardHost {
+    pub fn node_id(&self) -> u64 {
+        self.env.node_id
+    }
+}

@@ -1,0 +1,62 @@
+//! Periodic gauges: storage size per stream and Raft state per group.
+
+use openraft::async_runtime::WatchReceiver;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::shard::ShardHost;
+
+const EVERY: Duration = Duration::from_secs(5);
+
+pub async fn refresh_loop(host: Arc<ShardHost>, metrics: Metrics) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        refresh(&host, &metrics);
+    }
+}
+
+pub fn refresh(host: &ShardHost, metrics: &Metrics) {
+    let mut per_stream: HashMap<String, (i64, i64, i64)> = HashMap::new();
+    for (stream, replica) in host.all() {
+        let group = replica.group();
+        if let Ok(log) = group.log.lock() {
+            let s = log.stats();
+            let e = per_stream.entry(stream.clone()).or_default();
+            e.0 += s.segments as i64;
+            e.1 += s.bytes as i64;
+            e.2 += i64::from(replica.shard.is_open());
+        }
+        let m = group.raft.metrics().borrow_watched().clone();
+        let label = replica.shard.group.to_string();
+        let r = &metrics.raft;
+        let committed = m.local_committed.as_ref().map_or(0, |l| l.index) as i64;
+        let applied = m.last_applied.as_ref().map_or(0, |l| l.index) as i64;
+        r.term.with_label_values(&[&label]).set(m.current_term as i64);
+        r.commit_index.with_label_values(&[&label]).set(committed);
+        r.applied_index.with_label_values(&[&label]).set(applied);
+        r.apply_lag.with_label_values(&[&label]).set(committed - applied);
+        r.is_leader
+            .with_label_values(&[&label])
+            .set(i64::from(m.current_leader == Some(m.id)));
+    }
+    for (stream, (segments, bytes, open)) in per_stream {
+        metrics
+            .storage
+            .segments
+            .with_label_values(&[&stream])
+            .set(segments);
+        metrics
+            .storage
+            .bytes_on_disk
+            .with_label_values(&[&stream])
+            .set(bytes);
+        metrics
+            .streams
+            .open_shards
+            .with_label_values(&[&stream])
+            .set(open);
+    }
+}
