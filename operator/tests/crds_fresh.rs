@@ -21,6 +21,21 @@ fn crds_dir_is_up_to_date() {
 }
 
 #[test]
+fn chart_crds_match_crds_dir() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in runnel_operator::crdgen::crd_files().expect("CRDs render") {
+        let chart = root.join("charts/runnel/crds").join(file.file_name);
+        let on_disk = std::fs::read_to_string(&chart).unwrap_or_default();
+        assert!(
+            on_disk == file.yaml,
+            "charts/runnel/crds/ is stale: {} differs; run \
+             `cargo run -p runnel-operator --bin crdgen -- --out-dir charts/runnel/crds`",
+            chart.display()
+        );
+    }
+}
+
+#[test]
 fn generated_crds_have_no_cel() {
     let yaml = runnel_operator::crdgen::crds_yaml().expect("CRDs render");
     assert!(!yaml.contains("x-kubernetes-validations"));

@@ -174,6 +174,7 @@ pub struct StreamStatus {
     pub stream_arn: Option<String>,
     /// CREATING, ACTIVE, UPDATING or DELETING, as DescribeStream reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "stream_lifecycle_schema")]
     pub stream_status: Option<StreamLifecycle>,
     /// Shards of the stream (open and recently closed), with their placement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -184,6 +185,17 @@ pub struct StreamStatus {
     /// Throughput over the last observation window, for the whole stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_rates: Option<ObservedRates>,
+}
+
+/// The schema of an optional [`StreamLifecycle`]: schemars would list `null` among the enum
+/// values, which kubectl's and older API servers' validation reject. The field is omitted when
+/// unset, never null.
+fn stream_lifecycle_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "CREATING, ACTIVE, UPDATING or DELETING, as DescribeStream reports it.",
+        "type": "string",
+        "enum": ["CREATING", "ACTIVE", "UPDATING", "DELETING"],
+    })
 }
 
 /// Stream status, as in the Kinesis API.
