@@ -113,8 +113,9 @@ async fn read_entries<C: FramedConfig>(
     range: impl RangeBounds<u64>,
 ) -> io::Result<Vec<EntryOf<C>>> {
     let (mut start, end) = bounds(&range, reader.next_index());
-    if let Some(first) = reader.first_index() {
-        start = start.max(first);
+    match reader.first_index() {
+        Some(first) => start = start.max(first),
+        None => return Ok(Vec::new()),
     }
     let mut out = Vec::new();
     while start < end {
