@@ -155,7 +155,7 @@ fn stream_lifecycle_put_get_tail_delete() {
 #[test]
 fn put_from_files_and_whole_files() {
     let node = Node::start();
-    node.cli_ok(&["stream", "create", "files"], None);
+    node.cli_ok(&["stream", "create", "files", "--shards", "2"], None);
     let dir = tempfile::tempdir().unwrap();
     let lines = dir.path().join("lines.txt");
     std::fs::write(&lines, "a\nb\nc\n").unwrap();
@@ -165,7 +165,18 @@ fn put_from_files_and_whole_files() {
     let blob = blob.to_str().unwrap();
     let summary = node.cli_ok(&["put", "files", lines, "--partition-key", "p"], None);
     assert!(summary.contains("put 3 record(s)"), "{summary}");
-    let summary = node.cli_ok(&["put", "files", "--whole-file", blob, lines], None);
+    let summary = node.cli_ok(
+        &[
+            "put",
+            "files",
+            "--whole-file",
+            blob,
+            lines,
+            "--partition-key",
+            "p",
+        ],
+        None,
+    );
     assert!(summary.contains("put 2 record(s)"), "{summary}");
     let got = node.cli_ok(&["get", "files"], None);
     let data: Vec<&str> = got.lines().map(|l| l.rsplit("  ").next().unwrap()).collect();

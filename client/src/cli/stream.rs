@@ -1,5 +1,7 @@
 //! `runnel stream create|list|describe|delete`.
 
+use std::time::Duration;
+
 use clap::Args;
 use clap::Subcommand;
 use runnel_client::Client;
@@ -44,6 +46,9 @@ pub struct CreateArgs {
     /// A tag KEY=VALUE; may be repeated.
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// Return at once instead of waiting (up to a minute) for the stream to become ACTIVE.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 fn parse_tag(input: &str) -> Result<(String, String), String> {
@@ -71,7 +76,12 @@ pub async fn run(client: &Client, out: &Output, command: StreamCommand) -> anyho
             };
             params.retention_hours = args.retention_hours;
             params.tags = args.tags.into_iter().collect();
-            let stream = client.create_stream(params).await?;
+            let mut stream = client.create_stream(params).await?;
+            if !args.no_wait && stream.status != proto::StreamStatus::Active as i32 {
+                stream = client
+                    .wait_for_active(&args.name, Duration::from_secs(60))
+                    .await?;
+            }
             if out.json {
                 out.json_pretty(&description_json(&stream))
             } else {
