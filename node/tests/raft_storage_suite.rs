@@ -1,10 +1,10 @@
 //! openraft's storage conformance suite against the shard-log-backed stores of both group kinds.
 
 use openraft::AnyError;
-use openraft::type_config::TypeConfigExt;
 use openraft::StorageError;
 use openraft::testing::log::StoreBuilder;
 use openraft::testing::log::Suite;
+use openraft::type_config::TypeConfigExt;
 use runnel_log::Log;
 use runnel_log::LogConfig;
 use runnel_node::metrics::Metrics;
@@ -24,7 +24,10 @@ fn commit() -> GroupCommit {
 
 fn small_segments() -> LogConfig {
     // Small segments so the suite's purges and truncations cross segment boundaries.
-    LogConfig { segment_bytes: 512, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 512,
+        ..LogConfig::default()
+    }
 }
 
 fn err<C: openraft::RaftTypeConfig>(e: impl std::error::Error + 'static) -> StorageError<C> {
@@ -34,7 +37,9 @@ fn err<C: openraft::RaftTypeConfig>(e: impl std::error::Error + 'static) -> Stor
 struct ShardStores;
 
 impl StoreBuilder<ShardRaft, LogStore<ShardRaft>, ShardStateMachine, TempDir> for ShardStores {
-    async fn build(&self) -> Result<(TempDir, LogStore<ShardRaft>, ShardStateMachine), StorageError<ShardRaft>> {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<ShardRaft>, ShardStateMachine), StorageError<ShardRaft>> {
         let dir = TempDir::new().map_err(err)?;
         let log = Log::open(dir.path(), small_segments()).map_err(err)?;
         let store = LogStore::open(7, dir.path(), log, commit()).map_err(err)?;
@@ -46,7 +51,9 @@ impl StoreBuilder<ShardRaft, LogStore<ShardRaft>, ShardStateMachine, TempDir> fo
 struct CatalogStores;
 
 impl StoreBuilder<CatalogRaft, LogStore<CatalogRaft>, CatalogStateMachine, TempDir> for CatalogStores {
-    async fn build(&self) -> Result<(TempDir, LogStore<CatalogRaft>, CatalogStateMachine), StorageError<CatalogRaft>> {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<CatalogRaft>, CatalogStateMachine), StorageError<CatalogRaft>> {
         let dir = TempDir::new().map_err(err)?;
         let log = Log::open(dir.path(), small_segments()).map_err(err)?;
         let store = LogStore::open(0, dir.path(), log, commit()).map_err(err)?;
@@ -57,10 +64,14 @@ impl StoreBuilder<CatalogRaft, LogStore<CatalogRaft>, CatalogStateMachine, TempD
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_store_passes_the_openraft_suite() {
-    Suite::test_all(ShardStores).await.expect("openraft storage suite");
+    Suite::test_all(ShardStores)
+        .await
+        .expect("openraft storage suite");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_store_passes_the_openraft_suite() {
-    Suite::test_all(CatalogStores).await.expect("openraft storage suite");
+    Suite::test_all(CatalogStores)
+        .await
+        .expect("openraft storage suite");
 }

@@ -42,6 +42,9 @@ pub fn parse_hash_key(s: &str) -> Option<u128> {
 /// every shard but the last gets `floor(2^128 / count)` keys and the last one takes the rest.
 pub fn divide_evenly(count: u32) -> Vec<HashKeyRange> {
     let n = u128::from(count.max(1));
+    if n == 1 {
+        return vec![HashKeyRange::FULL];
+    }
     // floor(2^128 / n) computed without overflowing: 2^128 = u128::MAX + 1.
     let (q, r) = (u128::MAX / n, u128::MAX % n);
     let step = if r == n - 1 { q + 1 } else { q };
@@ -83,9 +86,9 @@ mod tests {
 
     #[test]
     fn ranges_cover_the_space_without_gaps() {
-        for n in [1u32, 2, 3, 5, 7, 64, 100, 500] {
+        for n in [0u32, 1, 2, 3, 4, 5, 7, 64, 100, 500, 1024] {
             let r = divide_evenly(n);
-            assert_eq!(r.len(), n as usize);
+            assert_eq!(r.len(), n.max(1) as usize);
             assert_eq!(r[0].start, 0);
             assert_eq!(r[r.len() - 1].end, u128::MAX);
             for w in r.windows(2) {
