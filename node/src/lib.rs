@@ -3,10 +3,12 @@
 pub mod catalog;
 pub mod clock;
 pub mod grpc;
+pub mod kinesis;
 pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod raft;
+pub mod retention;
 pub mod service;
 pub mod shard;
 mod stats;

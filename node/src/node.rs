@@ -11,9 +11,11 @@ use runnel_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
 
 use crate::grpc;
+use crate::kinesis::KinesisApi;
 use crate::metrics::Metrics;
 use crate::raft::FsyncPolicy;
 use crate::raft::GroupCommit;
+use crate::raft::catalog_sm::CatalogView;
 use crate::raft::group::GroupEnv;
 use crate::raft::group::start_catalog_group;
 use crate::service::ServiceConfig;
@@ -51,10 +53,14 @@ pub struct NodeConfig {
 pub struct Node {
     pub service: StreamService,
     host: Arc<ShardHost>,
+    view: CatalogView,
     grpc: TcpListener,
+    kinesis: TcpListener,
+    kinesis_api: KinesisApi,
     metrics_listener: TcpListener,
     metrics: Metrics,
     pub grpc_addr: SocketAddr,
+    pub kinesis_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
 }
 
@@ -73,6 +79,10 @@ impl Node {
         std::fs::create_dir_all(config.data_dir.join("shards")).map_err(dir_err)?;
         let grpc = bind("gRPC", config.grpc_addr).await?;
         let metrics_listener = bind("metrics", config.metrics_addr).await?;
+        let kinesis = bind("Kinesis", config.kinesis_addr).await?;
+        let kinesis_addr = kinesis
+            .local_addr()
+            .map_err(|e| NodeError::Start(e.to_string()))?;
         let grpc_addr = grpc.local_addr().map_err(|e| NodeError::Start(e.to_string()))?;
         let metrics_addr = metrics_listener
             .local_addr()
@@ -94,7 +104,7 @@ impl Node {
         let service = StreamService::new(
             config.service.clone(),
             catalog.raft,
-            catalog.view,
+            catalog.view.clone(),
             host.clone(),
             metrics.clone(),
         );
@@ -102,15 +112,30 @@ impl Node {
             .resume_transitions()
             .await
             .map_err(|e| NodeError::Start(format!("shards: {e}")))?;
+        let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
         Ok(Node {
             service,
             host,
+            view: catalog.view,
             grpc,
+            kinesis,
+            kinesis_api,
             metrics_listener,
             metrics,
             grpc_addr,
+            kinesis_addr,
             metrics_addr,
         })
+    }
+
+    /// The applied catalog.
+    pub fn catalog(&self) -> CatalogView {
+        self.view.clone()
+    }
+
+    /// The shard replicas of this node.
+    pub fn host(&self) -> Arc<ShardHost> {
+        self.host.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops the groups.
@@ -127,18 +152,22 @@ impl Node {
             service: self.service.clone(),
         });
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+        let kinesis_task = tokio::spawn(crate::kinesis::serve(self.kinesis, self.kinesis_api));
         let metrics_task = tokio::spawn(crate::metrics::serve(self.metrics_listener, self.metrics.clone()));
         let refresher = tokio::spawn(crate::stats::refresh_loop(
             self.host.clone(),
             self.metrics.clone(),
         ));
+        let retention = tokio::spawn(crate::retention::run(self.host.clone(), self.view.clone()));
         let served = tonic::transport::Server::builder()
             .add_service(streams)
             .add_service(admin)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        kinesis_task.abort();
         metrics_task.abort();
         refresher.abort();
+        retention.abort();
         self.host.shutdown().await;
         served.map_err(|e| NodeError::Start(format!("gRPC server: {e}")))
     }
