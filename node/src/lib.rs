@@ -3,7 +3,6 @@
 pub mod catalog;
 pub mod clock;
 pub mod grpc;
-pub mod kinesis;
 pub mod metrics;
 pub mod model;
 pub mod node;
