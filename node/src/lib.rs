@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod grpc;
+pub mod kinesis;
 pub mod metrics;
 pub mod model;
 pub mod node;

@@ -118,6 +118,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     tracing::info!(
         data_dir = %args.data_dir.display(),
         grpc = %format!("http://{}", node.grpc_addr),
+        kinesis = %format!("http://{}", node.kinesis_addr),
         metrics = %runnel_node::metrics::describe_addr(&node.metrics_addr),
         fsync = ?args.fsync,
         "runnel-node standalone ready"
@@ -126,10 +127,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     println!("  data dir:  {}", args.data_dir.display());
     println!("  gRPC API:  http://{}", node.grpc_addr);
     println!("  metrics:   http://{}/metrics", node.metrics_addr);
-    println!(
-        "  Kinesis HTTP API ({}): not served by this build yet",
-        args.kinesis_addr
-    );
+    println!("  Kinesis API: http://{}", node.kinesis_addr);
     node.run(shutdown_signal()).await.context("serving")?;
     Ok(())
 }

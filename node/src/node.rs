@@ -11,6 +11,7 @@ use runnel_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
 
 use crate::grpc;
+use crate::kinesis::KinesisApi;
 use crate::metrics::Metrics;
 use crate::raft::FsyncPolicy;
 use crate::raft::GroupCommit;
@@ -54,9 +55,12 @@ pub struct Node {
     host: Arc<ShardHost>,
     view: CatalogView,
     grpc: TcpListener,
+    kinesis: TcpListener,
+    kinesis_api: KinesisApi,
     metrics_listener: TcpListener,
     metrics: Metrics,
     pub grpc_addr: SocketAddr,
+    pub kinesis_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
 }
 
@@ -75,6 +79,10 @@ impl Node {
         std::fs::create_dir_all(config.data_dir.join("shards")).map_err(dir_err)?;
         let grpc = bind("gRPC", config.grpc_addr).await?;
         let metrics_listener = bind("metrics", config.metrics_addr).await?;
+        let kinesis = bind("Kinesis", config.kinesis_addr).await?;
+        let kinesis_addr = kinesis
+            .local_addr()
+            .map_err(|e| NodeError::Start(e.to_string()))?;
         let grpc_addr = grpc.local_addr().map_err(|e| NodeError::Start(e.to_string()))?;
         let metrics_addr = metrics_listener
             .local_addr()
@@ -104,14 +112,18 @@ impl Node {
             .resume_transitions()
             .await
             .map_err(|e| NodeError::Start(format!("shards: {e}")))?;
+        let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
         Ok(Node {
             service,
             host,
             view: catalog.view,
             grpc,
+            kinesis,
+            kinesis_api,
             metrics_listener,
             metrics,
             grpc_addr,
+            kinesis_addr,
             metrics_addr,
         })
     }
@@ -140,6 +152,7 @@ impl Node {
             service: self.service.clone(),
         });
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
+        let kinesis_task = tokio::spawn(crate::kinesis::serve(self.kinesis, self.kinesis_api));
         let metrics_task = tokio::spawn(crate::metrics::serve(self.metrics_listener, self.metrics.clone()));
         let refresher = tokio::spawn(crate::stats::refresh_loop(
             self.host.clone(),
@@ -151,6 +164,7 @@ impl Node {
             .add_service(admin)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
+        kinesis_task.abort();
         metrics_task.abort();
         refresher.abort();
         retention.abort();

@@ -20,7 +20,7 @@ pub fn status(e: ServiceError) -> Status {
         ServiceError::LimitExceeded(_) | ServiceError::ProvisionedThroughputExceeded(_) => {
             tonic::Code::ResourceExhausted
         }
-        ServiceError::ExpiredIterator(_) => tonic::Code::OutOfRange,
+        ServiceError::ExpiredIterator(_) | ServiceError::ExpiredNextToken(_) => tonic::Code::OutOfRange,
         ServiceError::Internal(_) => tonic::Code::Internal,
     };
     let mut status = Status::new(code, e.to_string());

@@ -26,6 +26,8 @@ pub enum ServiceError {
     #[error("{0}")]
     ExpiredIterator(String),
     #[error("{0}")]
+    ExpiredNextToken(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -40,6 +42,7 @@ impl ServiceError {
             ServiceError::LimitExceeded(_) => "LimitExceededException",
             ServiceError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
             ServiceError::ExpiredIterator(_) => "ExpiredIteratorException",
+            ServiceError::ExpiredNextToken(_) => "ExpiredNextTokenException",
             ServiceError::Internal(_) => "InternalFailure",
         }
     }
@@ -50,13 +53,22 @@ impl ServiceError {
     }
 }
 
+/// The constraint of a required member that is missing.
+pub const MUST_NOT_BE_NULL: &str = "Member must not be null";
+
 fn validation_message(v: &[FieldViolation]) -> String {
     let items: Vec<String> = v
         .iter()
         .map(|f| {
+            // A missing member is reported as `Value null`, unquoted.
+            let value = if f.constraint == MUST_NOT_BE_NULL {
+                "null".to_string()
+            } else {
+                format!("'{}'", f.value)
+            };
             format!(
-                "Value '{}' at '{}' failed to satisfy constraint: {}",
-                f.value, f.path, f.constraint
+                "Value {value} at '{}' failed to satisfy constraint: {}",
+                f.path, f.constraint
             )
         })
         .collect();

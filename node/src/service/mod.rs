@@ -2,8 +2,12 @@
 //! API and the AWS HTTP API both translate their requests into calls on [`StreamService`].
 
 mod admin;
+pub mod document;
 mod error;
 mod records;
+mod retention_period;
+mod shapes;
+mod shards;
 mod subscribe;
 pub mod validate;
 
@@ -22,6 +26,10 @@ pub use records::PositionInput;
 pub use records::PutEntryInput;
 pub use records::PutEntryResult;
 pub use records::PutRecordsInput;
+pub use shards::IteratorPosition;
+pub use shards::ListShardsInput;
+pub use shards::ListShardsOutput;
+pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 
 use crate::metrics::Metrics;

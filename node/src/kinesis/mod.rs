@@ -1,0 +1,208 @@
+//! The AWS Kinesis Data Streams HTTP API (`Kinesis_20131202`): a translator over the service
+//! layer, like `grpc`. `POST /` with `X-Amz-Target: Kinesis_20131202.<Operation>`, AWS JSON 1.1
+//! or CBOR 1.1 bodies, SigV4-shaped authentication, HTTP/1.1 and h2c on one port.
+//!
+//! Request handling, in AWS's order: method and content type, target, body, signature, then the
+//! operation's model checks (types → SerializationException, constraints → ValidationException,
+//! both from botocore's model in [`crate::service::document`]) and the operation itself.
+
+pub mod auth;
+pub mod iterator;
+pub mod protocol;
+mod records;
+mod shards;
+mod streams;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::http::Method;
+use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::Response;
+use tokio::net::TcpListener;
+
+use self::auth::Verifier;
+use self::iterator::IteratorKeys;
+use self::protocol::ApiError;
+use self::protocol::Format;
+use crate::service::StreamService;
+use crate::service::document;
+use crate::service::document::Doc;
+
+pub const TARGET_PREFIX: &str = "Kinesis_20131202";
+/// Largest request body accepted (PutRecords of 5 MiB is about 6.7 MiB in base64).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Everything a Kinesis request needs; cheap to clone.
+#[derive(Clone)]
+pub struct KinesisApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: StreamService,
+    iterators: IteratorKeys,
+    verifier: Box<dyn Verifier>,
+}
+
+impl KinesisApi {
+    pub fn new(service: StreamService, data_dir: &Path) -> std::io::Result<KinesisApi> {
+        Ok(KinesisApi {
+            inner: Arc::new(Inner {
+                service,
+                iterators: IteratorKeys::load_or_create(data_dir)?,
+                verifier: Box::new(auth::AcceptAnyKey),
+            }),
+        })
+    }
+
+    pub(crate) fn service(&self) -> &StreamService {
+        &self.inner.service
+    }
+
+    pub(crate) fn iterators(&self) -> &IteratorKeys {
+        &self.inner.iterators
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .fallback(handle)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self)
+    }
+}
+
+/// Serves the API on `listener` (HTTP/1.1 and h2c) until the task is dropped.
+pub async fn serve(listener: TcpListener, api: KinesisApi) -> std::io::Result<()> {
+    axum::serve(listener, api.router()).await
+}
+
+async fn handle(
+    State(api): State<KinesisApi>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = protocol::request_id();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(header("content-type"));
+    let target = header("x-amz-target").unwrap_or_default();
+    let (service, op) = target.split_once('.').unwrap_or((target, ""));
+    if method != Method::POST {
+        return protocol::unattributed_response(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            Some("Unable to determine service/operation name to be authorized"),
+            &request_id,
+        );
+    }
+    let known = service == TARGET_PREFIX && is_served(op);
+    let Some(format) = format else {
+        if service.is_empty() || op.is_empty() {
+            return protocol::unattributed_response(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Some("Unable to determine service/operation name to be authorized"),
+                &request_id,
+            );
+        }
+        return protocol::unattributed_response(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            None,
+            &request_id,
+        );
+    };
+    let fail = |e: ApiError| protocol::error_response(format, &e, &request_id);
+    if body.is_empty() {
+        return fail(ApiError::bare(if known {
+            "SerializationException"
+        } else {
+            "UnknownOperationException"
+        }));
+    }
+    let Some(doc) = format.decode(&body) else {
+        return fail(ApiError::bare("SerializationException"));
+    };
+    if !known {
+        return fail(ApiError::bare("UnknownOperationException"));
+    }
+    let sig = match auth::check(&headers, uri.query()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = api.inner.verifier.verify(&sig) {
+        return fail(e);
+    }
+    match call(&api, op, doc).await {
+        Ok(out) => protocol::ok_response(format, &out, &request_id),
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(operation = op, error = ?e.message, "kinesis request failed");
+            }
+            fail(e)
+        }
+    }
+}
+
+/// The operations this build answers; every other one is an UnknownOperationException, as AWS
+/// answers an operation it does not have.
+const SERVED: &[&str] = &[
+    "CreateStream",
+    "DecreaseStreamRetentionPeriod",
+    "DeleteStream",
+    "DescribeStream",
+    "DescribeStreamSummary",
+    "GetRecords",
+    "GetShardIterator",
+    "IncreaseStreamRetentionPeriod",
+    "ListShards",
+    "ListStreams",
+    "PutRecord",
+    "PutRecords",
+];
+
+fn is_served(op: &str) -> bool {
+    SERVED.contains(&op)
+}
+
+/// Checks the request against the operation's model, then runs it.
+async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
+    let doc = match document::operation_input(op) {
+        Some(Some(shape)) => {
+            let doc = document::coerce(doc, shape).map_err(|e| ApiError::serialization(e.0))?;
+            document::validate(&doc, shape)?;
+            doc
+        }
+        _ => doc,
+    };
+    match op {
+        "CreateStream" => streams::create_stream(api, doc).await,
+        "DeleteStream" => streams::delete_stream(api, doc).await,
+        "DescribeStream" => streams::describe_stream(api, doc),
+        "DescribeStreamSummary" => streams::describe_stream_summary(api, doc),
+        "ListStreams" => streams::list_streams(api, doc),
+        "IncreaseStreamRetentionPeriod" => streams::retention(api, doc, true).await,
+        "DecreaseStreamRetentionPeriod" => streams::retention(api, doc, false).await,
+        "PutRecord" => records::put_record(api, doc).await,
+        "PutRecords" => records::put_records(api, doc).await,
+        "GetShardIterator" => records::get_shard_iterator(api, doc),
+        "GetRecords" => records::get_records(api, doc),
+        "ListShards" => shards::list_shards(api, doc),
+        _ => Err(ApiError::bare("UnknownOperationException")),
+    }
+}
+
+/// The stream a request names, by `StreamName` and/or `StreamARN`.
+pub(crate) fn stream_of(api: &KinesisApi, doc: &Doc) -> Result<String, ApiError> {
+    Ok(api
+        .service()
+        .stream_identity(doc.str("StreamName"), doc.str("StreamARN"))?)
+}
