@@ -160,7 +160,6 @@ async fn wait_for_progress(acked: &AtomicU64, at_least: u64, node: &Node) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "node bug: on restart the shard replicas are not started and their data directories are deleted (Node::start reconciles shards against the catalog view before the catalog group re-applied its log; see the report)"]
 async fn acknowledged_records_survive_kill_9() {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()

@@ -481,7 +481,6 @@ async fn subscribe_and_put_records_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: on restart the shard replicas are not started and their data directories are deleted (Node::start reconciles shards against the catalog view before the catalog group re-applied its log; see the report)"]
 async fn restarts_keep_data_and_streams() {
     let mut node = Node::start().await;
     let mut expected: BTreeMap<String, Vec<(String, Vec<pb::Record>)>> = BTreeMap::new();

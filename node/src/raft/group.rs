@@ -11,6 +11,7 @@ use openraft::BasicNode;
 use openraft::Config;
 use openraft::Raft;
 use openraft::SnapshotPolicy;
+use openraft::async_runtime::WatchReceiver;
 use runnel_log::Log;
 use runnel_log::LogConfig;
 use runnel_log::LogReader;
@@ -105,6 +106,21 @@ where
     Ok(())
 }
 
+/// Waits until the group has applied everything in its log, so what the node does next (start
+/// the shard replicas of the catalog) sees the state from before the restart.
+async fn catch_up<C, SM>(raft: &Raft<C, SM>) -> io::Result<()>
+where
+    C: openraft::RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    SM: openraft::storage::RaftStateMachine<C>,
+{
+    let last = raft.metrics().borrow_watched().last_log_index;
+    raft.wait(Some(Duration::from_secs(60)))
+        .applied_index_at_least(last, "replayed the log")
+        .await
+        .map_err(other("replay the log"))?;
+    Ok(())
+}
+
 pub async fn start_shard_group(group: u64, dir: &Path, env: &GroupEnv) -> io::Result<ShardGroup> {
     let log = Log::open(dir, env.log_config.clone()).map_err(io::Error::from)?;
     let last = log.last_entry_id().map(|(index, _)| index);
@@ -135,5 +151,6 @@ pub async fn start_catalog_group(dir: &Path, env: &GroupEnv) -> io::Result<Catal
         .await
         .map_err(other("start raft"))?;
     lead_alone(&raft, env).await?;
+    catch_up(&raft).await?;
     Ok(CatalogGroup { raft, view })
 }

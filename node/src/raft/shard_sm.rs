@@ -117,20 +117,23 @@ impl RaftStateMachine<C> for ShardStateMachine {
         Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + openraft::OptionalSend,
     {
         let mut last = None;
+        let mut responders = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             if let openraft::EntryPayload::Membership(m) = &entry.payload {
                 self.applied.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
             }
             last = Some(entry.log_id.clone());
-            if let Some(r) = responder {
-                r.send(ShardReply);
-            }
+            responders.extend(responder);
         }
         if let Some(last) = last {
             let index = last.index;
             self.applied.last = Some(last);
+            // Visible to readers before anyone is told it is written: read-your-writes.
             self.watermark.send_replace(index);
             self.persist(false)?;
+        }
+        for r in responders {
+            r.send(ShardReply);
         }
         Ok(())
     }

@@ -102,7 +102,7 @@ impl ShardHost {
         Ok(())
     }
 
-    /// Deletes group directories the catalog no longer knows (a crash during DeleteStream).
+    /// Deletes group directories of deleted streams (a crash during DeleteStream).
     fn remove_orphans(&self, catalog: &Catalog) {
         let known: BTreeSet<u64> = catalog
             .streams
@@ -117,7 +117,9 @@ impl ShardHost {
             let Some(group) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
                 continue;
             };
-            if !known.contains(&group) {
+            // Only a group the catalog allocated and no longer lists was deleted; a group id at
+            // or past `next_group` means this catalog has not caught up yet: never delete then.
+            if group < catalog.next_group && !known.contains(&group) {
                 remove_dir(&entry.path());
             }
         }
