@@ -53,6 +53,16 @@ struct StandaloneArgs {
     /// Delay of the CREATING → ACTIVE and DELETING → gone transitions (milliseconds).
     #[arg(long, env = "RUNNEL_TRANSITION_DELAY_MS", default_value_t = 100)]
     transition_delay_ms: u64,
+    /// Most open shards on this node (DescribeLimits' ShardLimit; CreateStream beyond it fails
+    /// with LimitExceededException).
+    #[arg(long, env = "RUNNEL_SHARD_LIMIT", default_value_t = 20_000)]
+    shard_limit: u32,
+    /// Most shards of one stream.
+    #[arg(long, env = "RUNNEL_SHARDS_PER_STREAM_LIMIT", default_value_t = 10_000)]
+    shards_per_stream_limit: u32,
+    /// Most ON_DEMAND streams (DescribeLimits' OnDemandStreamCountLimit).
+    #[arg(long, env = "RUNNEL_ON_DEMAND_STREAM_LIMIT", default_value_t = 50)]
+    on_demand_stream_limit: u32,
     /// Log format.
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -111,6 +121,9 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         },
         service: ServiceConfig {
             transition_delay: std::time::Duration::from_millis(args.transition_delay_ms),
+            max_shards_total: args.shard_limit,
+            max_shards_per_stream: args.shards_per_stream_limit,
+            max_on_demand_streams: args.on_demand_stream_limit,
             ..ServiceConfig::default()
         },
     };

@@ -660,3 +660,249 @@ async fn protocol_errors() {
     assert!(st.contains(" 200 "), "{st}");
     assert!(body.contains("\"StreamNames\":[]"), "{body}");
 }
+
+#[tokio::test]
+async fn tags_limits_and_stream_mode() {
+    use aws_sdk_kinesis::types::MinimumThroughputBillingCommitmentOutputStatus;
+
+    let node = Node::start().await;
+    let c = client(&node);
+    c.create_stream()
+        .stream_name("tg")
+        .shard_count(2)
+        .tags("team", "data")
+        .send()
+        .await
+        .unwrap();
+    c.wait_until_stream_exists()
+        .stream_name("tg")
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/tg";
+    c.add_tags_to_stream()
+        .stream_name("tg")
+        .tags("a", "1")
+        .tags("b", "2")
+        .send()
+        .await
+        .unwrap();
+    let t = c
+        .list_tags_for_stream()
+        .stream_name("tg")
+        .limit(2)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = t.tags().iter().map(|t| t.key()).collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert!(t.has_more_tags());
+    let t = c
+        .list_tags_for_stream()
+        .stream_arn(arn)
+        .exclusive_start_tag_key("b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.tags()[0].key(), "team");
+    assert_eq!(t.tags()[0].value(), Some("data"));
+    assert!(!t.has_more_tags());
+    c.remove_tags_from_stream()
+        .stream_name("tg")
+        .tag_keys("a")
+        .send()
+        .await
+        .unwrap();
+    c.tag_resource()
+        .resource_arn(arn)
+        .tags("c", "3")
+        .send()
+        .await
+        .unwrap();
+    c.untag_resource()
+        .resource_arn(arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let t = c.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+    let pairs: Vec<(&str, Option<&str>)> = t.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(pairs, [("b", Some("2")), ("c", Some("3"))]);
+    let (t, _) = code(
+        c.list_tags_for_resource()
+            .resource_arn("arn:aws:kinesis:us-east-1:000000000000:stream/none")
+            .send()
+            .await,
+    );
+    assert_eq!(t, "ResourceNotFoundException");
+    let mut too_many = c.add_tags_to_stream().stream_name("tg");
+    for i in 0..49 {
+        too_many = too_many.tags(format!("k{i}"), "v");
+    }
+    let (t, _) = code(too_many.send().await);
+    assert_eq!(t, "InvalidArgumentException");
+
+    let l = c.describe_limits().send().await.unwrap();
+    assert_eq!(l.shard_limit(), 20_000);
+    assert_eq!(l.open_shard_count(), 2);
+    assert_eq!(l.on_demand_stream_count(), 0);
+    assert_eq!(l.on_demand_stream_count_limit(), 50);
+    let s = c.describe_account_settings().send().await.unwrap();
+    assert_eq!(
+        s.minimum_throughput_billing_commitment().unwrap().status(),
+        &MinimumThroughputBillingCommitmentOutputStatus::Disabled
+    );
+
+    c.update_stream_mode()
+        .stream_arn(arn)
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.wait_until_stream_exists()
+        .stream_name("tg")
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let s = c
+        .describe_stream_summary()
+        .stream_name("tg")
+        .send()
+        .await
+        .unwrap();
+    let s = s.stream_description_summary().unwrap();
+    assert_eq!(
+        s.stream_mode_details().unwrap().stream_mode(),
+        &StreamMode::OnDemand
+    );
+    assert_eq!(
+        c.describe_limits().send().await.unwrap().on_demand_stream_count(),
+        1
+    );
+}
+
+/// Sends a CBOR 1.1 request; returns the status code and the decoded body.
+async fn cbor(node: &Node, op: &str, body: ciborium::Value) -> (u16, ciborium::Value) {
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(&body, &mut bytes).unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", node.kinesis_port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-cbor-1.1\r\nX-Amz-Target: Kinesis_20131202.{op}\r\nContent-Length: {}\r\nConnection: close\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=00\r\nX-Amz-Date: 20240101T000000Z\r\n\r\n",
+        bytes.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    assert!(head.contains("application/x-amz-cbor-1.1"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let value = ciborium::de::from_reader(&out[split + 4..]).unwrap();
+    (status, value)
+}
+
+fn cmap(entries: Vec<(&str, ciborium::Value)>) -> ciborium::Value {
+    ciborium::Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (ciborium::Value::Text(k.into()), v))
+            .collect(),
+    )
+}
+
+fn cget<'a>(v: &'a ciborium::Value, key: &str) -> &'a ciborium::Value {
+    v.as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some(key)))
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {key} in {v:?}"))
+}
+
+#[tokio::test]
+async fn cbor_protocol() {
+    use ciborium::Value;
+
+    let node = Node::start().await;
+    let c = client(&node);
+    let (st, _) = cbor(
+        &node,
+        "CreateStream",
+        cmap(vec![
+            ("StreamName", Value::Text("cb".into())),
+            ("ShardCount", Value::Integer(1.into())),
+        ]),
+    )
+    .await;
+    assert_eq!(st, 200);
+    c.wait_until_stream_exists()
+        .stream_name("cb")
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    // Blobs are CBOR byte strings, not base64.
+    let (st, put) = cbor(
+        &node,
+        "PutRecord",
+        cmap(vec![
+            ("StreamName", Value::Text("cb".into())),
+            ("PartitionKey", Value::Text("k".into())),
+            ("Data", Value::Bytes(vec![0, 1, 2, 255])),
+        ]),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(cget(&put, "ShardId").as_text(), Some("shardId-000000000000"));
+    let (_, it) = cbor(
+        &node,
+        "GetShardIterator",
+        cmap(vec![
+            ("StreamName", Value::Text("cb".into())),
+            ("ShardId", Value::Text("shardId-000000000000".into())),
+            ("ShardIteratorType", Value::Text("AT_TIMESTAMP".into())),
+            ("Timestamp", Value::Tag(1, Box::new(Value::Float(0.0)))),
+        ]),
+    )
+    .await;
+    let (st, got) = cbor(
+        &node,
+        "GetRecords",
+        cmap(vec![("ShardIterator", cget(&it, "ShardIterator").clone())]),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let rec = &cget(&got, "Records").as_array().unwrap()[0];
+    assert_eq!(cget(rec, "Data").as_bytes().unwrap(), &vec![0u8, 1, 2, 255]);
+    assert!(matches!(
+        cget(rec, "ApproximateArrivalTimestamp"),
+        Value::Tag(1, _)
+    ));
+    // Errors are CBOR too.
+    let (st, err) = cbor(
+        &node,
+        "DescribeStream",
+        cmap(vec![("StreamName", Value::Text("nope".into()))]),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert_eq!(cget(&err, "__type").as_text(), Some("ResourceNotFoundException"));
+    let (_, err) = cbor(
+        &node,
+        "CreateStream",
+        cmap(vec![("StreamName", Value::Bool(true))]),
+    )
+    .await;
+    assert_eq!(cget(&err, "__type").as_text(), Some("SerializationException"));
+    let (_, err) = cbor(&node, "MergeShards", cmap(vec![])).await;
+    assert_eq!(cget(&err, "__type").as_text(), Some("UnknownOperationException"));
+}

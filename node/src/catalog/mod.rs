@@ -95,6 +95,18 @@ pub enum CatalogCommand {
     RemoveStream {
         name: String,
     },
+    /// Adds (or overwrites) `add`, then removes `remove` (AddTagsToStream, RemoveTagsFromStream).
+    SetTags {
+        name: String,
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    /// UpdateStreamMode: the stream is UPDATING until the node completes the transition.
+    SetMode {
+        name: String,
+        mode: StreamMode,
+        now_ms: i64,
+    },
 }
 
 impl fmt::Display for CatalogCommand {
@@ -180,11 +192,31 @@ impl Catalog {
                 Some(_) => CatalogReply::Done,
                 None => CatalogReply::NotFound,
             },
+            CatalogCommand::SetTags { name, add, remove } => match self.streams.get_mut(&name) {
+                Some(s) => {
+                    s.tags.extend(add);
+                    for k in remove {
+                        s.tags.remove(&k);
+                    }
+                    CatalogReply::Done
+                }
+                None => CatalogReply::NotFound,
+            },
+            CatalogCommand::SetMode { name, mode, now_ms } => match self.streams.get_mut(&name) {
+                Some(s) => {
+                    s.mode = mode;
+                    s.status = StreamStatus::Updating;
+                    s.status_changed_ms = now_ms;
+                    CatalogReply::Done
+                }
+                None => CatalogReply::NotFound,
+            },
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -212,6 +244,48 @@ mod tests {
         assert_eq!(c.apply(create("b", 2)), CatalogReply::Done);
         let groups: Vec<u64> = c.stream("b").unwrap().shards.iter().map(|s| s.group).collect();
         assert_eq!(groups, vec![4, 5]);
+    }
+
+    #[test]
+    fn tags_and_mode() {
+        let mut c = Catalog::default();
+        c.apply(create("a", 1));
+        let add: BTreeMap<String, String> = [("k1".into(), "v1".into()), ("k2".into(), "v2".into())].into();
+        let cmd = CatalogCommand::SetTags {
+            name: "a".into(),
+            add,
+            remove: vec!["k1".into(), "absent".into()],
+        };
+        assert_eq!(c.apply(cmd.clone()), CatalogReply::Done);
+        let tags: Vec<(&str, &str)> = c
+            .stream("a")
+            .unwrap()
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(tags, vec![("k2", "v2")]);
+        assert_eq!(
+            c.apply(CatalogCommand::SetTags {
+                name: "zz".into(),
+                add: BTreeMap::new(),
+                remove: vec![]
+            }),
+            CatalogReply::NotFound
+        );
+        assert_eq!(
+            c.apply(CatalogCommand::SetMode {
+                name: "a".into(),
+                mode: StreamMode::OnDemand,
+                now_ms: 9
+            }),
+            CatalogReply::Done
+        );
+        let s = c.stream("a").unwrap();
+        assert_eq!(
+            (s.mode, s.status, s.status_changed_ms),
+            (StreamMode::OnDemand, StreamStatus::Updating, 9)
+        );
     }
 
     #[test]

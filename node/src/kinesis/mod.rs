@@ -8,10 +8,12 @@
 
 pub mod auth;
 pub mod iterator;
+mod limits;
 pub mod protocol;
 mod records;
 mod shards;
 mod streams;
+mod tags;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -155,9 +157,12 @@ async fn handle(
 /// The operations this build answers; every other one is an UnknownOperationException, as AWS
 /// answers an operation it does not have.
 const SERVED: &[&str] = &[
+    "AddTagsToStream",
     "CreateStream",
     "DecreaseStreamRetentionPeriod",
     "DeleteStream",
+    "DescribeAccountSettings",
+    "DescribeLimits",
     "DescribeStream",
     "DescribeStreamSummary",
     "GetRecords",
@@ -165,8 +170,14 @@ const SERVED: &[&str] = &[
     "IncreaseStreamRetentionPeriod",
     "ListShards",
     "ListStreams",
+    "ListTagsForResource",
+    "ListTagsForStream",
     "PutRecord",
     "PutRecords",
+    "RemoveTagsFromStream",
+    "TagResource",
+    "UntagResource",
+    "UpdateStreamMode",
 ];
 
 fn is_served(op: &str) -> bool {
@@ -196,6 +207,15 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         "GetShardIterator" => records::get_shard_iterator(api, doc),
         "GetRecords" => records::get_records(api, doc),
         "ListShards" => shards::list_shards(api, doc),
+        "AddTagsToStream" => tags::add_tags_to_stream(api, doc).await,
+        "RemoveTagsFromStream" => tags::remove_tags_from_stream(api, doc).await,
+        "ListTagsForStream" => tags::list_tags_for_stream(api, doc),
+        "TagResource" => tags::tag_resource(api, doc).await,
+        "UntagResource" => tags::untag_resource(api, doc).await,
+        "ListTagsForResource" => tags::list_tags_for_resource(api, doc),
+        "DescribeLimits" => limits::describe_limits(api),
+        "DescribeAccountSettings" => limits::describe_account_settings(),
+        "UpdateStreamMode" => limits::update_stream_mode(api, doc).await,
         _ => Err(ApiError::bare("UnknownOperationException")),
     }
 }

@@ -4,11 +4,13 @@
 mod admin;
 pub mod document;
 mod error;
+mod limits;
 mod records;
 mod retention_period;
 mod shapes;
 mod shards;
 mod subscribe;
+mod tags;
 pub mod validate;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub use admin::ShardDescription;
 pub use admin::StreamDescription;
 pub use error::FieldViolation;
 pub use error::ServiceError;
+pub use limits::Limits;
 pub use records::GetRecordsInput;
 pub use records::GetRecordsOutput;
 pub use records::PositionInput;
@@ -31,6 +34,7 @@ pub use shards::ListShardsInput;
 pub use shards::ListShardsOutput;
 pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
+pub use tags::ListTagsOutput;
 
 use crate::metrics::Metrics;
 use crate::raft::catalog_sm::CatalogView;
@@ -50,6 +54,8 @@ pub struct ServiceConfig {
     pub max_shards_per_stream: u32,
     /// Most shards on this node (the account limit of AWS).
     pub max_shards_total: u32,
+    /// Most ON_DEMAND streams (the account limit of AWS).
+    pub max_on_demand_streams: u32,
 }
 
 impl Default for ServiceConfig {
@@ -61,6 +67,7 @@ impl Default for ServiceConfig {
             max_record_bytes: 1 << 20,
             max_shards_per_stream: 10_000,
             max_shards_total: 20_000,
+            max_on_demand_streams: 50,
         }
     }
 }
