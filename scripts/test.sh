@@ -8,3 +8,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runnel-target}"
 export RUNNEL_NODE_BIN="${RUNNEL_NODE_BIN:-$CARGO_TARGET_DIR/debug/runnel-node}"
 cargo build --locked -p runnel-node
 cargo test --locked --workspace --all-targets
+
+# The Kinesis API through real clients: boto3 + AWS CLI + aws-kinesis-agg (pytest) and
+# @aws-sdk/client-kinesis (node --test). .ci/run installs both environments.
+venv="${RUNNEL_VENV:-$HOME/.cache/runnel-venv}"
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import boto3, pytest" 2>/dev/null; then
+  PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q tests/python
+else
+  echo "skipping tests/python: no venv at $venv (see .ci/run)" >&2
+fi
+if [ -d tests/js/node_modules ]; then
+  (cd tests/js && npm test --silent)
+else
+  echo "skipping tests/js: run 'npm ci' in tests/js (see .ci/run)" >&2
+fi
