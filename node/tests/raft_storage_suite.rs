@@ -1,5 +1,7 @@
 //! openraft's storage conformance suite against the shard-log-backed stores of both group kinds.
 
+#![allow(clippy::expect_used)]
+
 use openraft::AnyError;
 use openraft::StorageError;
 use openraft::testing::log::StoreBuilder;

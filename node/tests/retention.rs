@@ -2,6 +2,8 @@
 //! storage; only the "now" given to the retention pass is moved forward, since waiting 24 hours
 //! is not an option.
 
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -92,7 +92,7 @@ impl CatalogStateMachine {
     fn snapshot_parts(&self) -> io::Result<(SnapshotMetaOf<C>, Vec<u8>)> {
         let state = self.state.read().map_err(poisoned)?;
         let meta = SnapshotMeta {
-            last_log_id: state.last.clone(),
+            last_log_id: state.last,
             last_membership: state.membership.clone(),
         };
         let data = serde_json::to_vec(&*state).map_err(io::Error::other)?;
@@ -124,7 +124,7 @@ impl RaftStateMachine<C> for CatalogStateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
         let s = self.state.read().map_err(poisoned)?;
-        Ok((s.last.clone(), s.membership.clone()))
+        Ok((s.last, s.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -134,12 +134,12 @@ impl RaftStateMachine<C> for CatalogStateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let reply = {
                 let mut s = self.state.write().map_err(poisoned)?;
-                s.last = Some(entry.log_id.clone());
+                s.last = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => CatalogReply::Done,
                     EntryPayload::Normal(cmd) => s.catalog.apply(cmd),
                     EntryPayload::Membership(m) => {
-                        s.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                        s.membership = StoredMembership::new(Some(entry.log_id), m);
                         CatalogReply::Done
                     }
                 }
@@ -174,7 +174,7 @@ impl RaftStateMachine<C> for CatalogStateMachine {
     ) -> Result<(), io::Error> {
         let mut state: State =
             serde_json::from_slice(&snapshot).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        state.last = meta.last_log_id.clone();
+        state.last = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         self.snapshot.save::<C>(meta, &snapshot)?;
         *self.state.write().map_err(poisoned)? = state;

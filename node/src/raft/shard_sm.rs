@@ -80,7 +80,7 @@ impl ShardStateMachine {
 
     fn meta(&self) -> SnapshotMetaOf<C> {
         SnapshotMeta {
-            last_log_id: self.applied.last.clone(),
+            last_log_id: self.applied.last,
             last_membership: self.applied.membership.clone(),
         }
     }
@@ -109,7 +109,7 @@ impl RaftStateMachine<C> for ShardStateMachine {
     type SnapshotBuilder = ShardSnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
-        Ok((self.applied.last.clone(), self.applied.membership.clone()))
+        Ok((self.applied.last, self.applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -120,9 +120,9 @@ impl RaftStateMachine<C> for ShardStateMachine {
         let mut responders = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             if let openraft::EntryPayload::Membership(m) = &entry.payload {
-                self.applied.membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                self.applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
             }
-            last = Some(entry.log_id.clone());
+            last = Some(entry.log_id);
             responders.extend(responder);
         }
         if let Some(last) = last {
@@ -155,7 +155,7 @@ impl RaftStateMachine<C> for ShardStateMachine {
     ) -> Result<(), io::Error> {
         // A shard snapshot carries only the applied position; the records come with the log.
         self.applied = Applied {
-            last: meta.last_log_id.clone(),
+            last: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
         self.snapshot.save::<C>(meta, &snapshot)?;

@@ -15,10 +15,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
         }
     }
     fs::rename(&tmp, path)?;
-    if durable {
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
+    if durable && let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }

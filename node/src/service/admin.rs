@@ -133,14 +133,14 @@ impl StreamService {
     pub async fn create_stream(&self, input: CreateStreamInput) -> Result<StreamDescription, ServiceError> {
         let mut v = Violations::default();
         v.stream_name(&input.stream_name, "streamName");
-        if let Some(n) = input.shard_count {
-            if n < 1 {
-                v.push(
-                    n.to_string(),
-                    "shardCount",
-                    "Member must have value greater than or equal to 1",
-                );
-            }
+        if let Some(n) = input.shard_count
+            && n < 1
+        {
+            v.push(
+                n.to_string(),
+                "shardCount",
+                "Member must have value greater than or equal to 1",
+            );
         }
         v.into_result()?;
         let cfg = &self.inner.config;
@@ -269,15 +269,15 @@ impl StreamService {
         limit: Option<u32>,
     ) -> Result<ListStreamsOutput, ServiceError> {
         let mut v = Violations::default();
-        if let Some(l) = limit {
-            if !(1..=10_000).contains(&l) {
-                let c = if l < 1 {
-                    "greater than or equal to 1"
-                } else {
-                    "less than or equal to 10000"
-                };
-                v.push(l.to_string(), "limit", format!("Member must have value {c}"));
-            }
+        if let Some(l) = limit
+            && !(1..=10_000).contains(&l)
+        {
+            let c = if l < 1 {
+                "greater than or equal to 1"
+            } else {
+                "less than or equal to 10000"
+            };
+            v.push(l.to_string(), "limit", format!("Member must have value {c}"));
         }
         if let Some(s) = exclusive_start {
             v.stream_name(s, "exclusiveStartStreamName");

@@ -113,14 +113,14 @@ impl StreamService {
                     format!("Member must have length less than or equal to {max}"),
                 );
             }
-            if let Some(k) = &r.explicit_hash_key {
-                if !k.bytes().all(|b| b.is_ascii_digit()) || k.is_empty() {
-                    v.push(
-                        k.as_str(),
-                        &format!("records.{}.member.explicitHashKey", i + 1),
-                        "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
-                    );
-                }
+            if let Some(k) = &r.explicit_hash_key
+                && (!k.bytes().all(|b| b.is_ascii_digit()) || k.is_empty())
+            {
+                v.push(
+                    k.as_str(),
+                    &format!("records.{}.member.explicitHashKey", i + 1),
+                    "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+                );
             }
         }
         v.into_result()?;
@@ -136,12 +136,12 @@ impl StreamService {
             )));
         }
         for r in &input.records {
-            if let Some(k) = &r.explicit_hash_key {
-                if hash_key::parse_hash_key(k).is_none() {
-                    return Err(ServiceError::InvalidArgument(format!(
-                        "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {k}"
-                    )));
-                }
+            if let Some(k) = &r.explicit_hash_key
+                && hash_key::parse_hash_key(k).is_none()
+            {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {k}"
+                )));
             }
         }
         Ok(())
@@ -294,19 +294,19 @@ impl StreamService {
 
     pub fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput, ServiceError> {
         let started = Instant::now();
-        if let Some(l) = input.limit {
-            if !(1..=MAX_GET_LIMIT).contains(&l) {
-                let c = if l < 1 {
-                    "greater than or equal to 1".to_string()
-                } else {
-                    format!("less than or equal to {MAX_GET_LIMIT}")
-                };
-                return Err(ServiceError::Validation(vec![super::FieldViolation {
-                    value: l.to_string(),
-                    path: "limit".into(),
-                    constraint: format!("Member must have value {c}"),
-                }]));
-            }
+        if let Some(l) = input.limit
+            && !(1..=MAX_GET_LIMIT).contains(&l)
+        {
+            let c = if l < 1 {
+                "greater than or equal to 1".to_string()
+            } else {
+                format!("less than or equal to {MAX_GET_LIMIT}")
+            };
+            return Err(ServiceError::Validation(vec![super::FieldViolation {
+                value: l.to_string(),
+                path: "limit".into(),
+                constraint: format!("Member must have value {c}"),
+            }]));
         }
         let replica = self.read_target(&input.stream_name, &input.shard_id)?;
         let cursor = self.resolve_position(&replica, &input.position)?;
