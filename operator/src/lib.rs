@@ -1,7 +1,15 @@
-//! Runnel operator: custom resource types, spec validation, CRD generation and the pure
-//! placement and autoscaling policies the reconciler applies.
+//! Runnel operator: custom resource types, spec validation, CRD generation, the pure placement
+//! and autoscaling policies, and the controllers that reconcile `Stream`s into the catalog.
 
+pub mod catalog_client;
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod discovery;
+pub mod leader;
+pub mod metrics;
+pub mod observed;
+pub mod plan;
 pub mod policy;
+pub mod status;
 pub mod validation;

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::crd::Autoscaling;
+use crate::crd::DeliveryStream;
 use crate::crd::EncryptionType;
 use crate::crd::Stream;
 use crate::crd::StreamMode;
@@ -18,8 +19,11 @@ pub const MAX_RETENTION_HOURS: i32 = 8760;
 pub const MIN_MAX_RECORD_SIZE_KIB: i32 = 1024;
 /// Largest configurable maximum record size, in KiB (10 MiB).
 pub const MAX_MAX_RECORD_SIZE_KIB: i32 = 10240;
-/// Most tags on one stream.
-pub const MAX_TAGS: usize = 50;
+/// Most tags on one stream: AWS allows 50, one of which the operator uses for
+/// `runnel.dev/owner`.
+pub const MAX_TAGS: usize = 49;
+/// Tag keys with this prefix are the operator's.
+pub const RESERVED_TAG_PREFIX: &str = "runnel.dev/";
 /// Most enhanced fan-out consumers on one stream.
 pub const MAX_CONSUMERS: usize = 20;
 
@@ -176,7 +180,7 @@ fn check_encryption(spec: &StreamSpec, errors: &mut Vec<String>) {
 fn check_tags(spec: &StreamSpec, errors: &mut Vec<String>) {
     if spec.tags.len() > MAX_TAGS {
         errors.push(format!(
-            "spec.tags has {} tags; at most {MAX_TAGS} are allowed",
+            "spec.tags has {} tags; at most {MAX_TAGS} are allowed (the operator adds runnel.dev/owner)",
             spec.tags.len()
         ));
     }
@@ -188,6 +192,11 @@ fn check_tags(spec: &StreamSpec, errors: &mut Vec<String>) {
         if key.to_ascii_lowercase().starts_with("aws:") {
             errors.push(format!(
                 "spec.tags key {key:?} must not start with \"aws:\" (reserved)"
+            ));
+        }
+        if key.starts_with(RESERVED_TAG_PREFIX) {
+            errors.push(format!(
+                "spec.tags key {key:?} must not start with \"{RESERVED_TAG_PREFIX}\" (reserved for the operator)"
             ));
         }
         if value.chars().count() > 256 {
@@ -216,6 +225,49 @@ fn check_consumers(spec: &StreamSpec, errors: &mut Vec<String>) {
             errors.push(format!("spec.consumers lists {name:?} more than once"));
         }
     }
+}
+
+/// Checks a `DeliveryStream`: its name (1-64 of `[a-zA-Z0-9_.-]`, as Firehose), the source
+/// stream name, and that exactly one destination with a bucket is set.
+pub fn validate_delivery_stream(ds: &DeliveryStream) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    match ds.delivery_stream_name() {
+        Some(name) if (1..=64).contains(&name.len()) && is_valid_name(name) => {}
+        Some(name) => errors.push(format!(
+            "delivery stream name {name:?} is not valid: use 1 to 64 characters from [a-zA-Z0-9_.-]"
+        )),
+        None => errors.push("the delivery stream has no name".to_string()),
+    }
+    if !is_valid_name(&ds.spec.source.stream_name) {
+        errors.push(format!(
+            "spec.source.streamName {:?} is not a valid stream name",
+            ds.spec.source.stream_name
+        ));
+    }
+    match &ds.spec.destination.s3 {
+        None => errors.push("spec.destination.s3 is required".to_string()),
+        Some(s3) if s3.bucket.is_empty() => {
+            errors.push("spec.destination.s3.bucket must not be empty".to_string())
+        }
+        Some(_) => {}
+    }
+    if let Some(b) = &ds.spec.buffering {
+        if let Some(size) = b.size_mib
+            && !(1..=128).contains(&size)
+        {
+            errors.push(format!(
+                "spec.buffering.sizeMiB must be between 1 and 128, got {size}"
+            ));
+        }
+        if let Some(secs) = b.interval_seconds
+            && !(0..=900).contains(&secs)
+        {
+            errors.push(format!(
+                "spec.buffering.intervalSeconds must be between 0 and 900, got {secs}"
+            ));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 #[cfg(test)]
@@ -418,8 +470,11 @@ mod tests {
         assert!(has(&errs, "reserved"));
         assert!(has(&errs, "at most 256 characters"));
         let mut many = provisioned(1);
-        many.tags = (0..51).map(|i| (format!("k{i}"), String::new())).collect();
-        assert!(has(&errors(&many), "at most 50 are allowed"));
+        many.tags = (0..50).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(has(&errors(&many), "at most 49 are allowed"));
+        let mut owner = provisioned(1);
+        owner.tags.insert("runnel.dev/owner".into(), "x/y".into());
+        assert!(has(&errors(&owner), "reserved for the operator"));
     }
 
     #[test]

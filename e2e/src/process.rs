@@ -1,0 +1,237 @@
+//! Real `runnel-node standalone` and `runnel-operator` processes on loopback.
+//!
+//! Binaries: `RUNNEL_NODE_BIN` / `RUNNEL_OPERATOR_BIN` when set; otherwise
+//! `cargo build -p runnel-node -p runnel-operator` runs once (a no-op when up to date, so a
+//! stale binary is never tested) and they are taken from this test executable's target
+//! directory.
+
+use std::io::Read;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::net::TcpListener;
+use std::net::TcpStream;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use std::time::Instant;
+
+use runnel_proto::v1::admin_client::AdminClient;
+use tonic::transport::Channel;
+
+use crate::E2eError;
+use crate::Result;
+
+/// An unused loopback port.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn build_once() -> std::result::Result<(), String> {
+    static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "runnel-node", "-p", "runnel-operator"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "cargo build -p runnel-node -p runnel-operator failed: {status}"
+                ))
+            }
+        })
+        .clone()
+}
+
+fn binary(var: &str, name: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    build_once().map_err(E2eError::Setup)?;
+    // The test executable is <target>/<profile>/deps/<test>-<hash>.
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| E2eError::Setup(format!("unexpected test path {}", exe.display())))?;
+    let path = dir.join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(E2eError::Setup(format!(
+            "{} not found after building it",
+            path.display()
+        )))
+    }
+}
+
+fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(E2eError::Setup(format!("{what} exited early ({status}):\n{log}")));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(E2eError::Setup(format!("{what} did not listen on {addr}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `runnel-node standalone` on free loopback ports, standing in for a StatefulSet pod.
+/// Killed on drop.
+pub struct NodeProcess {
+    child: Child,
+    /// `127.0.0.1:PORT` of the gRPC (admin) API, as passed to `--nodes`.
+    pub grpc_addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    pub fn start() -> Result<NodeProcess> {
+        let dir = tempfile::Builder::new().prefix("runnel-e2e-node-").tempdir()?;
+        let (grpc, kinesis, metrics) = (free_port()?, free_port()?, free_port()?);
+        let log_path = dir.path().join("node.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(binary("RUNNEL_NODE_BIN", "runnel-node")?)
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--kinesis-addr", &format!("127.0.0.1:{kinesis}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], grpc));
+        wait_listening(&mut child, addr, "runnel-node", &log_path)?;
+        Ok(NodeProcess {
+            child,
+            grpc_addr: addr.to_string(),
+            _dir: dir,
+        })
+    }
+
+    /// An admin client connected to this node.
+    pub async fn admin(&self) -> Result<AdminClient<Channel>> {
+        AdminClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .map_err(|e| E2eError::Setup(format!("connecting to the node: {e}")))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `runnel-operator` process. Killed (SIGKILL) on drop.
+pub struct OperatorProcess {
+    child: Child,
+    /// Address of its /metrics.
+    pub metrics_addr: SocketAddr,
+    /// Identity in the Lease and Events.
+    pub identity: String,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl OperatorProcess {
+    /// Starts the operator with `--nodes`, `--metrics-addr`, `--identity` and `extra` flags.
+    pub fn start(kubeconfig: &Path, nodes: &str, identity: &str, extra: &[&str]) -> Result<OperatorProcess> {
+        let dir = tempfile::Builder::new()
+            .prefix("runnel-e2e-operator-")
+            .tempdir()?;
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log_path = dir.path().join("operator.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(binary("RUNNEL_OPERATOR_BIN", "runnel-operator")?)
+            .args(["--nodes", nodes])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
+            .args(["--identity", identity])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,runnel_operator=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        wait_listening(&mut child, metrics_addr, "runnel-operator", &log_path)?;
+        Ok(OperatorProcess {
+            child,
+            metrics_addr,
+            identity: identity.to_string(),
+            log_path,
+            _dir: dir,
+        })
+    }
+
+    /// SIGKILL: no cleanup, no lease release.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The operator's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The text of its /metrics.
+    pub fn metrics(&self) -> Result<String> {
+        http_get(self.metrics_addr, "/metrics")
+    }
+
+    /// The value of an unlabelled metric, or the sum of a labelled one over matching series.
+    pub fn metric_sum(&self, name: &str, label_filter: &str) -> Result<f64> {
+        let text = self.metrics()?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter(|l| l.contains(label_filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- operator {} log:\n{}", self.identity, self.log());
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET returning the body (enough for /metrics and /readyz).
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}

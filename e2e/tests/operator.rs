@@ -1,0 +1,510 @@
+//! The operator binary against a real API server and a real `runnel-node standalone`:
+//! create, update retention, invalid spec, deletion policies, unmanaged streams, unsupported
+//! changes, delivery streams, SIGKILL mid-reconcile, and leader election between two replicas.
+//!
+//! One `#[test]` owns the cluster so that a control plane started here is stopped afterwards.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::Client;
+use kube::api::DeleteParams;
+use kube::api::ListParams;
+use kube::api::Patch;
+use kube::api::PatchParams;
+use runnel_e2e::cluster::Cluster;
+use runnel_e2e::cluster::TEST_MANAGER;
+use runnel_e2e::cluster::create_namespace;
+use runnel_e2e::cluster::install_crds;
+use runnel_e2e::process::NodeProcess;
+use runnel_e2e::process::OperatorProcess;
+use runnel_e2e::wait;
+use runnel_e2e::wait::CONVERGE;
+use runnel_operator::crd::DeliveryStream;
+use runnel_operator::crd::Stream;
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::admin_client::AdminClient;
+use serde_json::json;
+use tonic::transport::Channel;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+#[test]
+fn operator_against_a_real_api_server() -> TestResult {
+    let Some(cluster) = Cluster::connect_or_start()? else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = cluster.client().await?;
+        install_crds(&client).await?;
+        let node = NodeProcess::start()?;
+        let env = Env {
+            client,
+            kubeconfig: cluster.kubeconfig.clone(),
+            node,
+        };
+        env.lifecycle().await?;
+        env.kill_mid_reconcile().await?;
+        env.leader_election().await?;
+        Ok(())
+    })
+}
+
+struct Env {
+    client: Client,
+    kubeconfig: std::path::PathBuf,
+    node: NodeProcess,
+}
+
+/// A condition of a resource's status: (status, reason, observedGeneration).
+fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String, Option<i64>)> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["observedGeneration"].as_i64(),
+            )
+        })
+}
+
+impl Env {
+    fn streams(&self, ns: &str) -> Api<Stream> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn admin(&self) -> Result<AdminClient<Channel>, Box<dyn std::error::Error>> {
+        Ok(self.node.admin().await?)
+    }
+
+    async fn apply_stream(&self, ns: &str, name: &str, spec: serde_json::Value) -> TestResult {
+        let obj = json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Stream",
+            "metadata": {"name": name},
+            "spec": spec,
+        });
+        self.streams(ns)
+            .patch(
+                name,
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the Stream's condition has this status and reason for its current generation.
+    async fn wait_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        let api = self.streams(ns);
+        let what = format!("Stream {ns}/{name} {type_}={status} ({reason})");
+        Ok(wait::until(&what, CONVERGE, || {
+            let api = api.clone();
+            async move {
+                let s = api.get(name).await.map_err(|e| e.to_string())?;
+                let generation = s.metadata.generation;
+                let value = serde_json::to_value(&s).map_err(|e| e.to_string())?;
+                match condition(&value, type_) {
+                    Some((st, re, og)) if st == status && re == reason && og == generation => Ok(Some(value)),
+                    other => Err(format!("{other:?} at generation {generation:?}")),
+                }
+            }
+        })
+        .await?)
+    }
+
+    async fn describe(
+        &self,
+        name: &str,
+    ) -> Result<Option<pb::StreamDescription>, Box<dyn std::error::Error>> {
+        let mut admin = self.admin().await?;
+        match admin
+            .describe_stream(pb::DescribeStreamRequest {
+                stream_name: name.to_string(),
+            })
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().stream),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(s.into()),
+        }
+    }
+
+    async fn wait_node<F>(
+        &self,
+        what: &str,
+        check: F,
+    ) -> Result<Option<pb::StreamDescription>, Box<dyn std::error::Error>>
+    where
+        F: Fn(Option<&pb::StreamDescription>) -> bool,
+    {
+        let name = what.split_whitespace().next().unwrap_or_default();
+        let check = &check;
+        Ok(wait::until(what, CONVERGE, || async move {
+            let d = self.describe(name).await.map_err(|e| e.to_string())?;
+            if check(d.as_ref()) {
+                Ok(Some(d))
+            } else {
+                Err(format!("{:?}", d.map(|d| (d.status, d.retention_period_hours))))
+            }
+        })
+        .await?)
+    }
+
+    async fn wait_gone(&self, ns: &str, name: &str) -> TestResult {
+        let api = self.streams(ns);
+        wait::until(&format!("Stream {ns}/{name} gone"), CONVERGE, || {
+            let api = api.clone();
+            async move {
+                match api.get_opt(name).await.map_err(|e| e.to_string())? {
+                    None => Ok(Some(())),
+                    Some(s) => Err(format!("finalizers {:?}", s.metadata.finalizers)),
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn events(&self, ns: &str, name: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect())
+    }
+
+    /// Create, retention update, invalid spec, Delete and Retain policies, unmanaged streams,
+    /// unsupported shard-count changes, delivery streams.
+    async fn lifecycle(&self) -> TestResult {
+        let ns = create_namespace(&self.client, "e2e-life").await?;
+        let _operator = OperatorProcess::start(
+            &self.kubeconfig,
+            &self.node.grpc_addr,
+            "op-life",
+            &["--namespace", &ns],
+        )?;
+        let name = format!("orders-{ns}");
+
+        // Apply → Ready with the right shards.
+        self.apply_stream(
+            &ns,
+            &name,
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 48, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        let obj = self.wait_condition(&ns, &name, "Ready", "True", "Active").await?;
+        let described = self.describe(&name).await?.ok_or("stream not in the catalog")?;
+        assert_eq!(described.retention_period_hours, 48);
+        let shards = obj
+            .pointer("/status/shards")
+            .and_then(|s| s.as_array())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(shards.len(), 3, "status shards: {shards:?}");
+        assert_eq!(
+            obj.pointer("/status/openShardCount").and_then(|v| v.as_i64()),
+            Some(3)
+        );
+        for (status_shard, node_shard) in shards.iter().zip(&described.shards) {
+            let range = node_shard.hash_key_range.clone().unwrap_or_default();
+            assert_eq!(status_shard["shardId"], node_shard.shard_id.as_str());
+            assert_eq!(status_shard["startingHashKey"], range.starting_hash_key.as_str());
+            assert_eq!(status_shard["endingHashKey"], range.ending_hash_key.as_str());
+        }
+        assert_eq!(shards[0]["startingHashKey"], "0");
+        assert_eq!(
+            shards[2]["endingHashKey"],
+            "340282366920938463463374607431768211455"
+        );
+        assert_eq!(
+            obj.pointer("/status/streamStatus").and_then(|v| v.as_str()),
+            Some("ACTIVE")
+        );
+        let managers: Vec<String> = self
+            .streams(&ns)
+            .get(&name)
+            .await?
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect();
+        assert!(
+            managers.iter().any(|m| m == "runnel-operator"),
+            "field managers {managers:?}"
+        );
+        assert!(self.events(&ns, &name).await?.iter().any(|r| r == "Created"));
+
+        // Retention change → UpdateRetention on the node, status for generation 2.
+        self.apply_stream(
+            &ns,
+            &name,
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_node(&format!("{name} retention 72"), |d| {
+            d.is_some_and(|d| d.retention_period_hours == 72)
+        })
+        .await?;
+        let obj = self.wait_condition(&ns, &name, "Ready", "True", "Active").await?;
+        assert_eq!(
+            obj.pointer("/status/observedGeneration").and_then(|v| v.as_i64()),
+            Some(2)
+        );
+
+        // Shard count change: not supported by the data plane, reported honestly.
+        self.apply_stream(
+            &ns,
+            &name,
+            json!({"name": name, "shardCount": 4, "retentionPeriodHours": 72, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_condition(&ns, &name, "Scaling", "False", "NotSupportedYet")
+            .await?;
+        assert_eq!(self.describe(&name).await?.map(|d| d.open_shard_count), Some(3));
+
+        // Invalid spec → Ready=False InvalidSpec, an Event, nothing in the catalog.
+        let bad = format!("bad-{ns}");
+        self.apply_stream(
+            &ns,
+            &bad,
+            json!({"name": bad, "shardCount": 1, "retentionPeriodHours": 7}),
+        )
+        .await?;
+        self.wait_condition(&ns, &bad, "Ready", "False", "InvalidSpec")
+            .await?;
+        let events = self.events(&ns, &bad).await?;
+        assert!(events.iter().any(|r| r == "InvalidSpec"), "events {events:?}");
+        assert!(self.describe(&bad).await?.is_none());
+
+        // Delete with deletionPolicy Delete → gone from the node.
+        self.streams(&ns).delete(&name, &DeleteParams::default()).await?;
+        self.wait_gone(&ns, &name).await?;
+        self.wait_node(&format!("{name} deleted"), |d| d.is_none())
+            .await?;
+
+        // Retain → the stream stays.
+        let kept = format!("kept-{ns}");
+        self.apply_stream(
+            &ns,
+            &kept,
+            json!({"name": kept, "shardCount": 1, "deletionPolicy": "Retain"}),
+        )
+        .await?;
+        self.wait_condition(&ns, &kept, "Ready", "True", "Active").await?;
+        self.streams(&ns).delete(&kept, &DeleteParams::default()).await?;
+        self.wait_gone(&ns, &kept).await?;
+        assert_eq!(
+            self.describe(&kept).await?.map(|d| d.status),
+            Some(pb::StreamStatus::Active as i32)
+        );
+
+        // A stream created through the API is never touched, even by a same-named CR.
+        let foreign = format!("foreign-{ns}");
+        self.admin()
+            .await?
+            .create_stream(pb::CreateStreamRequest {
+                stream_name: foreign.clone(),
+                shard_count: Some(2),
+                mode: pb::StreamMode::Provisioned as i32,
+                tags: Default::default(),
+                retention_period_hours: Some(24),
+            })
+            .await?;
+        self.apply_stream(&ns, &foreign, json!({"name": foreign, "shardCount": 5, "retentionPeriodHours": 100, "deletionPolicy": "Delete"})).await?;
+        self.wait_condition(&ns, &foreign, "Ready", "False", "NameConflict")
+            .await?;
+        self.streams(&ns)
+            .delete(&foreign, &DeleteParams::default())
+            .await?;
+        self.wait_gone(&ns, &foreign).await?;
+        let d = self.describe(&foreign).await?.ok_or("foreign stream deleted")?;
+        assert_eq!(
+            (d.retention_period_hours, d.open_shard_count, d.status),
+            (24, 2, pb::StreamStatus::Active as i32)
+        );
+
+        // DeliveryStream: validated, reported as not implemented.
+        let ds_api: Api<DeliveryStream> = Api::namespaced(self.client.clone(), &ns);
+        let ds = json!({
+            "apiVersion": "runnel.dev/v1alpha1", "kind": "DeliveryStream",
+            "metadata": {"name": "to-s3"},
+            "spec": {"source": {"streamName": kept}, "destination": {"s3": {"bucket": "archive"}}},
+        });
+        ds_api
+            .patch(
+                "to-s3",
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(&ds),
+            )
+            .await?;
+        wait::until("DeliveryStream Ready=False NotImplemented", CONVERGE, || {
+            let ds_api = ds_api.clone();
+            async move {
+                let v = serde_json::to_value(ds_api.get("to-s3").await.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                match condition(&v, "Ready") {
+                    Some((s, r, _)) if s == "False" && r == "NotImplemented" => Ok(Some(())),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// SIGKILL the operator while it works through a batch of streams; a new one converges.
+    async fn kill_mid_reconcile(&self) -> TestResult {
+        let ns = create_namespace(&self.client, "e2e-kill").await?;
+        let names: Vec<String> = (0..6).map(|i| format!("k{i}-{ns}")).collect();
+        let mut first = OperatorProcess::start(
+            &self.kubeconfig,
+            &self.node.grpc_addr,
+            "op-kill-1",
+            &["--namespace", &ns],
+        )?;
+        for name in &names {
+            self.apply_stream(&ns, name, json!({"name": name, "shardCount": 2, "retentionPeriodHours": 36, "deletionPolicy": "Delete"})).await?;
+        }
+        // Kill as soon as the first stream reached the catalog: the others are mid-flight.
+        wait::until("first stream in the catalog", CONVERGE, || async {
+            for name in &names {
+                if self.describe(name).await.map_err(|e| e.to_string())?.is_some() {
+                    return Ok(Some(()));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        first.kill()?;
+        // While no operator runs: change one spec and delete another.
+        self.apply_stream(&ns, &names[0], json!({"name": names[0], "shardCount": 2, "retentionPeriodHours": 96, "deletionPolicy": "Delete"})).await?;
+        self.streams(&ns)
+            .delete(&names[1], &DeleteParams::default())
+            .await?;
+
+        let _second = OperatorProcess::start(
+            &self.kubeconfig,
+            &self.node.grpc_addr,
+            "op-kill-2",
+            &["--namespace", &ns],
+        )?;
+        for name in &names[2..] {
+            self.wait_condition(&ns, name, "Ready", "True", "Active").await?;
+            let d = self.describe(name).await?.ok_or("missing stream")?;
+            assert_eq!((d.open_shard_count, d.retention_period_hours), (2, 36));
+        }
+        self.wait_condition(&ns, &names[0], "Ready", "True", "Active")
+            .await?;
+        self.wait_node(&format!("{} retention 96", names[0]), |d| {
+            d.is_some_and(|d| d.retention_period_hours == 96)
+        })
+        .await?;
+        self.wait_gone(&ns, &names[1]).await?;
+        self.wait_node(&format!("{} deleted", names[1]), |d| d.is_none())
+            .await?;
+        Ok(())
+    }
+
+    /// Two replicas with --leader-election: one leads and reconciles, the other waits; after
+    /// SIGKILL of the leader the standby takes over.
+    async fn leader_election(&self) -> TestResult {
+        let ns = create_namespace(&self.client, "e2e-lease").await?;
+        let flags = [
+            "--namespace",
+            ns.as_str(),
+            "--leader-election",
+            "--lease-namespace",
+            ns.as_str(),
+            "--lease-duration-seconds",
+            "4",
+        ];
+        let a = OperatorProcess::start(&self.kubeconfig, &self.node.grpc_addr, "op-a", &flags)?;
+        let b = OperatorProcess::start(&self.kubeconfig, &self.node.grpc_addr, "op-b", &flags)?;
+        let mut ops = [a, b];
+        let leader = wait::until("one leader", CONVERGE, || {
+            let ops = &ops;
+            async move {
+                let flags: Vec<f64> = ops
+                    .iter()
+                    .map(|o| o.metric_sum("runnel_operator_leader", "").unwrap_or(-1.0))
+                    .collect();
+                match flags.as_slice() {
+                    [a, b] if *a == 1.0 && *b == 0.0 => Ok(Some(0usize)),
+                    [a, b] if *a == 0.0 && *b == 1.0 => Ok(Some(1usize)),
+                    other => Err(format!("leader gauges {other:?}")),
+                }
+            }
+        })
+        .await?;
+        let standby = 1 - leader;
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &ns);
+        let holder = leases
+            .get("runnel-operator")
+            .await?
+            .spec
+            .and_then(|s| s.holder_identity);
+        assert_eq!(holder.as_deref(), Some(ops[leader].identity.as_str()));
+
+        let first = format!("l1-{ns}");
+        self.apply_stream(
+            &ns,
+            &first,
+            json!({"name": first, "shardCount": 1, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_condition(&ns, &first, "Ready", "True", "Active")
+            .await?;
+        assert!(ops[leader].metric_sum("runnel_operator_reconciliations_total", "kind=\"Stream\"")? > 0.0);
+        assert_eq!(
+            ops[standby].metric_sum("runnel_operator_reconciliations_total", "")?,
+            0.0,
+            "the standby reconciled"
+        );
+        assert_eq!(ops[standby].metric_sum("runnel_operator_leader", "")?, 0.0);
+
+        ops[leader].kill()?;
+        wait::until("standby takes over", CONVERGE, || {
+            let op = &ops[standby];
+            async move {
+                let v = op
+                    .metric_sum("runnel_operator_leader", "")
+                    .map_err(|e| e.to_string())?;
+                Ok((v == 1.0).then_some(()))
+            }
+        })
+        .await?;
+        let second = format!("l2-{ns}");
+        self.apply_stream(
+            &ns,
+            &second,
+            json!({"name": second, "shardCount": 2, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_condition(&ns, &second, "Ready", "True", "Active")
+            .await?;
+        let lease = leases.get("runnel-operator").await?.spec.unwrap_or_default();
+        assert_eq!(
+            lease.holder_identity.as_deref(),
+            Some(ops[standby].identity.as_str())
+        );
+        assert!(lease.lease_transitions.unwrap_or(0) >= 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! A thin wrapper over the node admin gRPC API: describe, create, delete and update retention of
+//! streams in the catalog. Any node answers admin calls; the client tries the known nodes in
+//! order and moves on when one is unreachable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::admin_client::AdminClient;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::crd::StreamMode;
+use crate::observed::ObservedStream;
+
+/// How long to wait for a TCP connection to a node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one admin call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Errors of admin calls.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no runnel node is configured")]
+    NoNodes,
+    #[error("invalid node address {addr:?}: {reason}")]
+    InvalidAddress { addr: String, reason: String },
+    #[error("no runnel node answered {op} (tried {tried}): {last}")]
+    Unavailable {
+        op: &'static str,
+        tried: String,
+        last: String,
+    },
+    #[error("{op} of stream {stream:?} failed: {code:?}: {message}")]
+    Rejected {
+        op: &'static str,
+        stream: String,
+        code: Code,
+        message: String,
+    },
+}
+
+/// What CreateStream needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateStream {
+    pub name: String,
+    pub mode: StreamMode,
+    pub shard_count: Option<u32>,
+    pub retention_period_hours: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Admin client over a set of node addresses (`HOST:PORT` of their gRPC port).
+#[derive(Clone)]
+pub struct CatalogClient {
+    nodes: Arc<RwLock<Vec<Node>>>,
+}
+
+#[derive(Clone)]
+struct Node {
+    addr: String,
+    client: AdminClient<Channel>,
+}
+
+impl CatalogClient {
+    /// A client for these nodes. Connections are made lazily, on the first call.
+    pub fn new(addrs: &[String]) -> Result<Self, CatalogError> {
+        let client = CatalogClient {
+            nodes: Arc::new(RwLock::new(Vec::new())),
+        };
+        client.set_nodes(addrs)?;
+        Ok(client)
+    }
+
+    /// Replaces the node list (after discovery found a different set). Unchanged addresses keep
+    /// their connections.
+    pub fn set_nodes(&self, addrs: &[String]) -> Result<(), CatalogError> {
+        let old = self.snapshot();
+        let mut nodes = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            match old.iter().find(|n| &n.addr == addr) {
+                Some(n) => nodes.push(n.clone()),
+                None => nodes.push(Node {
+                    addr: addr.clone(),
+                    client: AdminClient::new(lazy_channel(addr)?),
+                }),
+            }
+        }
+        if let Ok(mut guard) = self.nodes.write() {
+            *guard = nodes;
+        }
+        Ok(())
+    }
+
+    /// The configured node addresses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.snapshot().into_iter().map(|n| n.addr).collect()
+    }
+
+    fn snapshot(&self) -> Vec<Node> {
+        self.nodes.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// The stream's description, or None when the catalog has no such stream.
+    pub async fn describe(&self, name: &str) -> Result<Option<ObservedStream>, CatalogError> {
+        let request = pb::DescribeStreamRequest {
+            stream_name: name.to_string(),
+        };
+        let result = self
+            .call("DescribeStream", name, |mut c| {
+                let request = request.clone();
+                async move { c.describe_stream(request).await }
+            })
+            .await;
+        match result {
+            Ok(response) => Ok(response.stream.map(ObservedStream::from)),
+            Err(CatalogError::Rejected {
+                code: Code::NotFound, ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the stream. When it already exists (a concurrent or earlier create), returns its
+    /// current description instead.
+    pub async fn create(&self, create: &CreateStream) -> Result<ObservedStream, CatalogError> {
+        let mode = match create.mode {
+            StreamMode::Provisioned => pb::StreamMode::Provisioned,
+            StreamMode::OnDemand => pb::StreamMode::OnDemand,
+        };
+        let request = pb::CreateStreamRequest {
+            stream_name: create.name.clone(),
+            shard_count: create.shard_count,
+            mode: mode as i32,
+            tags: create.tags.clone().into_iter().collect(),
+            retention_period_hours: Some(create.retention_period_hours),
+        };
+        let result = self
+            .call("CreateStream", &create.name, |mut c| {
+                let request = request.clone();
+                async move { c.create_stream(request).await }
+            })
+            .await;
+        match result {
+            Ok(pb::CreateStreamResponse { stream: Some(stream) }) => Ok(stream.into()),
+            Ok(pb::CreateStreamResponse { stream: None })
+            | Err(CatalogError::Rejected {
+                code: Code::FailedPrecondition,
+                ..
+            }) => self
+                .describe(&create.name)
+                .await?
+                .ok_or_else(|| CatalogError::Rejected {
+                    op: "CreateStream",
+                    stream: create.name.clone(),
+                    code: Code::NotFound,
+                    message: "the stream vanished right after it was created".to_string(),
+                }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the stream. A stream that does not exist counts as deleted.
+    pub async fn delete(&self, name: &str) -> Result<(), CatalogError> {
+        let request = pb::DeleteStreamRequest {
+            stream_name: name.to_string(),
+        };
+        let result = self
+            .call("DeleteStream", name, |mut c| {
+                let request = request.clone();
+                async move { c.delete_stream(request).await }
+            })
+            .await;
+        match result {
+            Ok(_)
+            | Err(CatalogError::Rejected {
+                code: Code::NotFound, ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the stream's retention period.
+    pub async fn update_retention(&self, name: &str, hours: u32) -> Result<(), CatalogError> {
+        let request = pb::UpdateRetentionRequest {
+            stream_name: name.to_string(),
+            retention_period_hours: hours,
+        };
+        self.call("UpdateRetention", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_retention(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs `call` against each node in turn until one answers (successfully or with an
+    /// application error); transport failures move on to the next node.
+    async fn call<T, F, Fut>(&self, op: &'static str, stream: &str, call: F) -> Result<T, CatalogError>
+    where
+        F: Fn(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let nodes = self.snapshot();
+        if nodes.is_empty() {
+            return Err(CatalogError::NoNodes);
+        }
+        let mut last = String::new();
+        for node in &nodes {
+            match tokio::time::timeout(CALL_TIMEOUT, call(node.client.clone())).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    last = format!("{}: {}", node.addr, status.message());
+                }
+                Ok(Err(status)) => {
+                    return Err(CatalogError::Rejected {
+                        op,
+                        stream: stream.to_string(),
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    });
+                }
+                Err(_) => last = format!("{}: no answer within {CALL_TIMEOUT:?}", node.addr),
+            }
+        }
+        Err(CatalogError::Unavailable {
+            op,
+            tried: nodes
+                .iter()
+                .map(|n| n.addr.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last,
+        })
+    }
+}
+
+/// Unavailable (connection refused, DNS, reset) and Unknown transport errors: worth trying
+/// another node. Everything else is the catalog's answer.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    )
+}
+
+fn lazy_channel(addr: &str) -> Result<Channel, CatalogError> {
+    let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(url).map_err(|e| CatalogError::InvalidAddress {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .connect_lazy())
+}

@@ -1,0 +1,574 @@
+//! The reconcilers (controller-rs shape): `Stream` → catalog through the admin API, and a
+//! minimal `DeliveryStream` reconciler. Decisions are made by pure functions
+//! ([`crate::plan`], [`crate::status`]); this module gathers inputs, applies actions, writes
+//! status with server-side apply and emits Events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::Client;
+use kube::Resource;
+use kube::ResourceExt;
+use kube::api::Patch;
+use kube::api::PatchParams;
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Event;
+use kube::runtime::events::EventType;
+use kube::runtime::events::Recorder;
+use kube::runtime::events::Reporter;
+use kube::runtime::finalizer;
+use kube::runtime::finalizer::Event as FinalizerEvent;
+use kube::runtime::watcher;
+
+use crate::catalog_client::CatalogClient;
+use crate::catalog_client::CatalogError;
+use crate::crd::ConditionType;
+use crate::crd::DeletionPolicy;
+use crate::crd::DeliveryStream;
+use crate::crd::DeliveryStreamStatus;
+use crate::crd::Stream;
+use crate::crd::StreamLifecycle;
+use crate::crd::StreamStatus;
+use crate::metrics::Metrics;
+use crate::plan::Desired;
+use crate::plan::OWNER_TAG;
+use crate::plan::Plan;
+use crate::plan::drift;
+use crate::plan::plan;
+use crate::status::Observation;
+use crate::status::changed;
+use crate::status::condition;
+use crate::status::find;
+use crate::status::reason;
+use crate::status::stream_status;
+use crate::validation::validate_delivery_stream;
+use crate::validation::validate_stream;
+
+/// Field manager of every write the operator makes.
+pub const MANAGER: &str = "runnel-operator";
+/// Finalizer on `Stream`s: the catalog stream is handled per `deletionPolicy` before the
+/// resource goes away.
+pub const FINALIZER: &str = "runnel.dev/stream";
+
+/// Look again this soon while a stream is in a transition.
+const TRANSITION_REQUEUE: Duration = Duration::from_secs(1);
+/// Periodic resync of settled streams (catches changes made behind the operator's back).
+const RESYNC: Duration = Duration::from_secs(60);
+/// Requeue delays after failures: 1 s doubling up to 5 min.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Errors of one reconciliation. Each leads to a requeue with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("serializing status: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("resource has no name or namespace")]
+    Unnamed,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub catalog: CatalogClient,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, catalog: CatalogClient, metrics: Metrics, instance: String) -> Context {
+        let reporter = Reporter {
+            controller: MANAGER.to_string(),
+            instance: Some(instance),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            catalog,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failed(&self, key: String) -> u32 {
+        let Ok(mut failures) = self.failures.lock() else {
+            return 1;
+        };
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1024)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an Event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Requeue delay after the `n`th consecutive failure: 1 s, 2 s, 4 s, ... at most 5 min.
+pub fn backoff(n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << exp).min(BACKOFF_MAX)
+}
+
+fn key_of<K: ResourceExt>(kind: &str, obj: &K) -> String {
+    format!(
+        "{kind}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// `now`, truncated to seconds as the API server stores condition times, so a status that did
+/// not change compares equal to the stored one.
+fn now() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Runs both controllers until the watch streams end.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let (streams, deliveries): (Api<Stream>, Api<DeliveryStream>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let streams = Controller::new(streams, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile_stream, stream_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(stream = %obj, "reconciled"),
+                Err(e) => tracing::warn!(error = %e, "stream reconciliation failed"),
+            }
+        });
+    let deliveries = Controller::new(deliveries, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile_delivery_stream, delivery_error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "delivery stream reconciliation failed");
+            }
+        });
+    futures::join!(streams, deliveries);
+}
+
+/// Reconciles one `Stream`: finalizer, then apply or clean up.
+pub async fn reconcile_stream(stream: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = stream.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, stream.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(s) => apply_stream(s, &api, &ctx).await,
+            FinalizerEvent::Cleanup(s) => cleanup_stream(s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&["Stream"])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["Stream", outcome])
+        .inc();
+    if result.is_ok() {
+        ctx.succeeded(&key_of("Stream", stream.as_ref()));
+    }
+    result
+}
+
+/// Requeues a failed `Stream` with exponential backoff.
+pub fn stream_error_policy(stream: Arc<Stream>, error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failed(key_of("Stream", stream.as_ref()));
+    let delay = backoff(n);
+    tracing::warn!(stream = %stream.name_any(), error = %error, attempt = n, ?delay, "requeue after failure");
+    Action::requeue(delay)
+}
+
+async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> Result<Action, Error> {
+    let generation = stream.metadata.generation;
+    let previous = stream.status.as_ref();
+    if let Err(errors) = validate_stream(&stream) {
+        let status = stream_status(generation, previous, Observation::InvalidSpec(&errors), &now());
+        events_for_changes(ctx, stream.as_ref(), previous, &status).await;
+        write_stream_status(api, &stream, previous, &status).await?;
+        // Level-triggered: nothing to do until the spec changes.
+        return Ok(Action::await_change());
+    }
+    let desired = Desired::from_stream(&stream).ok_or(Error::Unnamed)?;
+    let observed = match ctx.catalog.describe(&desired.name).await {
+        Ok(o) => o,
+        Err(e) => {
+            let message = e.to_string();
+            let status = stream_status(
+                generation,
+                previous,
+                Observation::CatalogUnavailable(&message),
+                &now(),
+            );
+            if let Err(write) = write_stream_status(api, &stream, previous, &status).await {
+                tracing::warn!(error = %write, "could not write status");
+            }
+            return Err(e.into());
+        }
+    };
+    let observed = match plan(&desired, observed.as_ref()) {
+        Plan::Create(request) => {
+            let created = ctx.catalog.create(&request).await?;
+            ctx.publish(
+                stream.as_ref(),
+                EventType::Normal,
+                "Created",
+                "CreateStream",
+                format!(
+                    "created stream {:?} ({} shards, retention {} h)",
+                    request.name,
+                    request.shard_count.map_or("default".into(), |n| n.to_string()),
+                    request.retention_period_hours
+                ),
+            )
+            .await;
+            Some(created)
+        }
+        Plan::Conflict { owner } => {
+            let status = stream_status(
+                generation,
+                previous,
+                Observation::Conflict {
+                    name: &desired.name,
+                    owner: owner.as_deref(),
+                },
+                &now(),
+            );
+            events_for_changes(ctx, stream.as_ref(), previous, &status).await;
+            write_stream_status(api, &stream, previous, &status).await?;
+            return Ok(Action::requeue(RESYNC));
+        }
+        Plan::Wait(_) => observed,
+        Plan::Converge {
+            update_retention: Some(hours),
+            ..
+        } => {
+            ctx.catalog.update_retention(&desired.name, hours).await?;
+            ctx.publish(
+                stream.as_ref(),
+                EventType::Normal,
+                "Updated",
+                "UpdateRetention",
+                format!("retention of stream {:?} set to {hours} h", desired.name),
+            )
+            .await;
+            ctx.catalog.describe(&desired.name).await?
+        }
+        Plan::Converge {
+            update_retention: None,
+            ..
+        } => observed,
+    };
+    let Some(observed) = observed else {
+        // Deleted between calls: start over soon.
+        return Ok(Action::requeue(TRANSITION_REQUEUE));
+    };
+    let drift = drift(&desired, &observed);
+    let status = stream_status(
+        generation,
+        previous,
+        Observation::Observed {
+            stream: &observed,
+            drift: &drift,
+        },
+        &now(),
+    );
+    events_for_changes(ctx, stream.as_ref(), previous, &status).await;
+    write_stream_status(api, &stream, previous, &status).await?;
+    let settled = observed.status == Some(StreamLifecycle::Active)
+        && observed.retention_period_hours == desired.retention_period_hours;
+    Ok(Action::requeue(if settled { RESYNC } else { TRANSITION_REQUEUE }))
+}
+
+async fn cleanup_stream(stream: Arc<Stream>, ctx: &Context) -> Result<Action, Error> {
+    let name = stream.stream_name().unwrap_or_default().to_string();
+    if stream.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.publish(
+            stream.as_ref(),
+            EventType::Normal,
+            "Retained",
+            "DeleteStream",
+            format!("deletionPolicy is Retain: stream {name:?} is kept in the catalog"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let Some(desired) = Desired::from_stream(&stream) else {
+        return Ok(Action::await_change());
+    };
+    if !crate::validation::is_valid_name(&desired.name) {
+        return Ok(Action::await_change());
+    }
+    match ctx.catalog.describe(&desired.name).await? {
+        None => {}
+        Some(observed) if observed.tags.get(OWNER_TAG) == Some(&desired.owner) => {
+            if observed.status != Some(StreamLifecycle::Deleting) {
+                ctx.catalog.delete(&desired.name).await?;
+            }
+            ctx.publish(
+                stream.as_ref(),
+                EventType::Normal,
+                "Deleted",
+                "DeleteStream",
+                format!(
+                    "deletionPolicy is Delete: stream {:?} deleted from the catalog",
+                    desired.name
+                ),
+            )
+            .await;
+        }
+        Some(_) => {
+            ctx.publish(
+                stream.as_ref(),
+                EventType::Warning,
+                "NotDeleted",
+                "DeleteStream",
+                format!(
+                    "stream {:?} is not owned by this resource ({OWNER_TAG} differs); left in the catalog",
+                    desired.name
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// Emits an Event when a condition moves to a state worth telling (invalid spec, conflict,
+/// unsupported change, ready).
+async fn events_for_changes<K>(ctx: &Context, obj: &K, previous: Option<&StreamStatus>, status: &StreamStatus)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    for type_ in [
+        ConditionType::Ready,
+        ConditionType::Scaling,
+        ConditionType::Degraded,
+    ] {
+        if !changed(prev, &status.conditions, type_) {
+            continue;
+        }
+        let Some(c) = find(&status.conditions, type_) else {
+            continue;
+        };
+        let (event_type, action) = match (type_, c.status.as_str(), c.reason.as_str()) {
+            (ConditionType::Ready, "True", _) => (EventType::Normal, "Reconcile"),
+            (ConditionType::Ready, _, reason::INVALID_SPEC) => (EventType::Warning, "Validate"),
+            (ConditionType::Ready, _, reason::NAME_CONFLICT) => (EventType::Warning, "Reconcile"),
+            (ConditionType::Scaling | ConditionType::Degraded, _, reason::NOT_SUPPORTED_YET) => {
+                (EventType::Warning, "Reconcile")
+            }
+            _ => continue,
+        };
+        let reason = if c.status == "True" && type_ == ConditionType::Ready {
+            "Ready"
+        } else {
+            c.reason.as_str()
+        };
+        ctx.publish(obj, event_type, reason, action, c.message.clone())
+            .await;
+    }
+}
+
+async fn write_stream_status(
+    api: &Api<Stream>,
+    stream: &Stream,
+    previous: Option<&StreamStatus>,
+    status: &StreamStatus,
+) -> Result<(), Error> {
+    if previous == Some(status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+        "kind": "Stream",
+        "status": serde_json::to_value(status)?,
+    });
+    api.patch_status(
+        &stream.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reconciles one `DeliveryStream`: validation only, since the data plane has no delivery
+/// streams yet. Reports `Ready=False` with `InvalidSpec` or `NotImplemented`.
+pub async fn reconcile_delivery_stream(ds: Arc<DeliveryStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = ds.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<DeliveryStream> = Api::namespaced(ctx.client.clone(), &ns);
+    let generation = ds.metadata.generation;
+    let previous = ds.status.as_ref();
+    let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let now = now();
+    let (ready, degraded): (Condition, Condition) = match validate_delivery_stream(&ds) {
+        Err(errors) => {
+            let message = errors.join("; ");
+            (
+                condition(
+                    ConditionType::Ready,
+                    "False",
+                    reason::INVALID_SPEC,
+                    message.clone(),
+                    generation,
+                    prev_conditions,
+                    &now,
+                ),
+                condition(
+                    ConditionType::Degraded,
+                    "True",
+                    reason::INVALID_SPEC,
+                    message,
+                    generation,
+                    prev_conditions,
+                    &now,
+                ),
+            )
+        }
+        Ok(()) => (
+            condition(
+                ConditionType::Ready,
+                "False",
+                reason::NOT_IMPLEMENTED,
+                "the data plane does not run delivery streams yet; the spec is valid and kept".into(),
+                generation,
+                prev_conditions,
+                &now,
+            ),
+            condition(
+                ConditionType::Degraded,
+                "False",
+                reason::AS_EXPECTED,
+                "spec is valid".into(),
+                generation,
+                prev_conditions,
+                &now,
+            ),
+        ),
+    };
+    let status = DeliveryStreamStatus {
+        observed_generation: generation,
+        conditions: vec![ready, degraded],
+        ..previous.cloned().unwrap_or_default()
+    };
+    if changed(prev_conditions, &status.conditions, ConditionType::Ready)
+        && let Some(c) = find(&status.conditions, ConditionType::Ready)
+        && c.reason == reason::INVALID_SPEC
+    {
+        ctx.publish(
+            ds.as_ref(),
+            EventType::Warning,
+            reason::INVALID_SPEC,
+            "Validate",
+            c.message.clone(),
+        )
+        .await;
+    }
+    if previous != Some(&status) {
+        let patch = serde_json::json!({
+            "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+            "kind": "DeliveryStream",
+            "status": serde_json::to_value(&status)?,
+        });
+        api.patch_status(
+            &ds.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["DeliveryStream", "ok"])
+        .inc();
+    ctx.succeeded(&key_of("DeliveryStream", ds.as_ref()));
+    Ok(Action::await_change())
+}
+
+/// Requeues a failed `DeliveryStream` with exponential backoff.
+pub fn delivery_error_policy(ds: Arc<DeliveryStream>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&["DeliveryStream", "error"])
+        .inc();
+    let n = ctx.failed(key_of("DeliveryStream", ds.as_ref()));
+    tracing::warn!(delivery_stream = %ds.name_any(), error = %error, attempt = n, "requeue after failure");
+    Action::requeue(backoff(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn notes_are_truncated_on_char_boundaries() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("abc".into(), 10), "abc");
+    }
+}

@@ -1,0 +1,210 @@
+//! `runnel-operator`: watches `Stream` and `DeliveryStream` resources and reconciles them into
+//! the Runnel catalog through the nodes' admin gRPC API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::Client;
+use runnel_operator::catalog_client::CatalogClient;
+use runnel_operator::controller;
+use runnel_operator::controller::Context;
+use runnel_operator::discovery::NodeSet;
+use runnel_operator::leader::Elector;
+use runnel_operator::leader::LeaseTiming;
+use runnel_operator::metrics;
+use runnel_operator::metrics::Metrics;
+
+/// How often in-cluster discovery re-reads the node StatefulSet.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "runnel-operator", version, about = "Kubernetes operator for Runnel")]
+struct Args {
+    /// Admin gRPC addresses of the nodes (HOST:PORT,...). Overrides in-cluster discovery.
+    #[arg(long, env = "RUNNEL_NODES", value_delimiter = ',')]
+    nodes: Vec<String>,
+
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long, env = "RUNNEL_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Address of the operator's own /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+
+    /// Run the controllers only while holding a Lease, so several replicas can run.
+    #[arg(long)]
+    leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "runnel-operator")]
+    lease_name: String,
+
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+
+    /// Seconds a Lease stays valid without renewal; a standby takes over after that.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
+
+    /// This replica's identity in the Lease and in Events (default: hostname and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// The node StatefulSet (in-cluster discovery).
+    #[arg(long, default_value = "runnel-node")]
+    node_statefulset: String,
+
+    /// The headless Service of the node StatefulSet (in-cluster discovery).
+    #[arg(long, default_value = "runnel-node-headless")]
+    node_service: String,
+
+    /// Namespace of the node StatefulSet (default: the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    node_namespace: String,
+
+    /// The nodes' gRPC port (in-cluster discovery).
+    #[arg(long, default_value_t = 4568)]
+    node_grpc_port: u16,
+
+    /// Replication factor of shard groups. Recorded for placement; the data plane does not
+    /// replicate yet, so it has no effect today.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    let metrics = Metrics::new().context("registering metrics")?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    tracing::info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(metrics::serve(listener, metrics.clone()));
+
+    let client = Client::try_default()
+        .await
+        .context("loading the Kubernetes configuration")?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API server")?;
+    tracing::info!(version = %version.git_version, "connected to the API server");
+
+    let catalog = if args.nodes.is_empty() {
+        let set = NodeSet {
+            statefulset: args.node_statefulset.clone(),
+            service: args.node_service.clone(),
+            namespace: args.node_namespace.clone(),
+            grpc_port: args.node_grpc_port,
+        };
+        let addrs = set.discover(client.clone()).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "node StatefulSet not readable yet; assuming one node");
+            set.addrs(1)
+        });
+        let catalog = CatalogClient::new(&addrs)?;
+        tokio::spawn(refresh_nodes(set, client.clone(), catalog.clone()));
+        catalog
+    } else {
+        CatalogClient::new(&args.nodes)?
+    };
+    tracing::info!(nodes = ?catalog.addrs(), replication_factor = args.replication_factor, "runnel nodes");
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        catalog,
+        metrics.clone(),
+        identity.clone(),
+    ));
+    metrics.set_ready(true);
+
+    if !args.leader_election {
+        metrics.leader.set(1);
+        controller::run(ctx, args.namespace).await;
+        return Ok(());
+    }
+
+    let timing = LeaseTiming::from_duration(Duration::from_secs(args.lease_duration_seconds));
+    let leases: Api<Lease> = Api::namespaced(client, &args.lease_namespace);
+    let mut elector = Elector::new(leases, &args.lease_name, &identity, timing);
+    tracing::info!(lease = %args.lease_name, identity = %elector.identity(), "waiting for leadership");
+    tokio::select! {
+        acquired = elector.acquire() => acquired?,
+        () = shutdown_signal() => return Ok(()),
+    }
+    metrics.leader.set(1);
+    tracing::info!("leading: starting the controllers");
+    tokio::select! {
+        () = controller::run(ctx, args.namespace) => {
+            metrics.leader.set(0);
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "could not release the lease");
+            }
+            Ok(())
+        }
+        lost = elector.hold() => {
+            metrics.leader.set(0);
+            Err(anyhow::Error::new(lost).context("stopping: leadership lost"))
+        }
+    }
+}
+
+/// Re-reads the StatefulSet's replica count and updates the node list.
+async fn refresh_nodes(set: NodeSet, client: Client, catalog: CatalogClient) {
+    loop {
+        tokio::time::sleep(DISCOVERY_INTERVAL).await;
+        match set.discover(client.clone()).await {
+            Ok(addrs) if addrs != catalog.addrs() => {
+                tracing::info!(nodes = ?addrs, "node set changed");
+                if let Err(e) = catalog.set_nodes(&addrs) {
+                    tracing::warn!(error = %e, "invalid node address");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the node StatefulSet failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::SignalKind;
+        use tokio::signal::unix::signal;
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "runnel-operator".to_string())
+}

@@ -1,0 +1,115 @@
+//! The operator's own Prometheus metrics and its `/metrics`, `/healthz` and `/readyz` server.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+
+use prometheus::Encoder;
+use prometheus::HistogramOpts;
+use prometheus::HistogramVec;
+use prometheus::IntCounterVec;
+use prometheus::IntGauge;
+use prometheus::Opts;
+use prometheus::Registry;
+use prometheus::TextEncoder;
+
+/// Counters and gauges of the operator.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciliations by resource kind and result (`ok` / `error`).
+    pub reconciliations: IntCounterVec,
+    /// Reconciliation duration by resource kind.
+    pub reconcile_duration: HistogramVec,
+    /// 1 while this replica holds the leader Lease (or runs without election), else 0.
+    pub leader: IntGauge,
+    ready: Arc<AtomicBool>,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let reconciliations = IntCounterVec::new(
+            Opts::new(
+                "runnel_operator_reconciliations_total",
+                "Reconciliations by kind and result",
+            ),
+            &["kind", "result"],
+        )?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "runnel_operator_reconcile_duration_seconds",
+                "Time spent in one reconciliation",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+            &["kind"],
+        )?;
+        let leader = IntGauge::new(
+            "runnel_operator_leader",
+            "1 while this replica is the leader and runs the controllers",
+        )?;
+        registry.register(Box::new(reconciliations.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        Ok(Metrics {
+            registry,
+            reconciliations,
+            reconcile_duration,
+            leader,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Marks the operator ready (`/readyz` answers 200).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (always ok while the process runs) and `/readyz` (ok once
+/// connected to the API server; a standby replica is ready too).
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Metrics) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let m = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = metrics.ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,516 @@
+//! Pure construction of the `status` subresources from what the reconciler observed. The
+//! reconciler writes the result with server-side apply; nothing here does I/O.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::ConditionType;
+use crate::crd::ShardStatus;
+use crate::crd::StreamLifecycle;
+use crate::crd::StreamStatus;
+use crate::observed::ObservedStream;
+use crate::plan::Drift;
+
+/// Condition reasons the operator writes.
+pub mod reason {
+    pub const ACTIVE: &str = "Active";
+    pub const CREATING: &str = "Creating";
+    pub const UPDATING: &str = "Updating";
+    pub const DELETING: &str = "Deleting";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const CATALOG_UNAVAILABLE: &str = "CatalogUnavailable";
+    pub const NOT_SUPPORTED_YET: &str = "NotSupportedYet";
+    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
+    pub const STABLE: &str = "Stable";
+    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const NO_LEADER: &str = "NoLeader";
+}
+
+/// What the reconciler learnt about one `Stream` in this pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Observation<'a> {
+    /// Validation failed; the catalog was not called.
+    InvalidSpec(&'a [String]),
+    /// No node answered the admin API.
+    CatalogUnavailable(&'a str),
+    /// A stream of that name exists in the catalog and is not this resource's.
+    Conflict { name: &'a str, owner: Option<&'a str> },
+    /// The stream as the catalog describes it, and what of the spec cannot be applied.
+    Observed {
+        stream: &'a ObservedStream,
+        drift: &'a [Drift],
+    },
+}
+
+/// Builds a `Stream`'s status. `previous` keeps condition transition times stable and, when
+/// nothing new was observed (invalid spec, catalog unreachable), the last known shards.
+pub fn stream_status(
+    generation: Option<i64>,
+    previous: Option<&StreamStatus>,
+    observation: Observation<'_>,
+    now: &Time,
+) -> StreamStatus {
+    let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let cond = |t: ConditionType, status: &str, reason: &str, message: String| {
+        condition(t, status, reason, message, generation, prev_conditions, now)
+    };
+    let mut status = match observation {
+        Observation::Observed { stream, .. } => observed_fields(stream),
+        Observation::Conflict { .. } => StreamStatus::default(),
+        Observation::InvalidSpec(_) | Observation::CatalogUnavailable(_) => {
+            let mut kept = previous.cloned().unwrap_or_default();
+            kept.conditions.clear();
+            kept
+        }
+    };
+    status.observed_generation = generation;
+    status.conditions = match observation {
+        Observation::InvalidSpec(errors) => {
+            let message = errors.join("; ");
+            vec![
+                cond(
+                    ConditionType::Ready,
+                    "False",
+                    reason::INVALID_SPEC,
+                    message.clone(),
+                ),
+                cond(
+                    ConditionType::Scaling,
+                    "False",
+                    reason::INVALID_SPEC,
+                    "the spec is invalid".into(),
+                ),
+                cond(ConditionType::Degraded, "True", reason::INVALID_SPEC, message),
+            ]
+        }
+        Observation::CatalogUnavailable(error) => vec![
+            cond(
+                ConditionType::Ready,
+                "Unknown",
+                reason::CATALOG_UNAVAILABLE,
+                error.to_string(),
+            ),
+            cond(
+                ConditionType::Scaling,
+                "Unknown",
+                reason::CATALOG_UNAVAILABLE,
+                error.to_string(),
+            ),
+            cond(
+                ConditionType::Degraded,
+                "Unknown",
+                reason::CATALOG_UNAVAILABLE,
+                error.to_string(),
+            ),
+        ],
+        Observation::Conflict { name, owner } => {
+            let message = match owner {
+                Some(owner) => format!(
+                    "stream {name:?} already exists in the catalog and belongs to the resource {owner}; it is left alone"
+                ),
+                None => format!(
+                    "stream {name:?} already exists in the catalog and was not created by this operator; it is left alone"
+                ),
+            };
+            vec![
+                cond(
+                    ConditionType::Ready,
+                    "False",
+                    reason::NAME_CONFLICT,
+                    message.clone(),
+                ),
+                cond(
+                    ConditionType::Scaling,
+                    "False",
+                    reason::NAME_CONFLICT,
+                    "not managing the stream".into(),
+                ),
+                cond(ConditionType::Degraded, "True", reason::NAME_CONFLICT, message),
+            ]
+        }
+        Observation::Observed { stream, drift } => observed_conditions(stream, drift, &cond),
+    };
+    status
+}
+
+fn observed_fields(stream: &ObservedStream) -> StreamStatus {
+    StreamStatus {
+        stream_arn: (!stream.arn.is_empty()).then(|| stream.arn.clone()),
+        stream_status: stream.status,
+        shards: stream
+            .shards
+            .iter()
+            .map(|s| ShardStatus {
+                shard_id: s.shard_id.clone(),
+                parent_shard_id: s.parent_shard_id.clone(),
+                adjacent_parent_shard_id: s.adjacent_parent_shard_id.clone(),
+                starting_hash_key: s.starting_hash_key.clone(),
+                ending_hash_key: s.ending_hash_key.clone(),
+                closed: s.closed,
+                replicas: s.replicas.iter().map(u64::to_string).collect(),
+                leader: s.leader.map(|l| l.to_string()),
+            })
+            .collect(),
+        open_shard_count: i32::try_from(stream.open_shard_count()).ok(),
+        ..StreamStatus::default()
+    }
+}
+
+fn observed_conditions(
+    stream: &ObservedStream,
+    drift: &[Drift],
+    cond: &dyn Fn(ConditionType, &str, &str, String) -> Condition,
+) -> Vec<Condition> {
+    let open = stream.open_shard_count();
+    let not_applied: Vec<String> = drift
+        .iter()
+        .filter(|d| !d.is_scaling())
+        .map(Drift::to_string)
+        .collect();
+    let scaling: Vec<String> = drift
+        .iter()
+        .filter(|d| d.is_scaling())
+        .map(Drift::to_string)
+        .collect();
+    let ready = match stream.status {
+        Some(StreamLifecycle::Active) => {
+            let mut message = format!("stream {:?} is ACTIVE with {open} open shards", stream.name);
+            if !drift.is_empty() {
+                message.push_str("; part of the spec is not applied (see Scaling and Degraded)");
+            }
+            cond(ConditionType::Ready, "True", reason::ACTIVE, message)
+        }
+        Some(StreamLifecycle::Creating) | None => cond(
+            ConditionType::Ready,
+            "False",
+            reason::CREATING,
+            format!("stream {:?} is being created", stream.name),
+        ),
+        Some(StreamLifecycle::Updating) => cond(
+            ConditionType::Ready,
+            "False",
+            reason::UPDATING,
+            format!("stream {:?} is being updated", stream.name),
+        ),
+        Some(StreamLifecycle::Deleting) => cond(
+            ConditionType::Ready,
+            "False",
+            reason::DELETING,
+            format!(
+                "stream {:?} is being deleted in the catalog; it will be created again once gone",
+                stream.name
+            ),
+        ),
+    };
+    let scaling = if scaling.is_empty() {
+        cond(
+            ConditionType::Scaling,
+            "False",
+            reason::STABLE,
+            format!("{open} open shards, no resharding in progress"),
+        )
+    } else {
+        cond(
+            ConditionType::Scaling,
+            "False",
+            reason::NOT_SUPPORTED_YET,
+            scaling.join("; "),
+        )
+    };
+    let leaderless: Vec<&str> = stream
+        .shards
+        .iter()
+        .filter(|s| !s.closed && !s.replicas.is_empty() && s.leader.is_none())
+        .map(|s| s.shard_id.as_str())
+        .collect();
+    let degraded = if !not_applied.is_empty() {
+        cond(
+            ConditionType::Degraded,
+            "True",
+            reason::NOT_SUPPORTED_YET,
+            not_applied.join("; "),
+        )
+    } else if stream.status == Some(StreamLifecycle::Active) && !leaderless.is_empty() {
+        cond(
+            ConditionType::Degraded,
+            "True",
+            reason::NO_LEADER,
+            format!("shards without a Raft leader: {}", leaderless.join(", ")),
+        )
+    } else {
+        cond(
+            ConditionType::Degraded,
+            "False",
+            reason::AS_EXPECTED,
+            "no problem reported".into(),
+        )
+    };
+    vec![ready, scaling, degraded]
+}
+
+/// One condition; `lastTransitionTime` stays that of the previous condition of the same type
+/// when its status did not change.
+pub fn condition(
+    type_: ConditionType,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_.as_str() && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.as_str().to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// The condition of this type, if present.
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
+}
+
+/// True when the condition differs from the previous one in status or reason: the moment to
+/// emit an Event.
+pub fn changed(previous: &[Condition], current: &[Condition], type_: ConditionType) -> bool {
+    match (find(previous, type_), find(current, type_)) {
+        (Some(p), Some(c)) => p.status != c.status || p.reason != c.reason,
+        (None, Some(_)) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::crd::StreamMode;
+    use crate::observed::ObservedShard;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+    }
+
+    fn active(shards: usize) -> ObservedStream {
+        ObservedStream {
+            name: "orders".into(),
+            arn: "arn:aws:kinesis:us-east-1:000000000000:stream/orders".into(),
+            status: Some(StreamLifecycle::Active),
+            mode: Some(StreamMode::Provisioned),
+            retention_period_hours: 24,
+            tags: Default::default(),
+            shards: (0..shards)
+                .map(|i| ObservedShard {
+                    shard_id: format!("shardId-{i:012}"),
+                    starting_hash_key: format!("{i}0"),
+                    ending_hash_key: format!("{i}9"),
+                    replicas: vec![1],
+                    leader: Some(1),
+                    ..ObservedShard::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn get(s: &StreamStatus, t: ConditionType) -> &Condition {
+        find(&s.conditions, t).unwrap_or_else(|| panic!("no {t} condition"))
+    }
+
+    #[test]
+    fn active_stream_is_ready_with_shards() {
+        let o = active(2);
+        let s = stream_status(
+            Some(3),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(10),
+        );
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.open_shard_count, Some(2));
+        assert_eq!(s.stream_status, Some(StreamLifecycle::Active));
+        assert_eq!(s.stream_arn.as_deref(), Some(o.arn.as_str()));
+        assert_eq!(s.shards.len(), 2);
+        assert_eq!(s.shards[1].shard_id, "shardId-000000000001");
+        assert_eq!(s.shards[1].starting_hash_key, "10");
+        assert_eq!(s.shards[1].replicas, vec!["1".to_string()]);
+        assert_eq!(s.shards[1].leader.as_deref(), Some("1"));
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::ACTIVE)
+        );
+        assert_eq!(ready.observed_generation, Some(3));
+        assert_eq!(get(&s, ConditionType::Scaling).status, "False");
+        assert_eq!(get(&s, ConditionType::Degraded).status, "False");
+    }
+
+    #[test]
+    fn creating_stream_is_not_ready() {
+        let mut o = active(1);
+        o.status = Some(StreamLifecycle::Creating);
+        let s = stream_status(
+            Some(1),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(10),
+        );
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::CREATING)
+        );
+    }
+
+    #[test]
+    fn invalid_spec_is_reported_and_keeps_last_shards() {
+        let o = active(2);
+        let before = stream_status(
+            Some(1),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(10),
+        );
+        let errors = vec!["spec.shardCount must be at least 1, got 0".to_string()];
+        let s = stream_status(Some(2), Some(&before), Observation::InvalidSpec(&errors), &at(20));
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::INVALID_SPEC)
+        );
+        assert!(ready.message.contains("shardCount"));
+        assert_eq!(ready.last_transition_time, at(20));
+        assert_eq!(get(&s, ConditionType::Degraded).status, "True");
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.shards.len(), 2);
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_status_holds() {
+        let o = active(1);
+        let first = stream_status(
+            Some(1),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(10),
+        );
+        let second = stream_status(
+            Some(1),
+            Some(&first),
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(99),
+        );
+        assert_eq!(get(&second, ConditionType::Ready).last_transition_time, at(10));
+        assert!(!changed(
+            &first.conditions,
+            &second.conditions,
+            ConditionType::Ready
+        ));
+    }
+
+    #[test]
+    fn drift_goes_to_scaling_and_degraded() {
+        let o = active(2);
+        let drift = vec![
+            Drift::ShardCount {
+                desired: 4,
+                observed: 2,
+            },
+            Drift::Tags,
+        ];
+        let s = stream_status(
+            Some(2),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &drift,
+            },
+            &at(10),
+        );
+        let scaling = get(&s, ConditionType::Scaling);
+        assert_eq!(
+            (scaling.status.as_str(), scaling.reason.as_str()),
+            ("False", reason::NOT_SUPPORTED_YET)
+        );
+        assert!(scaling.message.contains("spec.shardCount is 4"));
+        let degraded = get(&s, ConditionType::Degraded);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", reason::NOT_SUPPORTED_YET)
+        );
+        assert!(degraded.message.contains("spec.tags"));
+        assert_eq!(get(&s, ConditionType::Ready).status, "True");
+    }
+
+    #[test]
+    fn leaderless_shard_is_degraded() {
+        let mut o = active(2);
+        o.shards[1].leader = None;
+        let s = stream_status(
+            Some(1),
+            None,
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+            },
+            &at(10),
+        );
+        let degraded = get(&s, ConditionType::Degraded);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", reason::NO_LEADER)
+        );
+    }
+
+    #[test]
+    fn conflict_reports_owner_and_no_shards() {
+        let s = stream_status(
+            Some(1),
+            None,
+            Observation::Conflict {
+                name: "orders",
+                owner: Some("other/orders"),
+            },
+            &at(10),
+        );
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(ready.reason, reason::NAME_CONFLICT);
+        assert!(ready.message.contains("other/orders"));
+        assert!(s.shards.is_empty());
+    }
+
+    #[test]
+    fn catalog_unavailable_is_unknown() {
+        let s = stream_status(Some(1), None, Observation::CatalogUnavailable("no node"), &at(10));
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("Unknown", reason::CATALOG_UNAVAILABLE)
+        );
+    }
+}
