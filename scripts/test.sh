@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runnel-target}"
 # Integration tests in other crates start the node binary from here.
 export RUNNEL_NODE_BIN="${RUNNEL_NODE_BIN:-$CARGO_TARGET_DIR/debug/runnel-node}"
-cargo build --locked -p runnel-node
+# The Kubernetes e2e tests (e2e/) run the operator binary against a real API server: the
+# cluster of $KUBECONFIG, or a private local control plane (../shared/tools/k8s/) that the
+# tests start and stop themselves.
+export RUNNEL_OPERATOR_BIN="${RUNNEL_OPERATOR_BIN:-$CARGO_TARGET_DIR/debug/runnel-operator}"
+cargo build --locked -p runnel-node -p runnel-operator
 cargo test --locked --workspace --all-targets
 
 # The Kinesis API through real clients: boto3 + AWS CLI + aws-kinesis-agg (pytest) and
