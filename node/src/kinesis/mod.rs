@@ -194,6 +194,20 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         }
         _ => doc,
     };
+    // Members this build cannot honour are refused rather than ignored: a DryRun that wrote
+    // records, or a StreamId that named nothing, would be a fake success.
+    if doc.bool("DryRun") == Some(true) {
+        return Err(ApiError::new(
+            "InvalidArgumentException",
+            "DryRun is not supported by this Runnel build.",
+        ));
+    }
+    if doc.get("StreamId").is_some() {
+        return Err(ApiError::new(
+            "InvalidArgumentException",
+            "StreamId is not supported by this Runnel build; use StreamName or StreamARN.",
+        ));
+    }
     match op {
         "CreateStream" => streams::create_stream(api, doc).await,
         "DeleteStream" => streams::delete_stream(api, doc).await,
