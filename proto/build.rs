@@ -2,7 +2,11 @@
 //! Runnel needs no `protoc` binary on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/runnel/v1/streams.proto", "proto/runnel/v1/admin.proto"];
+    let files = [
+        "proto/runnel/v1/streams.proto",
+        "proto/runnel/v1/admin.proto",
+        "proto/runnel/v1/raft.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -10,6 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".runnel.v1.Record.data")
         .bytes(".runnel.v1.PutRecordsEntry.data")
+        .bytes(".runnel.v1.RaftMessage.payload")
+        .bytes(".runnel.v1.RaftReply.payload")
+        .bytes(".runnel.v1.ProposeShardRequest.batch")
+        .bytes(".runnel.v1.LogFrame.payload")
         .compile_fds(fds)?;
     Ok(())
 }

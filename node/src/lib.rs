@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod grpc;
 pub mod kinesis;
 pub mod metrics;

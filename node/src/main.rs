@@ -1,5 +1,6 @@
 //! `runnel-node`: the Runnel data plane binary.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -26,11 +27,69 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the whole system in one process: a data directory, no Kubernetes.
-    Standalone(StandaloneArgs),
+    Standalone(NodeArgs),
+    /// Run one node of a replicated cluster.
+    Cluster(ClusterArgs),
+    /// Start a local cluster of real node processes on predictable ports, for trying failover
+    /// by hand (node i listens on 4567+10(i-1), 4568+10(i-1), 4569+10(i-1)).
+    DevCluster(DevClusterArgs),
 }
 
 #[derive(clap::Args)]
-struct StandaloneArgs {
+struct ClusterArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// This node's id (1 or more), unique in the cluster.
+    #[arg(long, env = "RUNNEL_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    node_id: u64,
+    /// The initial members, this node included, by their gRPC addresses: `1=host:port,2=...`.
+    #[arg(long, env = "RUNNEL_PEERS", value_parser = parse_peer, value_delimiter = ',', required = true)]
+    peers: Vec<(u64, String)>,
+    /// Replicas of each new shard.
+    #[arg(long, env = "RUNNEL_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
+    replication_factor: u64,
+}
+
+#[derive(clap::Args)]
+struct DevClusterArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    nodes: u64,
+    /// Parent directory of the nodes' data directories (`node-1`, `node-2`, ...).
+    #[arg(long, default_value = "runnel-dev-cluster")]
+    data_dir: PathBuf,
+    /// First node's Kinesis port; node i uses base+10(i-1) (Kinesis), +1 (gRPC), +2 (metrics).
+    #[arg(long, default_value_t = 4567)]
+    base_port: u16,
+    /// Passed to every node.
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Always)]
+    fsync: FsyncPolicy,
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("'{id}' is not a node id"))?;
+    if id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    let addr = addr.trim();
+    if addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_none()
+    {
+        return Err(format!("'{addr}' is not HOST:PORT"));
+    }
+    Ok((id, addr.to_owned()))
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
     /// Where shard logs and the catalog live. Restarting on the same directory resumes.
     #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "runnel-data")]
     data_dir: PathBuf,
@@ -107,8 +166,8 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
-    let config = NodeConfig {
+fn node_config(args: &NodeArgs) -> NodeConfig {
+    NodeConfig {
         node_id: 1,
         data_dir: args.data_dir.clone(),
         kinesis_addr: args.kinesis_addr,
@@ -124,9 +183,14 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
             max_shards_total: args.shard_limit,
             max_shards_per_stream: args.shards_per_stream_limit,
             max_on_demand_streams: args.on_demand_stream_limit,
+            replication_factor: 1,
             ..ServiceConfig::default()
         },
-    };
+        peers: BTreeMap::new(),
+    }
+}
+
+async fn serve(mode: &str, args: &NodeArgs, config: NodeConfig) -> anyhow::Result<()> {
     let node = Node::start(config).await.context("starting the node")?;
     tracing::info!(
         data_dir = %args.data_dir.display(),
@@ -134,14 +198,79 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         kinesis = %format!("http://{}", node.kinesis_addr),
         metrics = %runnel_node::metrics::describe_addr(&node.metrics_addr),
         fsync = ?args.fsync,
-        "runnel-node standalone ready"
+        "runnel-node {mode} ready"
     );
-    println!("runnel-node standalone ready");
+    println!("runnel-node {mode} ready");
     println!("  data dir:  {}", args.data_dir.display());
     println!("  gRPC API:  http://{}", node.grpc_addr);
     println!("  metrics:   http://{}/metrics", node.metrics_addr);
     println!("  Kinesis API: http://{}", node.kinesis_addr);
     node.run(shutdown_signal()).await.context("serving")?;
+    Ok(())
+}
+
+async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    let peers: BTreeMap<u64, String> = args.peers.iter().cloned().collect();
+    if !peers.contains_key(&args.node_id) {
+        anyhow::bail!(
+            "--peers must list this node (id {}) with its gRPC address",
+            args.node_id
+        );
+    }
+    if peers.len() > runnel_node::node::MAX_CATALOG_VOTERS {
+        anyhow::bail!(
+            "at most {} initial peers are supported",
+            runnel_node::node::MAX_CATALOG_VOTERS
+        );
+    }
+    let mut config = node_config(&args.node);
+    config.node_id = args.node_id;
+    config.peers = peers;
+    config.service.replication_factor = args.replication_factor as usize;
+    serve("cluster", &args.node, config).await
+}
+
+async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating runnel-node")?;
+    let port = |i: u64, off: u16| args.base_port + 10 * (i as u16 - 1) + off;
+    let peers: Vec<String> = (1..=args.nodes)
+        .map(|i| format!("{i}=127.0.0.1:{}", port(i, 1)))
+        .collect();
+    let fsync = match args.fsync {
+        FsyncPolicy::Always => "always",
+        FsyncPolicy::Never => "never",
+    };
+    let mut children = Vec::new();
+    for i in 1..=args.nodes {
+        let dir = args.data_dir.join(format!("node-{i}"));
+        let child = tokio::process::Command::new(&exe)
+            .arg("cluster")
+            .args(["--node-id", &i.to_string(), "--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--kinesis-addr", &format!("127.0.0.1:{}", port(i, 0))])
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", port(i, 1))])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", port(i, 2))])
+            .args(["--fsync", fsync])
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        println!(
+            "node {i}: gRPC 127.0.0.1:{}  metrics 127.0.0.1:{}  data {}",
+            port(i, 1),
+            port(i, 2),
+            dir.display()
+        );
+        children.push(child);
+    }
+    println!(
+        "{} nodes running; kill -9 one to watch failover; Ctrl-C stops them all",
+        args.nodes
+    );
+    shutdown_signal().await;
+    for c in &mut children {
+        let _ = c.kill().await;
+    }
     Ok(())
 }
 
@@ -151,7 +280,15 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Standalone(args) => {
             init_tracing(args.log_format);
-            runtime.block_on(standalone(args))
+            runtime.block_on(serve("standalone", &args, node_config(&args)))
+        }
+        Command::Cluster(args) => {
+            init_tracing(args.node.log_format);
+            runtime.block_on(cluster(args))
+        }
+        Command::DevCluster(args) => {
+            init_tracing(LogFormat::Text);
+            runtime.block_on(dev_cluster(args))
         }
     }
 }

@@ -1,26 +1,41 @@
 //! A running node: opens the data directory, starts the catalog and shard groups and serves
 //! the APIs and metrics.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use openraft::BasicNode;
+use openraft::async_runtime::WatchReceiver;
 use runnel_log::LogConfig;
 use runnel_proto::v1::admin_server::AdminServer;
+use runnel_proto::v1::raft_server::RaftServer;
 use runnel_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::cluster::CatalogClient;
+use crate::cluster::RaftApi;
 use crate::grpc;
 use crate::kinesis::KinesisApi;
 use crate::metrics::Metrics;
 use crate::raft::FsyncPolicy;
 use crate::raft::GroupCommit;
 use crate::raft::catalog_sm::CatalogView;
+use crate::raft::group::CatalogRaftHandle;
 use crate::raft::group::GroupEnv;
 use crate::raft::group::start_catalog_group;
+use crate::raft::transport::PEER_MESSAGE_BYTES;
+use crate::raft::transport::PeerPool;
 use crate::service::ServiceConfig;
 use crate::service::StreamService;
+use crate::shard::NodeDirectory;
 use crate::shard::ShardHost;
+use crate::shard::ShardRouter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -36,7 +51,7 @@ pub enum NodeError {
     Start(String),
 }
 
-/// Everything a standalone node needs to know.
+/// Everything a node needs to know.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub node_id: u64,
@@ -47,18 +62,22 @@ pub struct NodeConfig {
     pub fsync: FsyncPolicy,
     pub log: LogConfig,
     pub service: ServiceConfig,
+    /// The initial members of a cluster (node id → gRPC address), this node included; empty
+    /// for a standalone node.
+    pub peers: BTreeMap<u64, String>,
 }
 
-/// A node whose listeners are bound; `run` serves until shutdown.
+/// Voters of the catalog group at most; further nodes follow it as learners.
+pub const MAX_CATALOG_VOTERS: usize = 5;
+
+/// A running node; `run` serves until shutdown.
 pub struct Node {
     pub service: StreamService,
     host: Arc<ShardHost>,
     view: CatalogView,
-    grpc: TcpListener,
-    kinesis: TcpListener,
-    kinesis_api: KinesisApi,
-    metrics_listener: TcpListener,
-    metrics: Metrics,
+    tasks: Vec<JoinHandle<()>>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
     pub grpc_addr: SocketAddr,
     pub kinesis_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
@@ -68,6 +87,10 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeE
     TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Listen { what, addr, source })
+}
+
+fn start_err(what: &'static str) -> impl Fn(String) -> NodeError {
+    move |e| NodeError::Start(format!("{what}: {e}"))
 }
 
 impl Node {
@@ -82,46 +105,111 @@ impl Node {
         let kinesis = bind("Kinesis", config.kinesis_addr).await?;
         let kinesis_addr = kinesis
             .local_addr()
-            .map_err(|e| NodeError::Start(e.to_string()))?;
-        let grpc_addr = grpc.local_addr().map_err(|e| NodeError::Start(e.to_string()))?;
+            .map_err(|e| start_err("Kinesis")(e.to_string()))?;
+        let grpc_addr = grpc.local_addr().map_err(|e| start_err("gRPC")(e.to_string()))?;
         let metrics_addr = metrics_listener
             .local_addr()
-            .map_err(|e| NodeError::Start(e.to_string()))?;
+            .map_err(|e| start_err("metrics")(e.to_string()))?;
+        let cluster = !config.peers.is_empty();
+        let advertised = config
+            .peers
+            .get(&config.node_id)
+            .cloned()
+            .unwrap_or_else(|| grpc_addr.to_string());
 
-        let metrics = Metrics::new().map_err(|e| NodeError::Start(e.to_string()))?;
+        let metrics = Metrics::new().map_err(|e| start_err("metrics")(e.to_string()))?;
         let commit = GroupCommit::start(config.fsync, metrics.storage.clone())
-            .map_err(|e| NodeError::Start(e.to_string()))?;
+            .map_err(|e| start_err("group commit")(e.to_string()))?;
+        let peers = cluster.then(PeerPool::new);
         let env = GroupEnv {
             node_id: config.node_id,
-            node_addr: grpc_addr.to_string(),
+            node_addr: advertised.clone(),
             commit,
             log_config: config.log.clone(),
+            peers: peers.clone(),
         };
-        let catalog = start_catalog_group(&config.data_dir.join("catalog"), &env)
+        let members: BTreeMap<u64, BasicNode> = config
+            .peers
+            .iter()
+            .take(MAX_CATALOG_VOTERS)
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        let catalog = start_catalog_group(&config.data_dir.join("catalog"), &env, members)
             .await
-            .map_err(|e| NodeError::Start(format!("catalog: {e}")))?;
-        let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards")));
+            .map_err(|e| start_err("catalog")(e.to_string()))?;
+        let directory = node_directory(catalog.raft.clone(), config.node_id, advertised);
+        let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
+        let router = ShardRouter::new(host.clone(), peers.clone());
+        let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
         let service = StreamService::new(
             config.service.clone(),
-            catalog.raft,
+            catalog_client.clone(),
             catalog.view.clone(),
-            host.clone(),
+            router.clone(),
             metrics.clone(),
         );
+
+        // Serve right away: in a cluster the other nodes' Raft traffic must get through before
+        // this node can learn the catalog.
+        let raft_api = RaftApi {
+            catalog: catalog_client,
+            view: catalog.view.clone(),
+            router,
+        };
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    StreamsServer::new(grpc::StreamsApi {
+                        service: service.clone(),
+                    })
+                    .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+                )
+                .add_service(AdminServer::new(grpc::AdminApi {
+                    service: service.clone(),
+                }))
+                .add_service(
+                    RaftServer::new(raft_api)
+                        .max_decoding_message_size(PEER_MESSAGE_BYTES)
+                        .max_encoding_message_size(PEER_MESSAGE_BYTES),
+                )
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async {
+                    let _ = stopped.await;
+                }),
+        );
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(metrics_listener, metrics.clone()).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        })];
+        let m = service_metrics(&service);
+        tasks.push(tokio::spawn(crate::stats::refresh_loop(host.clone(), m)));
+        tasks.push(tokio::spawn(crate::retention::run(
+            host.clone(),
+            catalog.view.clone(),
+        )));
+        if cluster {
+            wait_for_catalog_leader(&catalog.raft).await;
+            tasks.push(tokio::spawn(follow_catalog(host.clone(), catalog.view.clone())));
+        }
         service
             .resume_transitions()
             .await
-            .map_err(|e| NodeError::Start(format!("shards: {e}")))?;
+            .map_err(|e| start_err("shards")(e.to_string()))?;
         let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::kinesis::serve(kinesis, kinesis_api).await {
+                tracing::error!(error = %e, "Kinesis API stopped");
+            }
+        }));
         Ok(Node {
             service,
             host,
             view: catalog.view,
-            grpc,
-            kinesis,
-            kinesis_api,
-            metrics_listener,
-            metrics,
+            tasks,
+            stop_server: Some(stop_server),
+            server,
             grpc_addr,
             kinesis_addr,
             metrics_addr,
@@ -140,35 +228,73 @@ impl Node {
 
     /// Serves until `shutdown` resolves, then stops the groups.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
-        let streams = StreamsServer::new(grpc::StreamsApi {
-            service: self.service.clone(),
-        })
-        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES);
-        let admin = AdminServer::new(grpc::AdminApi {
-            service: self.service.clone(),
-        });
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.grpc);
-        let kinesis_task = tokio::spawn(crate::kinesis::serve(self.kinesis, self.kinesis_api));
-        let metrics_task = tokio::spawn(crate::metrics::serve(self.metrics_listener, self.metrics.clone()));
-        let refresher = tokio::spawn(crate::stats::refresh_loop(
-            self.host.clone(),
-            self.metrics.clone(),
-        ));
-        let retention = tokio::spawn(crate::retention::run(self.host.clone(), self.view.clone()));
-        let served = tonic::transport::Server::builder()
-            .add_service(streams)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
-        kinesis_task.abort();
-        metrics_task.abort();
-        refresher.abort();
-        retention.abort();
+        shutdown.await;
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
         self.host.shutdown().await;
-        served.map_err(|e| NodeError::Start(format!("gRPC server: {e}")))
+        match self.server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(NodeError::Start(format!("gRPC server: {e}"))),
+            Err(e) => Err(NodeError::Start(format!("gRPC server task: {e}"))),
+        }
+    }
+}
+
+fn service_metrics(service: &StreamService) -> Metrics {
+    service.metrics().clone()
+}
+
+/// Node id → address of every catalog member (the cluster's nodes).
+fn node_directory(catalog: CatalogRaftHandle, me: u64, my_addr: String) -> NodeDirectory {
+    Arc::new(move || {
+        let m = catalog.metrics().borrow_watched().clone();
+        let mut nodes: BTreeMap<u64, String> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        nodes.entry(me).or_insert_with(|| my_addr.clone());
+        nodes
+    })
+}
+
+async fn wait_for_catalog_leader(catalog: &CatalogRaftHandle) {
+    let mut logged = false;
+    loop {
+        let leader = catalog.metrics().borrow_watched().current_leader;
+        if leader.is_some() {
+            tracing::info!(leader = ?leader, "catalog has a leader");
+            return;
+        }
+        if !logged {
+            tracing::info!("waiting for the catalog group to elect a leader (are the other peers up?)");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Keeps this node's replicas in step with the catalog as it changes (streams created or
+/// deleted through any node).
+async fn follow_catalog(host: Arc<ShardHost>, view: CatalogView) {
+    let mut changes = view.changes();
+    loop {
+        let catalog = view.read(|c| c.clone());
+        if let Err(e) = host.reconcile(&catalog).await {
+            tracing::warn!(error = %e, "cannot bring shard replicas in line with the catalog");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }

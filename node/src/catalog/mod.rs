@@ -80,7 +80,8 @@ pub enum CatalogCommand {
         shard_count: u32,
         retention_hours: u32,
         tags: BTreeMap<String, String>,
-        replicas: Vec<u64>,
+        /// Replica nodes of each shard, in shard order; the first one forms the group.
+        placement: Vec<Vec<u64>>,
         now_ms: i64,
     },
     SetStatus {
@@ -136,7 +137,7 @@ impl Catalog {
                 shard_count,
                 retention_hours,
                 tags,
-                replicas,
+                placement,
                 now_ms,
             } => {
                 if self.streams.contains_key(&name) {
@@ -154,7 +155,7 @@ impl Catalog {
                         range,
                         created_ms: now_ms,
                         ending_log_index: None,
-                        replicas: replicas.clone(),
+                        replicas: placement.get(i).cloned().unwrap_or_default(),
                     })
                     .collect();
                 self.next_group = first_group + shards.len() as u64;
@@ -227,7 +228,7 @@ mod tests {
             shard_count: shards,
             retention_hours: 24,
             tags: BTreeMap::new(),
-            replicas: vec![1],
+            placement: vec![vec![1]; shards as usize],
             now_ms: 1_000,
         }
     }

@@ -109,7 +109,7 @@ impl Streams for StreamsApi {
             limit: Some(r.limit).filter(|l| *l != 0),
         };
         let stream = input.stream_name.clone();
-        let out = self.service.get_records(input).map_err(convert::status)?;
+        let out = self.service.get_records(input).await.map_err(convert::status)?;
         let created = self.service.shard_created_secs(&stream, out.shard_id.0);
         Ok(Response::new(pb::GetRecordsResponse {
             next_position: Some(convert::continuation(out.shard_id.0, created, out.next)),

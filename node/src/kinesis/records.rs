@@ -93,22 +93,23 @@ pub(super) async fn put_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
         .doc())
 }
 
-pub(super) fn get_shard_iterator(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
+pub(super) async fn get_shard_iterator(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
     let name = stream_of(api, &doc)?;
     let position = StreamService::iterator_request(
         doc.str("ShardIteratorType").unwrap_or_default(),
         doc.str("StartingSequenceNumber"),
         doc.timestamp_ms("Timestamp"),
     )?;
-    let pos =
-        api.service()
-            .shard_iterator_position(&name, doc.str("ShardId").unwrap_or_default(), position)?;
+    let pos = api
+        .service()
+        .shard_iterator_position(&name, doc.str("ShardId").unwrap_or_default(), position)
+        .await?;
     Ok(Out::new()
         .put("ShardIterator", api.iterators().encode(&pos, clock::now_ms()))
         .doc())
 }
 
-pub(super) fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
+pub(super) async fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
     let token = doc.str("ShardIterator").unwrap_or_default();
     let pos = api.iterators().decode(token, clock::now_ms())?;
     if let Some(arn) = doc.str("StreamARN") {
@@ -121,14 +122,17 @@ pub(super) fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
         }
     }
     api.service().check_iterator_target(&pos)?;
-    let out = api.service().get_records(GetRecordsInput {
-        stream_name: pos.stream_name.clone(),
-        shard_id: crate::model::ShardId(pos.shard_index).to_string(),
-        position: PositionInput::Cursor(pos.cursor),
-        limit: doc
-            .int("Limit")
-            .map(|l| u32::try_from(l.max(0)).unwrap_or(u32::MAX)),
-    })?;
+    let out = api
+        .service()
+        .get_records(GetRecordsInput {
+            stream_name: pos.stream_name.clone(),
+            shard_id: crate::model::ShardId(pos.shard_index).to_string(),
+            position: PositionInput::Cursor(pos.cursor),
+            limit: doc
+                .int("Limit")
+                .map(|l| u32::try_from(l.max(0)).unwrap_or(u32::MAX)),
+        })
+        .await?;
     let records: Vec<Doc> = out
         .records
         .iter()

@@ -23,6 +23,8 @@ use super::flusher::GroupCommit;
 use super::log_store::LogStore;
 use super::network::NoPeers;
 use super::shard_sm::ShardStateMachine;
+use super::transport::ClusterNetwork;
+use super::transport::PeerPool;
 use super::types::CatalogRaft;
 use super::types::NodeId;
 use super::types::ShardRaft;
@@ -37,6 +39,8 @@ pub struct GroupEnv {
     pub node_addr: String,
     pub commit: GroupCommit,
     pub log_config: LogConfig,
+    /// Connections to the other nodes; `None` in standalone mode (single-voter groups).
+    pub peers: Option<Arc<PeerPool>>,
 }
 
 /// A running shard replica group.
@@ -54,15 +58,25 @@ pub struct CatalogGroup {
     pub view: CatalogView,
 }
 
-fn raft_config(name: &str, snapshot_policy: SnapshotPolicy) -> io::Result<Arc<Config>> {
+/// Raft timing of cluster groups: a leader that stops heartbeating is replaced within about
+/// `ELECTION_MAX_MS` plus one election round.
+pub const HEARTBEAT_MS: u64 = 250;
+pub const ELECTION_MIN_MS: u64 = 1000;
+pub const ELECTION_MAX_MS: u64 = 2000;
+
+fn raft_config(name: &str, snapshot_policy: SnapshotPolicy, cluster: bool) -> io::Result<Arc<Config>> {
     let config = Config {
         cluster_name: name.to_owned(),
         // A standalone group has one voter: no timers at all, so idle groups cost nothing; it
-        // restores itself as leader on restart.
-        enable_tick: false,
-        enable_heartbeat: false,
-        enable_elect: false,
-        enable_leader_restore: Some(true),
+        // restores itself as leader on restart. Cluster groups tick, heartbeat and elect.
+        enable_tick: cluster,
+        enable_heartbeat: cluster,
+        enable_elect: cluster,
+        enable_leader_restore: Some(!cluster),
+        heartbeat_interval: HEARTBEAT_MS,
+        election_timeout_min: ELECTION_MIN_MS,
+        election_timeout_max: ELECTION_MAX_MS,
+        enable_pre_vote: Some(cluster),
         snapshot_policy,
         max_in_snapshot_log_to_keep: 0,
         // Small channels: a node hosts thousands of groups.
@@ -121,18 +135,46 @@ where
     Ok(())
 }
 
-pub async fn start_shard_group(group: u64, dir: &Path, env: &GroupEnv) -> io::Result<ShardGroup> {
+/// Starts a shard replica. `members` are the group's voters; `initialize` forms the group when
+/// it has never been formed (one replica of a new shard does this).
+pub async fn start_shard_group(
+    group: u64,
+    dir: &Path,
+    env: &GroupEnv,
+    members: BTreeMap<NodeId, BasicNode>,
+    initialize: bool,
+) -> io::Result<ShardGroup> {
     let log = Log::open(dir, env.log_config.clone()).map_err(io::Error::from)?;
     let last = log.last_entry_id().map(|(index, _)| index);
     let store = LogStore::<ShardRaft>::open(group, dir, log, env.commit.clone())?;
     let sm = ShardStateMachine::open(dir, last)?;
     let watermark = sm.watermark();
     let (reader, log) = (store.log_reader(), store.log());
-    let config = raft_config(&format!("shard-{group}"), SnapshotPolicy::Never)?;
-    let raft = Raft::new(env.node_id, config, NoPeers::default(), store, sm)
-        .await
-        .map_err(other("start raft"))?;
-    lead_alone(&raft, env).await?;
+    let config = raft_config(
+        &format!("shard-{group}"),
+        SnapshotPolicy::Never,
+        env.peers.is_some(),
+    )?;
+    let raft = match &env.peers {
+        None => {
+            let raft = Raft::new(env.node_id, config, NoPeers::default(), store, sm)
+                .await
+                .map_err(other("start raft"))?;
+            lead_alone(&raft, env).await?;
+            raft
+        }
+        Some(pool) => {
+            let network = ClusterNetwork::new(group, pool.clone());
+            let raft = Raft::new(env.node_id, config, network, store, sm)
+                .await
+                .map_err(other("start raft"))?;
+            if initialize && !raft.is_initialized().await.map_err(other("initialized?"))? {
+                raft.initialize(members).await.map_err(other("initialize"))?;
+                raft.trigger().elect(false).await.map_err(other("elect"))?;
+            }
+            raft
+        }
+    };
     Ok(ShardGroup {
         raft,
         reader,
@@ -141,16 +183,43 @@ pub async fn start_shard_group(group: u64, dir: &Path, env: &GroupEnv) -> io::Re
     })
 }
 
-pub async fn start_catalog_group(dir: &Path, env: &GroupEnv) -> io::Result<CatalogGroup> {
+/// Starts the catalog replica. In a cluster, the node with the lowest id among `members` forms
+/// the group on first start; the others wait for its leader.
+pub async fn start_catalog_group(
+    dir: &Path,
+    env: &GroupEnv,
+    members: BTreeMap<NodeId, BasicNode>,
+) -> io::Result<CatalogGroup> {
     let log = Log::open(dir, env.log_config.clone()).map_err(io::Error::from)?;
     let store = LogStore::<CatalogRaft>::open(0, dir, log, env.commit.clone())?;
     let sm = CatalogStateMachine::open(dir)?;
     let view = sm.view();
-    let config = raft_config("catalog", SnapshotPolicy::LogsSinceLast(1000))?;
-    let raft = Raft::new(env.node_id, config, NoPeers::default(), store, sm)
-        .await
-        .map_err(other("start raft"))?;
-    lead_alone(&raft, env).await?;
-    catch_up(&raft).await?;
+    let config = raft_config(
+        "catalog",
+        SnapshotPolicy::LogsSinceLast(1000),
+        env.peers.is_some(),
+    )?;
+    let raft = match &env.peers {
+        None => {
+            let raft = Raft::new(env.node_id, config, NoPeers::default(), store, sm)
+                .await
+                .map_err(other("start raft"))?;
+            lead_alone(&raft, env).await?;
+            catch_up(&raft).await?;
+            raft
+        }
+        Some(pool) => {
+            let network = ClusterNetwork::new(0, pool.clone());
+            let raft = Raft::new(env.node_id, config, network, store, sm)
+                .await
+                .map_err(other("start raft"))?;
+            let first = members.keys().next().copied();
+            if first == Some(env.node_id) && !raft.is_initialized().await.map_err(other("initialized?"))? {
+                raft.initialize(members).await.map_err(other("initialize"))?;
+                raft.trigger().elect(false).await.map_err(other("elect"))?;
+            }
+            raft
+        }
+    };
     Ok(CatalogGroup { raft, view })
 }

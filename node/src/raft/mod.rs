@@ -14,6 +14,7 @@ pub mod log_store;
 pub mod network;
 pub mod shard_sm;
 mod snapshot_file;
+pub mod transport;
 pub mod types;
 mod vote_file;
 

@@ -14,6 +14,7 @@ use crate::catalog::StreamMode;
 use crate::catalog::StreamRecord;
 use crate::catalog::StreamStatus;
 use crate::clock;
+use crate::cluster::placement;
 use crate::model::HashKeyRange;
 use crate::model::SequenceNumber;
 use crate::model::ShardId;
@@ -82,13 +83,12 @@ impl StreamService {
     }
 
     pub(super) async fn propose(&self, cmd: CatalogCommand) -> Result<CatalogReply, ServiceError> {
-        let resp = self
-            .inner
+        self.inner
             .catalog
-            .client_write(cmd)
+            .propose(cmd, 0)
             .await
-            .map_err(ServiceError::internal)?;
-        Ok(resp.data)
+            .map(|(reply, _)| reply)
+            .map_err(ServiceError::internal)
     }
 
     pub(super) fn stream_record(&self, name: &str) -> Result<StreamRecord, ServiceError> {
@@ -112,8 +112,9 @@ impl StreamService {
                 replicas: sh.replicas.clone(),
                 leader: self
                     .inner
-                    .host
-                    .get(&s.name, sh.index)
+                    .router
+                    .host()
+                    .by_group(sh.group)
                     .and_then(|r| r.group().raft.metrics().borrow_watched().current_leader),
             })
             .collect();
@@ -181,7 +182,7 @@ impl StreamService {
             shard_count,
             retention_hours,
             tags: input.tags,
-            replicas: vec![self.inner.host_node_id()],
+            placement: self.place(shard_count),
             now_ms: clock::now_ms(),
         };
         match self.propose(cmd).await? {
@@ -214,7 +215,8 @@ impl StreamService {
     pub async fn complete_transition(&self, name: &str) -> Result<(), ServiceError> {
         let catalog = self.inner.view.read(|c| c.clone());
         self.inner
-            .host
+            .router
+            .host()
             .reconcile(&catalog)
             .await
             .map_err(ServiceError::internal)?;
@@ -245,7 +247,8 @@ impl StreamService {
         });
         let catalog = self.inner.view.read(|c| c.clone());
         self.inner
-            .host
+            .router
+            .host()
             .reconcile(&catalog)
             .await
             .map_err(ServiceError::internal)?;
@@ -369,8 +372,28 @@ fn check_retention(hours: u32) -> Result<(), ServiceError> {
     Ok(())
 }
 
-impl super::Inner {
-    fn host_node_id(&self) -> u64 {
-        self.host.node_id()
+impl StreamService {
+    /// Replica sets for `count` new shards across the cluster's nodes.
+    fn place(&self, count: u32) -> Vec<Vec<u64>> {
+        let host = self.inner.router.host();
+        let nodes: Vec<u64> = host.nodes().into_keys().collect();
+        let nodes = if nodes.is_empty() {
+            vec![host.node_id()]
+        } else {
+            nodes
+        };
+        let load = self.inner.view.read(|c| {
+            placement::load_of(
+                c.streams
+                    .values()
+                    .flat_map(|s| s.shards.iter().map(|sh| sh.replicas.as_slice())),
+            )
+        });
+        placement::place(
+            &nodes,
+            &load,
+            self.inner.config.replication_factor,
+            count as usize,
+        )
     }
 }

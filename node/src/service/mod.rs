@@ -36,10 +36,10 @@ pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 pub use tags::ListTagsOutput;
 
+use crate::cluster::CatalogClient;
 use crate::metrics::Metrics;
 use crate::raft::catalog_sm::CatalogView;
-use crate::raft::group::CatalogRaftHandle;
-use crate::shard::ShardHost;
+use crate::shard::ShardRouter;
 
 /// Settings of the service layer.
 #[derive(Clone, Debug)]
@@ -56,6 +56,8 @@ pub struct ServiceConfig {
     pub max_shards_total: u32,
     /// Most ON_DEMAND streams (the account limit of AWS).
     pub max_on_demand_streams: u32,
+    /// Replicas of each new shard (capped at the number of nodes).
+    pub replication_factor: usize,
 }
 
 impl Default for ServiceConfig {
@@ -68,15 +70,16 @@ impl Default for ServiceConfig {
             max_shards_per_stream: 10_000,
             max_shards_total: 20_000,
             max_on_demand_streams: 50,
+            replication_factor: 3,
         }
     }
 }
 
 struct Inner {
     config: ServiceConfig,
-    catalog: CatalogRaftHandle,
+    catalog: CatalogClient,
     view: CatalogView,
-    host: Arc<ShardHost>,
+    router: ShardRouter,
     metrics: Metrics,
 }
 
@@ -89,9 +92,9 @@ pub struct StreamService {
 impl StreamService {
     pub fn new(
         config: ServiceConfig,
-        catalog: CatalogRaftHandle,
+        catalog: CatalogClient,
         view: CatalogView,
-        host: Arc<ShardHost>,
+        router: ShardRouter,
         metrics: Metrics,
     ) -> StreamService {
         StreamService {
@@ -99,10 +102,14 @@ impl StreamService {
                 config,
                 catalog,
                 view,
-                host,
+                router,
                 metrics,
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -1,7 +1,6 @@
 //! Producing and reading records.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -9,7 +8,7 @@ use bytes::Bytes;
 use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
-use crate::catalog::StreamRecord;
+use crate::catalog::ShardRecord;
 use crate::model::Record;
 use crate::model::RecordBatch;
 use crate::model::SequenceNumber;
@@ -17,7 +16,10 @@ use crate::model::ShardId;
 use crate::model::hash_key;
 use crate::shard::Cursor;
 use crate::shard::ReadRecord;
-use crate::shard::ShardReplica;
+use crate::shard::ReadResult;
+use crate::shard::ReadStart;
+use crate::shard::decode;
+use crate::shard::sequence_number;
 
 pub const MAX_RECORDS_PER_PUT: usize = 500;
 pub const MAX_PUT_BYTES: usize = 5 << 20;
@@ -147,16 +149,6 @@ impl StreamService {
         Ok(())
     }
 
-    fn replica(&self, stream: &StreamRecord, shard: u32) -> Result<Arc<ShardReplica>, ServiceError> {
-        self.inner.host.get(&stream.name, shard).ok_or_else(|| {
-            ServiceError::internal(format!(
-                "shard {} of {} is not running here",
-                ShardId(shard),
-                stream.name
-            ))
-        })
-    }
-
     /// Puts a batch; each record succeeds or fails on its own, as PutRecords does.
     pub async fn put_records(&self, input: PutRecordsInput) -> Result<Vec<PutEntryResult>, ServiceError> {
         let started = Instant::now();
@@ -187,12 +179,18 @@ impl StreamService {
                 data: r.data,
             });
         }
+        let router = &self.inner.router;
         let appends = batches.into_iter().map(|(shard, (idx, batch))| {
-            let replica = self.replica(&stream, shard);
+            let record = stream.shard(shard).cloned();
             async move {
-                let outcome = match replica {
-                    Ok(r) => r.append(&batch).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                let outcome = match record {
+                    Some(record) => match router.append(&record, batch.encode(), 0).await {
+                        Ok(a) => Ok((0..idx.len())
+                            .map(|p| sequence_number(&record, a.log_index, p as u16, a.arrival_ms))
+                            .collect::<Vec<_>>()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    None => Err(format!("shard {} vanished", ShardId(shard))),
                 };
                 (shard, idx, outcome)
             }
@@ -243,56 +241,70 @@ impl StreamService {
             .collect())
     }
 
-    /// Finds the shard replica of a data-plane read.
-    pub(super) fn read_target(
-        &self,
-        stream_name: &str,
-        shard_id: &str,
-    ) -> Result<Arc<ShardReplica>, ServiceError> {
+    /// Finds the shard of a data-plane read.
+    pub(super) fn read_target(&self, stream_name: &str, shard_id: &str) -> Result<ShardRecord, ServiceError> {
         let mut v = Violations::default();
         v.stream_name(stream_name, "streamName");
         v.min_len(shard_id, shard_id.len(), 1, "shardId");
         v.max_len(shard_id, shard_id.len(), 128, "shardId");
         v.into_result()?;
         let stream = self.active_stream(stream_name)?;
-        let shard = ShardId::parse(shard_id)
-            .filter(|s| stream.shard(s.0).is_some())
+        ShardId::parse(shard_id)
+            .and_then(|s| stream.shard(s.0).cloned())
             .ok_or_else(|| {
                 ServiceError::ResourceNotFound(format!(
                     "Shard {shard_id} in stream {stream_name} under account {} does not exist",
                     self.inner.config.account
                 ))
-            })?;
-        self.replica(&stream, shard.0)
+            })
     }
 
-    /// Turns a requested position into a cursor of the shard.
-    pub fn resolve_position(
+    /// Turns a requested position into where a read of the shard starts. Sequence numbers are
+    /// checked against the shard; log-dependent positions are resolved by the shard's leader.
+    pub fn read_start(
         &self,
-        replica: &ShardReplica,
+        shard: &ShardRecord,
         position: &PositionInput,
-    ) -> Result<Cursor, ServiceError> {
+    ) -> Result<ReadStart, ServiceError> {
         let parse = |s: &str, kind: &str| {
-            SequenceNumber::parse_for_shard(s, replica.shard.index, replica.shard.created_secs()).map_err(
-                |_| {
-                    ServiceError::InvalidArgument(format!(
-                        "Invalid SequenceNumber {s} for ShardIteratorType {kind} in shard {}",
-                        replica.id()
-                    ))
-                },
-            )
+            SequenceNumber::parse_for_shard(s, shard.index, shard.created_secs()).map_err(|_| {
+                ServiceError::InvalidArgument(format!(
+                    "Invalid SequenceNumber {s} for ShardIteratorType {kind} in shard {}",
+                    ShardId(shard.index)
+                ))
+            })
         };
         Ok(match position {
-            PositionInput::TrimHorizon => replica.trim_horizon(),
-            PositionInput::Latest => replica.latest(),
-            PositionInput::AtSequenceNumber(s) => Cursor::at(&parse(s, "AT_SEQUENCE_NUMBER")?),
-            PositionInput::AfterSequenceNumber(s) => Cursor::after(&parse(s, "AFTER_SEQUENCE_NUMBER")?),
-            PositionInput::AtTimestamp(ts) => replica.at_timestamp(*ts).map_err(ServiceError::internal)?,
-            PositionInput::Cursor(c) => *c,
+            PositionInput::TrimHorizon => ReadStart::TrimHorizon,
+            PositionInput::Latest => ReadStart::Latest,
+            PositionInput::AtSequenceNumber(s) => {
+                ReadStart::Cursor(Cursor::at(&parse(s, "AT_SEQUENCE_NUMBER")?))
+            }
+            PositionInput::AfterSequenceNumber(s) => {
+                ReadStart::Cursor(Cursor::after(&parse(s, "AFTER_SEQUENCE_NUMBER")?))
+            }
+            PositionInput::AtTimestamp(ts) => ReadStart::AtTimestamp(*ts),
+            PositionInput::Cursor(c) => ReadStart::Cursor(*c),
         })
     }
 
-    pub fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput, ServiceError> {
+    /// Resolves a position to an exact cursor now (a shard iterator pins LATEST when issued).
+    pub async fn resolve_cursor(
+        &self,
+        shard: &ShardRecord,
+        position: &PositionInput,
+    ) -> Result<Cursor, ServiceError> {
+        let start = self.read_start(shard, position)?;
+        let read = self
+            .inner
+            .router
+            .read(shard, start, 0, 0, 0)
+            .await
+            .map_err(ServiceError::internal)?;
+        Ok(read.start)
+    }
+
+    pub async fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput, ServiceError> {
         let started = Instant::now();
         if let Some(l) = input.limit
             && !(1..=MAX_GET_LIMIT).contains(&l)
@@ -308,12 +320,10 @@ impl StreamService {
                 constraint: format!("Member must have value {c}"),
             }]));
         }
-        let replica = self.read_target(&input.stream_name, &input.shard_id)?;
-        let cursor = self.resolve_position(&replica, &input.position)?;
+        let shard = self.read_target(&input.stream_name, &input.shard_id)?;
+        let start = self.read_start(&shard, &input.position)?;
         let limit = input.limit.unwrap_or(MAX_GET_LIMIT) as usize;
-        let read = replica
-            .read(cursor, limit, MAX_GET_BYTES)
-            .map_err(ServiceError::internal)?;
+        let read = self.read(&shard, start, limit, MAX_GET_BYTES).await?;
         let m = &self.inner.metrics.streams;
         let name = &input.stream_name;
         let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
@@ -330,7 +340,7 @@ impl StreamService {
             .with_label_values(&[name])
             .set(read.millis_behind_latest);
         Ok(GetRecordsOutput {
-            shard_id: replica.id(),
+            shard_id: ShardId(shard.index),
             records: read.records,
             next: read.next,
             millis_behind_latest: read.millis_behind_latest,
@@ -339,6 +349,33 @@ impl StreamService {
 }
 
 impl StreamService {
+    /// Reads up to `limit` records of a shard from `start`, at its leader.
+    pub(super) async fn read(
+        &self,
+        shard: &ShardRecord,
+        start: ReadStart,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ReadResult, ServiceError> {
+        // Entries hold up to 500 records: fetch enough entries to fill `limit`.
+        let entries = limit.clamp(1, 1024);
+        let frames = self
+            .inner
+            .router
+            .read(shard, start, entries, max_bytes, 0)
+            .await
+            .map_err(ServiceError::internal)?;
+        decode(
+            shard,
+            frames.frames,
+            frames.start,
+            frames.watermark,
+            limit,
+            max_bytes,
+        )
+        .map_err(ServiceError::internal)
+    }
+
     /// Creation time (seconds) of a shard, which its sequence numbers encode.
     pub fn shard_created_secs(&self, stream: &str, shard: u32) -> u64 {
         self.inner

@@ -245,13 +245,13 @@ impl StreamService {
     }
 
     /// GetShardIterator: resolves the requested position in a shard to a cursor.
-    pub fn shard_iterator_position(
+    pub async fn shard_iterator_position(
         &self,
         stream_name: &str,
         shard_id: &str,
         position: PositionInput,
     ) -> Result<IteratorPosition, ServiceError> {
-        let replica = self.read_target(stream_name, shard_id)?;
+        let shard = self.read_target(stream_name, shard_id)?;
         if let PositionInput::AtTimestamp(ts) = position {
             let now = clock::now_ms();
             if ts > now {
@@ -260,11 +260,11 @@ impl StreamService {
                 )));
             }
         }
-        let cursor = self.resolve_position(&replica, &position)?;
+        let cursor = self.resolve_cursor(&shard, &position).await?;
         Ok(IteratorPosition {
             stream_name: stream_name.to_owned(),
-            shard_index: replica.shard.index,
-            shard_created_ms: replica.shard.created_ms,
+            shard_index: shard.index,
+            shard_created_ms: shard.created_ms,
             cursor,
         })
     }

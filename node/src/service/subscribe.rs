@@ -10,11 +10,14 @@ use super::StreamService;
 use super::records::PositionInput;
 use crate::shard::Cursor;
 use crate::shard::ReadRecord;
+use crate::shard::ReadStart;
 
 /// Events carry at most this many bytes of records.
 const EVENT_BYTES: usize = 2 << 20;
 /// An empty event is sent at least this often, so subscribers see progress and liveness.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// When no local replica can signal new records, how often the leader is asked again.
+const POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct SubscribeEvent {
@@ -33,8 +36,8 @@ impl StreamService {
         shard_id: &str,
         position: PositionInput,
     ) -> Result<ReceiverStream<Result<SubscribeEvent, ServiceError>>, ServiceError> {
-        let replica = self.read_target(stream_name, shard_id)?;
-        let mut cursor = self.resolve_position(&replica, &position)?;
+        let shard = self.read_target(stream_name, shard_id)?;
+        let mut start = self.read_start(&shard, &position)?;
         let (tx, rx) = mpsc::channel(4);
         let metrics = self
             .inner
@@ -42,23 +45,32 @@ impl StreamService {
             .streams
             .subscribe_iterator_age_ms
             .with_label_values(&[stream_name]);
+        let svc = self.clone();
         tokio::spawn(async move {
-            let mut watermark = replica.watermark();
+            // A local replica (leader or follower) signals new entries; otherwise poll.
+            let mut watermark = svc
+                .inner
+                .router
+                .host()
+                .by_group(shard.group)
+                .map(|r| r.watermark());
+            let mut quiet = Duration::ZERO;
             loop {
-                let read = match replica.read(cursor, 10_000, EVENT_BYTES) {
+                let read = match svc.read(&shard, start, 10_000, EVENT_BYTES).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(ServiceError::internal(e))).await;
+                        let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
                 let caught_up = read.records.is_empty();
-                cursor = read.next;
+                start = ReadStart::Cursor(read.next);
                 metrics.set(read.millis_behind_latest);
                 if !caught_up {
+                    quiet = Duration::ZERO;
                     let event = SubscribeEvent {
                         records: read.records,
-                        continuation: cursor,
+                        continuation: read.next,
                         millis_behind_latest: read.millis_behind_latest,
                     };
                     if tx.send(Ok(event)).await.is_err() {
@@ -66,18 +78,27 @@ impl StreamService {
                     }
                     continue;
                 }
-                match tokio::time::timeout(HEARTBEAT, watermark.changed()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return, // the shard was closed down
-                    Err(_) => {
-                        let event = SubscribeEvent {
-                            records: Vec::new(),
-                            continuation: cursor,
-                            millis_behind_latest: 0,
-                        };
-                        if tx.send(Ok(event)).await.is_err() {
-                            return;
-                        }
+                let waited = match watermark.as_mut() {
+                    Some(w) => match tokio::time::timeout(HEARTBEAT, w.changed()).await {
+                        Ok(Ok(())) => Duration::ZERO,
+                        Ok(Err(_)) => return, // the replica was closed down
+                        Err(_) => HEARTBEAT,
+                    },
+                    None => {
+                        tokio::time::sleep(POLL).await;
+                        POLL
+                    }
+                };
+                quiet += waited;
+                if quiet >= HEARTBEAT {
+                    quiet = Duration::ZERO;
+                    let event = SubscribeEvent {
+                        records: Vec::new(),
+                        continuation: read.next,
+                        millis_behind_latest: 0,
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
                     }
                 }
             }

@@ -1,7 +1,8 @@
-//! A read position inside a shard log: an entry and the first record of it to return.
+//! Read positions inside a shard log.
 
 use crate::model::SequenceNumber;
 
+/// An exact position: an entry and the first record of it to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
     pub log_index: u64,
@@ -35,6 +36,16 @@ impl Cursor {
             position: 0,
         }
     }
+}
+
+/// Where a read starts; the positions that depend on the log's current state are resolved by
+/// the replica that serves the read (the leader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStart {
+    Cursor(Cursor),
+    TrimHorizon,
+    Latest,
+    AtTimestamp(i64),
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The set of shard replicas running on this node, kept in step with the catalog.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::io;
@@ -9,6 +10,7 @@ use std::sync::RwLock;
 
 use futures::StreamExt;
 use futures::stream;
+use openraft::BasicNode;
 
 use super::replica::ShardReplica;
 use crate::catalog::Catalog;
@@ -20,21 +22,32 @@ use crate::raft::group::start_shard_group;
 /// How many groups start at once when a node opens many shards.
 const START_CONCURRENCY: usize = 32;
 
+/// Node id → gRPC address of every node of the cluster.
+pub type NodeDirectory = Arc<dyn Fn() -> BTreeMap<u64, String> + Send + Sync>;
+
 pub struct ShardHost {
     env: GroupEnv,
     dir: PathBuf,
+    directory: NodeDirectory,
     replicas: RwLock<HashMap<(String, u32), Arc<ShardReplica>>>,
+    by_group: RwLock<HashMap<u64, Arc<ShardReplica>>>,
     reconcile_lock: tokio::sync::Mutex<()>,
 }
 
 impl ShardHost {
-    pub fn new(env: GroupEnv, dir: PathBuf) -> ShardHost {
+    pub fn new(env: GroupEnv, dir: PathBuf, directory: NodeDirectory) -> ShardHost {
         ShardHost {
             env,
             dir,
+            directory,
             replicas: RwLock::new(HashMap::new()),
+            by_group: RwLock::new(HashMap::new()),
             reconcile_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.env.node_id
     }
 
     pub fn get(&self, stream: &str, shard: u32) -> Option<Arc<ShardReplica>> {
@@ -42,13 +55,53 @@ impl ShardHost {
         map.get(&(stream.to_owned(), shard)).cloned()
     }
 
+    /// The replica of a Raft group, if this node hosts one.
+    pub fn by_group(&self, group: u64) -> Option<Arc<ShardReplica>> {
+        let map = self.by_group.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&group).cloned()
+    }
+
     pub fn all(&self) -> Vec<(String, Arc<ShardReplica>)> {
         let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|((s, _), r)| (s.clone(), r.clone())).collect()
     }
 
+    /// Every node of the cluster and its gRPC address.
+    pub fn nodes(&self) -> BTreeMap<u64, String> {
+        (self.directory)()
+    }
+
+    /// The gRPC address of a node.
+    pub fn address(&self, node: u64) -> Option<String> {
+        (self.directory)().get(&node).cloned()
+    }
+
     fn group_dir(&self, group: u64) -> PathBuf {
         self.dir.join(format!("{group:012}"))
+    }
+
+    fn insert(&self, replica: Arc<ShardReplica>) {
+        let key = (replica.stream.clone(), replica.shard.index);
+        self.by_group
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(replica.shard.group, replica.clone());
+        self.replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, replica);
+    }
+
+    fn remove(&self, replica: &ShardReplica) {
+        let key = (replica.stream.clone(), replica.shard.index);
+        self.replicas
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.by_group
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&replica.shard.group);
     }
 
     /// Starts the replicas the catalog places here and stops (and deletes) the ones of deleted
@@ -63,39 +116,45 @@ impl ShardHost {
             .flat_map(|s| s.shards.iter().map(move |sh| (s.name.clone(), sh.clone())))
             .filter(|(_, sh)| sh.replicas.contains(&node))
             .collect();
-        let running: Vec<((String, u32), Arc<ShardReplica>)> = {
-            let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
         let wanted: BTreeSet<u64> = desired.iter().map(|(_, sh)| sh.group).collect();
-        for ((stream, index), replica) in &running {
+        for (_, replica) in self.all() {
             if !wanted.contains(&replica.shard.group) {
                 replica.shutdown().await;
-                self.replicas
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(stream.clone(), *index));
+                self.remove(&replica);
                 remove_dir(&self.group_dir(replica.shard.group));
             }
         }
         let to_start: Vec<(String, ShardRecord)> = desired
             .into_iter()
-            .filter(|(s, sh)| self.get(s, sh.index).is_none())
+            .filter(|(_, sh)| self.by_group(sh.group).is_none())
             .collect();
+        let directory = (self.directory)();
         let mut started = stream::iter(to_start)
-            .map(|(s, sh)| async move {
-                let group = start_shard_group(sh.group, &self.group_dir(sh.group), &self.env).await;
-                (s, sh, group)
+            .map(|(s, sh)| {
+                let members: BTreeMap<u64, BasicNode> = sh
+                    .replicas
+                    .iter()
+                    .map(|n| {
+                        (
+                            *n,
+                            BasicNode {
+                                addr: directory.get(n).cloned().unwrap_or_default(),
+                            },
+                        )
+                    })
+                    .collect();
+                // The first replica of the placement forms the group; the others wait to be
+                // contacted by its leader.
+                let initialize = sh.replicas.first() == Some(&node);
+                async move {
+                    let dir = self.group_dir(sh.group);
+                    let group = start_shard_group(sh.group, &dir, &self.env, members, initialize).await;
+                    (s, sh, group)
+                }
             })
             .buffer_unordered(START_CONCURRENCY);
         while let Some((stream, shard, group)) = started.next().await {
-            let group = group?;
-            let key = (stream, shard.index);
-            let replica = Arc::new(ShardReplica::new(shard, group));
-            self.replicas
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, replica);
+            self.insert(Arc::new(ShardReplica::new(stream, shard, group?, node)));
         }
         drop(started);
         self.remove_orphans(catalog);
@@ -137,11 +196,5 @@ fn remove_dir(dir: &std::path::Path) {
         Ok(()) => tracing::info!(dir = %dir.display(), "removed shard data"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove shard data"),
-    }
-}
-
-impl ShardHost {
-    pub fn node_id(&self) -> u64 {
-        self.env.node_id
     }
 }

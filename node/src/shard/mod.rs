@@ -1,13 +1,24 @@
-//! Shard replicas hosted by this node: the write path (a batch becomes one Raft entry) and the
-//! read path (records of the applied prefix of the shard log, from a position).
+//! Shard replicas hosted by this node: the write path (a batch becomes one Raft entry), the read
+//! path (records of the applied prefix of the shard log, from a position) and the routing of
+//! both to the shard's leader wherever it runs.
 
 mod cursor;
+mod decode;
 mod host;
 mod replica;
+pub mod router;
 
 pub use cursor::Cursor;
+pub use cursor::ReadStart;
+pub use decode::ReadRecord;
+pub use decode::ReadResult;
+pub use decode::decode;
+pub use decode::sequence_number;
+pub use host::NodeDirectory;
 pub use host::ShardHost;
 pub use replica::AppendError;
-pub use replica::ReadRecord;
-pub use replica::ReadResult;
+pub use replica::Appended;
+pub use replica::FrameRead;
+pub use replica::ReadError;
 pub use replica::ShardReplica;
+pub use router::ShardRouter;

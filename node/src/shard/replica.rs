@@ -1,69 +1,75 @@
-//! One shard replica: its Raft group and the shard-log reader.
+//! One shard replica on this node: its Raft group and the shard-log reader.
 
 use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
 use tokio::sync::watch;
 
 use super::cursor::Cursor;
+use super::cursor::ReadStart;
 use crate::catalog::ShardRecord;
 use crate::clock;
-use crate::model::RecordBatch;
-use crate::model::SequenceNumber;
 use crate::model::ShardId;
-use crate::raft::codec::KIND_RECORDS;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::ShardCommand;
 use crate::raft::types::ShardRaft;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    #[error("shard {0} is not led by this node")]
-    NotLeader(ShardId),
+    /// This replica does not lead its group; `leader` is the leader's address when known.
+    #[error("shard {shard} is not led by this node")]
+    NotLeader { shard: ShardId, leader: Option<String> },
     #[error("shard {0} is shutting down")]
     ShuttingDown(ShardId),
+    #[error("shard {shard} is unavailable: {message}")]
+    Unavailable { shard: ShardId, message: String },
     #[error("storage error on shard {shard}: {message}")]
     Storage { shard: ShardId, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read shard {shard}: {message}")]
-pub struct ReadError {
-    pub shard: ShardId,
-    pub message: String,
+pub enum ReadError {
+    #[error("shard {shard} is not led by this node")]
+    NotLeader { shard: ShardId, leader: Option<String> },
+    #[error("cannot read shard {shard}: {message}")]
+    Failed { shard: ShardId, message: String },
 }
 
-#[derive(Clone, Debug)]
-pub struct ReadRecord {
-    pub sequence_number: SequenceNumber,
+/// Where an appended batch landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub log_index: u64,
     pub arrival_ms: i64,
-    pub partition_key: String,
-    pub explicit_hash_key: Option<u128>,
-    pub data: Bytes,
 }
 
+/// Frames read from the log, from a resolved start, all at or below `watermark`.
 #[derive(Debug)]
-pub struct ReadResult {
-    pub records: Vec<ReadRecord>,
-    /// Where the next read continues.
-    pub next: Cursor,
-    pub millis_behind_latest: i64,
+pub struct FrameRead {
+    pub start: Cursor,
+    pub frames: Vec<runnel_log::Entry>,
+    pub watermark: u64,
 }
 
 pub struct ShardReplica {
     pub shard: ShardRecord,
+    pub stream: String,
     group: ShardGroup,
+    node_id: u64,
     last_ts: AtomicI64,
 }
 
 impl ShardReplica {
-    pub fn new(shard: ShardRecord, group: ShardGroup) -> ShardReplica {
+    pub fn new(stream: String, shard: ShardRecord, group: ShardGroup, node_id: u64) -> ShardReplica {
         ShardReplica {
             shard,
+            stream,
             group,
+            node_id,
             last_ts: AtomicI64::new(0),
         }
     }
@@ -83,46 +89,48 @@ impl ShardReplica {
         prev.max(now)
     }
 
-    fn sequence(&self, log_index: u64, position: u16, arrival_ms: i64) -> SequenceNumber {
-        SequenceNumber {
-            shard_created_secs: self.shard.created_secs(),
-            shard_index: self.shard.index,
-            log_index,
-            position,
-            arrival_secs: (arrival_ms / 1000).max(0) as u64,
+    /// Whether this replica currently leads its group, and otherwise the leader's address.
+    pub fn leadership(&self) -> Result<(), Option<String>> {
+        let m = self.group.raft.metrics().borrow_watched().clone();
+        if m.current_leader == Some(self.node_id) {
+            return Ok(());
         }
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        Err(addr)
     }
 
-    /// The sequence number that precedes every record of the shard.
-    pub fn starting_sequence_number(&self) -> SequenceNumber {
-        self.sequence(0, 0, self.shard.created_ms)
-    }
-
-    /// Appends one batch as one Raft entry; returns when it is durable and applied.
-    /// The sequence numbers are those of the batch's records, in order.
-    pub async fn append(&self, batch: &RecordBatch) -> Result<Vec<SequenceNumber>, AppendError> {
+    /// Appends one encoded batch as one Raft entry; returns when it is committed and applied.
+    pub async fn append(&self, batch: Bytes) -> Result<Appended, AppendError> {
         let arrival_ms = self.arrival_ms();
         let cmd = ShardCommand::Records {
             timestamp_ms: arrival_ms,
-            batch: batch.encode(),
+            batch,
         };
-        let resp = self
-            .group
-            .raft
-            .client_write(cmd)
-            .await
-            .map_err(|e| self.append_error(e))?;
-        let index = resp.log_id.index;
-        Ok((0..batch.records.len())
-            .map(|p| self.sequence(index, p as u16, arrival_ms))
-            .collect())
+        match self.group.raft.client_write(cmd).await {
+            Ok(resp) => Ok(Appended {
+                log_index: resp.log_id.index,
+                arrival_ms,
+            }),
+            Err(e) => Err(self.append_error(e)),
+        }
     }
 
     fn append_error(&self, e: RaftError<ShardRaft, ClientWriteError<ShardRaft>>) -> AppendError {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => AppendError::NotLeader(self.id()),
-            RaftError::Fatal(f) => AppendError::ShuttingDown(self.id()).with_log(&f),
-            other => AppendError::Storage {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => AppendError::NotLeader {
+                shard: self.id(),
+                leader: f.leader_node.map(|n| n.addr),
+            },
+            RaftError::Fatal(f) => {
+                tracing::error!(shard = %self.id(), error = %f, "raft group stopped");
+                AppendError::ShuttingDown(self.id())
+            }
+            other => AppendError::Unavailable {
                 shard: self.id(),
                 message: other.to_string(),
             },
@@ -134,101 +142,88 @@ impl ShardReplica {
         self.group.watermark.clone()
     }
 
-    /// First readable position: the oldest entry retention kept.
-    pub fn trim_horizon(&self) -> Cursor {
-        Cursor::entry_start(self.group.reader.first_index().unwrap_or(1).max(1))
-    }
-
-    /// The position after the last readable record.
-    pub fn latest(&self) -> Cursor {
-        Cursor::entry_start(*self.group.watermark.borrow() + 1)
-    }
-
-    /// Position of the first record that arrived at or after `ts_ms`.
-    pub fn at_timestamp(&self, ts_ms: i64) -> Result<Cursor, ReadError> {
-        let found = self
-            .group
-            .reader
-            .find_by_timestamp(ts_ms)
-            .map_err(|e| self.read_error(e))?;
-        let latest = self.latest();
-        Ok(found.map_or(latest, |i| Cursor::entry_start(i).min(latest)))
-    }
-
-    fn read_error(&self, e: impl std::fmt::Display) -> ReadError {
-        ReadError {
+    fn read_failed(&self, e: impl std::fmt::Display) -> ReadError {
+        ReadError::Failed {
             shard: self.id(),
             message: e.to_string(),
         }
     }
 
-    /// Reads up to `limit` records (and about `max_bytes` of data) from `from`.
-    pub fn read(&self, from: Cursor, limit: usize, max_bytes: usize) -> Result<ReadResult, ReadError> {
-        let watermark = *self.group.watermark.borrow();
-        let mut cursor = from.max(self.trim_horizon());
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        'entries: while cursor.log_index <= watermark && records.len() < limit && bytes < max_bytes {
-            let max_entries = (watermark - cursor.log_index + 1).min(1024) as usize;
-            let frames = self
-                .group
-                .reader
-                .read(
-                    cursor.log_index,
-                    max_entries,
-                    max_bytes.saturating_sub(bytes).max(1),
-                )
-                .map_err(|e| self.read_error(e))?;
-            if frames.is_empty() {
-                break;
+    /// Resolves a start against this replica's log.
+    pub fn resolve(&self, start: ReadStart) -> Result<Cursor, ReadError> {
+        let first = Cursor::entry_start(self.group.reader.first_index().unwrap_or(1).max(1));
+        let latest = Cursor::entry_start(*self.group.watermark.borrow() + 1);
+        Ok(match start {
+            ReadStart::Cursor(c) => c.max(first),
+            ReadStart::TrimHorizon => first,
+            ReadStart::Latest => latest,
+            ReadStart::AtTimestamp(ts) => {
+                let found = self
+                    .group
+                    .reader
+                    .find_by_timestamp(ts)
+                    .map_err(|e| self.read_failed(e))?;
+                found.map_or(latest, |i| Cursor::entry_start(i).max(first).min(latest))
             }
-            for frame in frames {
-                if frame.index > watermark {
-                    break 'entries;
-                }
-                if frame.index < cursor.log_index {
-                    continue;
-                }
-                if frame.kind != KIND_RECORDS {
-                    cursor = Cursor::entry_start(frame.index + 1);
-                    continue;
-                }
-                let batch = RecordBatch::decode(frame.payload).map_err(|e| self.read_error(e))?;
-                let skip = if frame.index == cursor.log_index {
-                    usize::from(cursor.position)
-                } else {
-                    0
-                };
-                for (pos, r) in batch.records.into_iter().enumerate().skip(skip) {
-                    if records.len() >= limit || (bytes >= max_bytes && !records.is_empty()) {
-                        cursor = Cursor {
-                            log_index: frame.index,
-                            position: pos as u16,
-                        };
-                        break 'entries;
-                    }
-                    bytes += r.data.len() + r.partition_key.len();
-                    records.push(ReadRecord {
-                        sequence_number: self.sequence(frame.index, pos as u16, frame.timestamp_ms),
-                        arrival_ms: frame.timestamp_ms,
-                        partition_key: r.partition_key,
-                        explicit_hash_key: r.explicit_hash_key,
-                        data: r.data,
-                    });
-                }
-                cursor = Cursor::entry_start(frame.index + 1);
-            }
+        })
+    }
+
+    /// Reads frames from `start` as the leader: after confirming leadership (a lease read), so a
+    /// deposed leader never presents its prefix as the latest data.
+    pub async fn read_frames(
+        &self,
+        start: ReadStart,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<FrameRead, ReadError> {
+        if let Err(leader) = self.leadership() {
+            return Err(ReadError::NotLeader {
+                shard: self.id(),
+                leader,
+            });
         }
-        let millis_behind_latest = if cursor.log_index > watermark {
-            0
-        } else {
-            let ts = self.group.reader.entry_timestamp(cursor.log_index).ok().flatten();
-            ts.map_or(0, |t| (clock::now_ms() - t).max(0))
-        };
-        Ok(ReadResult {
-            records,
-            next: cursor,
-            millis_behind_latest,
+        if self
+            .group
+            .raft
+            .ensure_linearizable(ReadPolicy::LeaseRead)
+            .await
+            .is_err()
+        {
+            return Err(ReadError::NotLeader {
+                shard: self.id(),
+                leader: self.leadership().err().flatten(),
+            });
+        }
+        self.read_frames_local(start, max_entries, max_bytes)
+    }
+
+    /// Reads frames of this replica's applied prefix without asking the group.
+    pub fn read_frames_local(
+        &self,
+        start: ReadStart,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<FrameRead, ReadError> {
+        let start = self.resolve(start)?;
+        let watermark = *self.group.watermark.borrow();
+        if start.log_index > watermark || max_entries == 0 {
+            return Ok(FrameRead {
+                start,
+                frames: Vec::new(),
+                watermark,
+            });
+        }
+        let n = ((watermark - start.log_index + 1) as usize).min(max_entries);
+        let mut frames = self
+            .group
+            .reader
+            .read(start.log_index, n, max_bytes.max(1))
+            .map_err(|e| self.read_failed(e))?;
+        frames.retain(|f| f.index <= watermark);
+        Ok(FrameRead {
+            start,
+            frames,
+            watermark,
         })
     }
 
@@ -236,12 +231,5 @@ impl ShardReplica {
         if let Err(e) = self.group.raft.shutdown().await {
             tracing::warn!(shard = %self.id(), error = %e, "raft shutdown");
         }
-    }
-}
-
-impl AppendError {
-    fn with_log(self, cause: &dyn std::fmt::Display) -> AppendError {
-        tracing::error!(error = %cause, "raft group stopped");
-        self
     }
 }

@@ -1,0 +1,135 @@
+//! `runnel.v1.Raft`: Raft traffic of every group hosted here, and requests forwarded to the
+//! leaders this node holds.
+
+use futures::future::join_all;
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::raft_server::Raft;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use super::catalog_client::CatalogClient;
+use super::catalog_client::ProposeError;
+use crate::catalog::CatalogCommand;
+use crate::catalog::ShardRecord;
+use crate::raft::catalog_sm::CatalogView;
+use crate::raft::transport;
+use crate::shard::AppendError;
+use crate::shard::ShardRouter;
+use crate::shard::router::NOT_APPENDED;
+use crate::shard::router::frames_to_proto;
+use crate::shard::router::start_from_proto;
+
+pub struct RaftApi {
+    pub catalog: CatalogClient,
+    pub view: CatalogView,
+    pub router: ShardRouter,
+}
+
+fn not_applied(message: String) -> Status {
+    let mut s = Status::unavailable(message);
+    s.metadata_mut()
+        .insert(NOT_APPENDED, tonic::metadata::MetadataValue::from_static("1"));
+    s
+}
+
+impl RaftApi {
+    async fn one(&self, m: pb::RaftMessage) -> pb::RaftReply {
+        let result = if m.group == 0 {
+            transport::handle(self.catalog.raft(), &m.payload).await
+        } else {
+            match self.router.host().by_group(m.group) {
+                Some(r) => transport::handle(&r.group().raft, &m.payload).await,
+                None => Err(format!("group {} is not hosted here", m.group)),
+            }
+        };
+        match result {
+            Ok(payload) => pb::RaftReply {
+                payload: payload.into(),
+                error: String::new(),
+            },
+            Err(error) => pb::RaftReply {
+                payload: Default::default(),
+                error,
+            },
+        }
+    }
+
+    fn shard_record(&self, group: u64) -> Option<ShardRecord> {
+        if let Some(r) = self.router.host().by_group(group) {
+            return Some(r.shard.clone());
+        }
+        self.view.read(|c| {
+            c.streams
+                .values()
+                .flat_map(|s| s.shards.iter())
+                .find(|s| s.group == group)
+                .cloned()
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for RaftApi {
+    async fn batch(
+        &self,
+        request: Request<pb::RaftBatch>,
+    ) -> Result<Response<pb::RaftBatchResponse>, Status> {
+        let messages = request.into_inner().messages;
+        let replies = join_all(messages.into_iter().map(|m| self.one(m))).await;
+        Ok(Response::new(pb::RaftBatchResponse { replies }))
+    }
+
+    async fn propose_shard(
+        &self,
+        request: Request<pb::ProposeShardRequest>,
+    ) -> Result<Response<pb::ProposeShardResponse>, Status> {
+        let r = request.into_inner();
+        let Some(shard) = self.shard_record(r.group) else {
+            return Err(not_applied(format!("group {} is unknown here", r.group)));
+        };
+        match self.router.append(&shard, r.batch, r.hops).await {
+            Ok(a) => Ok(Response::new(pb::ProposeShardResponse {
+                log_index: a.log_index,
+                arrival_ms: a.arrival_ms,
+            })),
+            Err(e @ AppendError::NotLeader { .. }) => Err(not_applied(e.to_string())),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    async fn propose_catalog(
+        &self,
+        request: Request<pb::ProposeCatalogRequest>,
+    ) -> Result<Response<pb::ProposeCatalogResponse>, Status> {
+        let r = request.into_inner();
+        let cmd: CatalogCommand =
+            serde_json::from_slice(&r.command).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self.catalog.propose(cmd, r.hops).await {
+            Ok((reply, log_index)) => {
+                let reply = serde_json::to_vec(&reply).map_err(|e| Status::internal(e.to_string()))?;
+                Ok(Response::new(pb::ProposeCatalogResponse { reply, log_index }))
+            }
+            Err(e @ ProposeError::NoLeader(_)) => Err(not_applied(e.to_string())),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
+    async fn read_shard(
+        &self,
+        request: Request<pb::ReadShardRequest>,
+    ) -> Result<Response<pb::ReadShardResponse>, Status> {
+        let r = request.into_inner();
+        let Some(shard) = self.shard_record(r.group) else {
+            return Err(Status::unavailable(format!("group {} is unknown here", r.group)));
+        };
+        let start = start_from_proto(r.start);
+        let max_bytes = usize::try_from(r.max_bytes).unwrap_or(usize::MAX);
+        let read = self
+            .router
+            .read(&shard, start, r.limit as usize, max_bytes, r.hops)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(frames_to_proto(read)))
+    }
+}

@@ -1,0 +1,141 @@
+//! One batching sender per peer: every group's messages to that peer share its HTTP/2
+//! connection, and whatever is queued when a call leaves goes in the same `Raft.Batch`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::raft_client::RaftClient;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+/// Messages per call and bytes per call, at most.
+const MAX_BATCH: usize = 1024;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Calls in flight to one peer.
+const IN_FLIGHT: usize = 4;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+type Reply = Result<pb::RaftReply, String>;
+
+struct Pending {
+    message: pb::RaftMessage,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+pub struct PeerPool {
+    peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+}
+
+impl PeerPool {
+    pub fn new() -> Arc<PeerPool> {
+        Arc::new(PeerPool::default())
+    }
+
+    fn sender(&self, addr: &str) -> Result<mpsc::Sender<Pending>, String> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = peers.get(addr).filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        let channel = channel(addr)?;
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run(addr.to_owned(), channel, rx));
+        peers.insert(addr.to_owned(), tx.clone());
+        Ok(tx)
+    }
+
+    /// Sends one group's message to the node at `addr` and waits for its reply.
+    pub async fn call(&self, addr: &str, group: u64, payload: Bytes) -> Reply {
+        let tx = self.sender(addr)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Pending {
+            message: pb::RaftMessage { group, payload },
+            reply,
+        })
+        .await
+        .map_err(|_| format!("sender to {addr} stopped"))?;
+        rx.await.map_err(|_| format!("call to {addr} dropped"))?
+    }
+
+    /// A client for forwarded requests (proposals, reads) to the node at `addr`.
+    pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+        Ok(RaftClient::new(channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+fn channel(addr: &str) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad peer address {addr}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+async fn run(addr: String, channel: Channel, mut rx: mpsc::Receiver<Pending>) {
+    let client = RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.message.payload.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.message.payload.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let (messages, waiters): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+            let result = tokio::time::timeout(CALL_TIMEOUT, client.batch(pb::RaftBatch { messages })).await;
+            match result {
+                Ok(Ok(resp)) => {
+                    let replies = resp.into_inner().replies;
+                    if replies.len() != waiters.len() {
+                        for w in waiters {
+                            let _ = w.send(Err(format!(
+                                "{addr} answered a batch with the wrong number of replies"
+                            )));
+                        }
+                    } else {
+                        for (w, r) in waiters.into_iter().zip(replies) {
+                            let _ = w.send(Ok(r));
+                        }
+                    }
+                }
+                Ok(Err(status)) => {
+                    for w in waiters {
+                        let _ = w.send(Err(format!("{addr}: {}", status.message())));
+                    }
+                }
+                Err(_) => {
+                    for w in waiters {
+                        let _ = w.send(Err(format!("{addr}: timed out")));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}

@@ -1,0 +1,307 @@
+//! Sends appends and reads to the leader of a shard's group, wherever it runs: locally when
+//! this node's replica leads, otherwise over the node-to-node API. Clients never see "not
+//! leader". An append is retried only when it certainly was not appended (the group rejected it
+//! before appending, or the request never left), so the server never duplicates a record.
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use bytes::Bytes;
+use runnel_proto::v1 as pb;
+use tonic::Code;
+
+use super::cursor::Cursor;
+use super::cursor::ReadStart;
+use super::host::ShardHost;
+use super::replica::AppendError;
+use super::replica::Appended;
+use super::replica::FrameRead;
+use super::replica::ReadError;
+use crate::catalog::ShardRecord;
+use crate::model::ShardId;
+use crate::raft::transport::PeerPool;
+
+/// Forwarding hops before a request gives up (leadership moving while it travels).
+pub const MAX_HOPS: u32 = 4;
+/// How long an append or read keeps looking for a leader (elections take up to ~3 s).
+const DEADLINE: Duration = Duration::from_secs(8);
+/// Metadata a node sets on a forwarded append it is sure it did not append.
+pub const NOT_APPENDED: &str = "x-runnel-not-appended";
+
+#[derive(Clone)]
+pub struct ShardRouter {
+    host: Arc<ShardHost>,
+    peers: Option<Arc<PeerPool>>,
+}
+
+enum Attempt<T, E> {
+    Done(Result<T, E>),
+    /// Certainly not applied; try again (after a pause when no leader is known).
+    Retry(E),
+}
+
+fn backoff(step: u32) -> Duration {
+    Duration::from_millis((20u64 << step.min(5)).min(500))
+}
+
+impl ShardRouter {
+    pub fn new(host: Arc<ShardHost>, peers: Option<Arc<PeerPool>>) -> ShardRouter {
+        ShardRouter { host, peers }
+    }
+
+    pub fn host(&self) -> &Arc<ShardHost> {
+        &self.host
+    }
+
+    /// A node to ask when this node has no replica of the group.
+    fn some_replica_addr(&self, shard: &ShardRecord, hops: u32) -> Option<String> {
+        let n = shard.replicas.len();
+        (0..n).find_map(|i| self.host.address(shard.replicas[(i + hops as usize) % n]))
+    }
+
+    /// Appends an encoded batch to the shard; returns once it is committed.
+    pub async fn append(
+        &self,
+        shard: &ShardRecord,
+        batch: Bytes,
+        hops: u32,
+    ) -> Result<Appended, AppendError> {
+        let start = Instant::now();
+        let mut step = 0;
+        loop {
+            match self.append_once(shard, batch.clone(), hops).await {
+                Attempt::Done(r) => return r,
+                Attempt::Retry(e) => {
+                    if start.elapsed() + backoff(step) > DEADLINE {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(step)).await;
+                    step += 1;
+                }
+            }
+        }
+    }
+
+    async fn append_once(
+        &self,
+        shard: &ShardRecord,
+        batch: Bytes,
+        hops: u32,
+    ) -> Attempt<Appended, AppendError> {
+        let id = ShardId(shard.index);
+        let target = match self.host.by_group(shard.group) {
+            Some(replica) => match replica.append(batch.clone()).await {
+                Err(AppendError::NotLeader {
+                    leader: Some(addr), ..
+                }) => addr,
+                Err(e @ AppendError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
+                other => return Attempt::Done(other),
+            },
+            None => match self.some_replica_addr(shard, hops) {
+                Some(addr) => addr,
+                None => {
+                    return Attempt::Retry(AppendError::NotLeader {
+                        shard: id,
+                        leader: None,
+                    });
+                }
+            },
+        };
+        if hops >= MAX_HOPS {
+            return Attempt::Retry(AppendError::NotLeader {
+                shard: id,
+                leader: Some(target),
+            });
+        }
+        let Some(pool) = &self.peers else {
+            return Attempt::Done(Err(AppendError::Unavailable {
+                shard: id,
+                message: "no peers".into(),
+            }));
+        };
+        let mut client = match pool.client(&target) {
+            Ok(c) => c,
+            Err(message) => return Attempt::Done(Err(AppendError::Unavailable { shard: id, message })),
+        };
+        let req = pb::ProposeShardRequest {
+            group: shard.group,
+            batch,
+            hops: hops + 1,
+        };
+        match client.propose_shard(req).await {
+            Ok(resp) => {
+                let r = resp.into_inner();
+                Attempt::Done(Ok(Appended {
+                    log_index: r.log_index,
+                    arrival_ms: r.arrival_ms,
+                }))
+            }
+            Err(status) => {
+                let err = AppendError::Unavailable {
+                    shard: id,
+                    message: format!("{target}: {}", status.message()),
+                };
+                if certainly_not_appended(&status) {
+                    Attempt::Retry(err)
+                } else {
+                    Attempt::Done(Err(err))
+                }
+            }
+        }
+    }
+
+    /// Reads frames of the shard from its leader.
+    pub async fn read(
+        &self,
+        shard: &ShardRecord,
+        start: ReadStart,
+        max_entries: usize,
+        max_bytes: usize,
+        hops: u32,
+    ) -> Result<FrameRead, ReadError> {
+        let begin = Instant::now();
+        let mut step = 0;
+        loop {
+            match self.read_once(shard, start, max_entries, max_bytes, hops).await {
+                Attempt::Done(r) => return r,
+                Attempt::Retry(e) => {
+                    if begin.elapsed() + backoff(step) > DEADLINE {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff(step)).await;
+                    step += 1;
+                }
+            }
+        }
+    }
+
+    async fn read_once(
+        &self,
+        shard: &ShardRecord,
+        start: ReadStart,
+        max_entries: usize,
+        max_bytes: usize,
+        hops: u32,
+    ) -> Attempt<FrameRead, ReadError> {
+        let id = ShardId(shard.index);
+        let target = match self.host.by_group(shard.group) {
+            Some(replica) => match replica.read_frames(start, max_entries, max_bytes).await {
+                Err(ReadError::NotLeader {
+                    leader: Some(addr), ..
+                }) => addr,
+                Err(e @ ReadError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
+                other => return Attempt::Done(other),
+            },
+            None => match self.some_replica_addr(shard, hops) {
+                Some(addr) => addr,
+                None => {
+                    return Attempt::Retry(ReadError::NotLeader {
+                        shard: id,
+                        leader: None,
+                    });
+                }
+            },
+        };
+        let failed = |message: String| ReadError::Failed { shard: id, message };
+        if hops >= MAX_HOPS {
+            return Attempt::Retry(ReadError::NotLeader {
+                shard: id,
+                leader: Some(target),
+            });
+        }
+        let Some(pool) = &self.peers else {
+            return Attempt::Done(Err(failed("no peers".into())));
+        };
+        let mut client = match pool.client(&target) {
+            Ok(c) => c,
+            Err(m) => return Attempt::Done(Err(failed(m))),
+        };
+        let req = pb::ReadShardRequest {
+            group: shard.group,
+            start: Some(start_to_proto(start)),
+            limit: max_entries as u32,
+            max_bytes: max_bytes as u64,
+            hops: hops + 1,
+        };
+        match client.read_shard(req).await {
+            Ok(resp) => Attempt::Done(Ok(frames_from_proto(resp.into_inner()))),
+            // Reads change nothing: any failure may be retried.
+            Err(status) => Attempt::Retry(failed(format!("{target}: {}", status.message()))),
+        }
+    }
+}
+
+fn certainly_not_appended(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(NOT_APPENDED)
+        || (status.code() == Code::Unavailable && status.message().contains("connect"))
+}
+
+pub fn start_to_proto(start: ReadStart) -> pb::read_shard_request::Start {
+    use pb::read_shard_request::Start;
+    match start {
+        ReadStart::Cursor(c) => Start::Cursor(pb::ShardCursor {
+            log_index: c.log_index,
+            position: u32::from(c.position),
+        }),
+        ReadStart::TrimHorizon => Start::TrimHorizon(pb::Empty {}),
+        ReadStart::Latest => Start::Latest(pb::Empty {}),
+        ReadStart::AtTimestamp(t) => Start::AtTimestampMs(t),
+    }
+}
+
+pub fn start_from_proto(start: Option<pb::read_shard_request::Start>) -> ReadStart {
+    use pb::read_shard_request::Start;
+    match start {
+        Some(Start::Cursor(c)) => ReadStart::Cursor(Cursor {
+            log_index: c.log_index,
+            position: c.position.min(u32::from(u16::MAX)) as u16,
+        }),
+        Some(Start::Latest(_)) => ReadStart::Latest,
+        Some(Start::AtTimestampMs(t)) => ReadStart::AtTimestamp(t),
+        Some(Start::TrimHorizon(_)) | None => ReadStart::TrimHorizon,
+    }
+}
+
+pub fn frames_to_proto(read: FrameRead) -> pb::ReadShardResponse {
+    pb::ReadShardResponse {
+        start: Some(pb::ShardCursor {
+            log_index: read.start.log_index,
+            position: u32::from(read.start.position),
+        }),
+        watermark: read.watermark,
+        frames: read
+            .frames
+            .into_iter()
+            .map(|f| pb::LogFrame {
+                index: f.index,
+                term: f.term,
+                timestamp_ms: f.timestamp_ms,
+                kind: u32::from(f.kind),
+                payload: f.payload,
+            })
+            .collect(),
+    }
+}
+
+fn frames_from_proto(r: pb::ReadShardResponse) -> FrameRead {
+    let start = r.start.map_or(Cursor::entry_start(1), |c| Cursor {
+        log_index: c.log_index,
+        position: c.position.min(u32::from(u16::MAX)) as u16,
+    });
+    FrameRead {
+        start,
+        watermark: r.watermark,
+        frames: r
+            .frames
+            .into_iter()
+            .map(|f| runnel_log::Entry {
+                index: f.index,
+                term: f.term,
+                timestamp_ms: f.timestamp_ms,
+                kind: f.kind as u8,
+                payload: f.payload,
+            })
+            .collect(),
+    }
+}
