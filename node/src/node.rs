@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -17,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::catalog::CatalogCommand;
 use crate::cluster::CatalogClient;
 use crate::cluster::RaftApi;
 use crate::grpc;
@@ -141,6 +145,9 @@ impl Node {
         let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
         let router = ShardRouter::new(host.clone(), peers.clone());
         let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
+        let barrier = catalog_client.clone();
+        // Client APIs answer Unavailable until the node has caught up with the catalog.
+        let ready = Arc::new(AtomicBool::new(false));
         let service = StreamService::new(
             config.service.clone(),
             catalog_client.clone(),
@@ -159,16 +166,20 @@ impl Node {
         let (stop_server, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(
+                .add_service(InterceptedService::new(
                     StreamsServer::new(grpc::StreamsApi {
                         service: service.clone(),
                     })
                     .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
-                )
-                .add_service(AdminServer::new(grpc::AdminApi {
-                    service: service.clone(),
-                }))
+                    until_ready(ready.clone()),
+                ))
+                .add_service(InterceptedService::new(
+                    AdminServer::new(grpc::AdminApi {
+                        service: service.clone(),
+                    }),
+                    until_ready(ready.clone()),
+                ))
                 .add_service(
                     RaftServer::new(raft_api)
                         .max_decoding_message_size(PEER_MESSAGE_BYTES)
@@ -191,8 +202,16 @@ impl Node {
         )));
         if cluster {
             wait_for_catalog_leader(&catalog.raft).await;
+            // A barrier through the leader: once it is applied here, this replica holds every
+            // stream that existed before (a restarted node does not answer "not found" for
+            // streams it has not heard of yet).
+            barrier
+                .propose(CatalogCommand::Noop, 0)
+                .await
+                .map_err(|e| start_err("catalog catch-up")(e.to_string()))?;
             tasks.push(tokio::spawn(follow_catalog(host.clone(), catalog.view.clone())));
         }
+        ready.store(true, Ordering::Release);
         service
             .resume_transitions()
             .await
@@ -243,6 +262,19 @@ impl Node {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(NodeError::Start(format!("gRPC server: {e}"))),
             Err(e) => Err(NodeError::Start(format!("gRPC server task: {e}"))),
+        }
+    }
+}
+
+/// Rejects client calls with Unavailable (which clients retry) until the node is ready.
+fn until_ready(ready: Arc<AtomicBool>) -> impl tonic::service::Interceptor + Clone {
+    move |req: tonic::Request<()>| {
+        if ready.load(Ordering::Acquire) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unavailable(
+                "the node is starting: it has not caught up with the catalog yet",
+            ))
         }
     }
 }

@@ -38,6 +38,7 @@ async fn start(dir: &std::path::Path) -> Node {
             transition_delay: Duration::from_millis(10),
             ..ServiceConfig::default()
         },
+        peers: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }
@@ -56,7 +57,7 @@ async fn active(svc: &StreamService, name: &str) {
     panic!("stream {name} never became ACTIVE");
 }
 
-fn read_all(svc: &StreamService, name: &str) -> Vec<Bytes> {
+async fn read_all(svc: &StreamService, name: &str) -> Vec<Bytes> {
     let out = svc
         .get_records(GetRecordsInput {
             stream_name: name.into(),
@@ -64,6 +65,7 @@ fn read_all(svc: &StreamService, name: &str) -> Vec<Bytes> {
             position: PositionInput::TrimHorizon,
             limit: Some(10_000),
         })
+        .await
         .expect("get records");
     out.records.into_iter().map(|r| r.data).collect()
 }
@@ -101,7 +103,7 @@ async fn retention_deletes_only_expired_sealed_segments() {
                 .all(|r| matches!(r, runnel_node::service::PutEntryResult::Ok { .. }))
         );
     }
-    let before = read_all(&svc, "r");
+    let before = read_all(&svc, "r").await;
     assert_eq!(before.len(), 160);
 
     let host_view = node.catalog();
@@ -111,12 +113,12 @@ async fn retention_deletes_only_expired_sealed_segments() {
         retention::enforce(&host, &host_view, clock::now_ms() + 3_600_000),
         0
     );
-    assert_eq!(read_all(&svc, "r"), before);
+    assert_eq!(read_all(&svc, "r").await, before);
 
     // 25 hours later every sealed segment has expired; the active one stays.
     let deleted = retention::enforce(&host, &host_view, clock::now_ms() + 25 * 3_600_000);
     assert!(deleted > 0, "expected expired segments to be deleted");
-    let after = read_all(&svc, "r");
+    let after = read_all(&svc, "r").await;
     assert!(after.len() < before.len());
     // What remains is exactly a suffix of what was written: retention removes from the front.
     assert_eq!(&before[before.len() - after.len()..], &after[..]);

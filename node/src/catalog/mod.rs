@@ -93,6 +93,8 @@ pub enum CatalogCommand {
         name: String,
         hours: u32,
     },
+    /// Changes nothing: a node proposes it to learn that its replica has caught up.
+    Noop,
     RemoveStream {
         name: String,
     },
@@ -189,6 +191,7 @@ impl Catalog {
                 }
                 None => CatalogReply::NotFound,
             },
+            CatalogCommand::Noop => CatalogReply::Done,
             CatalogCommand::RemoveStream { name } => match self.streams.remove(&name) {
                 Some(_) => CatalogReply::Done,
                 None => CatalogReply::NotFound,

@@ -357,23 +357,42 @@ impl StreamService {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ReadResult, ServiceError> {
-        // Entries hold up to 500 records: fetch enough entries to fill `limit`.
-        let entries = limit.clamp(1, 1024);
-        let frames = self
-            .inner
-            .router
-            .read(shard, start, entries, max_bytes, 0)
-            .await
-            .map_err(ServiceError::internal)?;
-        decode(
-            shard,
-            frames.frames,
-            frames.start,
-            frames.watermark,
-            limit,
-            max_bytes,
-        )
-        .map_err(ServiceError::internal)
+        // Fetch entries until `limit` records or the end: some entries hold no records (a new
+        // leader's blank entry, membership changes), and one entry holds up to 500.
+        let mut start = start;
+        let mut out: Option<ReadResult> = None;
+        for _ in 0..16 {
+            let taken = out.as_ref().map_or(0, |o| o.records.len());
+            let bytes: usize = out
+                .as_ref()
+                .map_or(0, |o| o.records.iter().map(|r| r.data.len()).sum());
+            let (want, room) = (limit - taken, max_bytes.saturating_sub(bytes).max(1));
+            let frames = self
+                .inner
+                .router
+                .read(shard, start, want.clamp(1, 1024), room, 0)
+                .await
+                .map_err(ServiceError::internal)?;
+            let (watermark, fetched) = (frames.watermark, frames.frames.len());
+            let part = decode(shard, frames.frames, frames.start, watermark, want, room)
+                .map_err(ServiceError::internal)?;
+            let next = part.next;
+            let done = fetched == 0 || next.log_index > watermark || part.records.len() >= want;
+            out = Some(match out {
+                None => part,
+                Some(mut o) => {
+                    o.records.extend(part.records);
+                    o.next = part.next;
+                    o.millis_behind_latest = part.millis_behind_latest;
+                    o
+                }
+            });
+            if done || bytes >= max_bytes {
+                break;
+            }
+            start = ReadStart::Cursor(next);
+        }
+        out.ok_or_else(|| ServiceError::internal("read produced nothing"))
     }
 
     /// Creation time (seconds) of a shard, which its sequence numbers encode.
