@@ -10,7 +10,8 @@ export RUNNEL_NODE_BIN="${RUNNEL_NODE_BIN:-$CARGO_TARGET_DIR/debug/runnel-node}"
 # cluster of $KUBECONFIG, or a private local control plane (../shared/tools/k8s/) that the
 # tests start and stop themselves.
 export RUNNEL_OPERATOR_BIN="${RUNNEL_OPERATOR_BIN:-$CARGO_TARGET_DIR/debug/runnel-operator}"
-cargo build --locked -p runnel-node -p runnel-operator
+export RUNNEL_BENCH_BIN="${RUNNEL_BENCH_BIN:-$CARGO_TARGET_DIR/debug/runnel-bench}"
+cargo build --locked -p runnel-node -p runnel-operator -p runnel-bench
 cargo test --locked --workspace --all-targets
 
 # The Kinesis API through real clients: boto3 + AWS CLI + aws-kinesis-agg (pytest) and

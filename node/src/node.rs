@@ -185,7 +185,7 @@ impl Node {
                         .max_decoding_message_size(PEER_MESSAGE_BYTES)
                         .max_encoding_message_size(PEER_MESSAGE_BYTES),
                 )
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async {
+                .serve_with_incoming_shutdown(no_delay(grpc), async {
                     let _ = stopped.await;
                 }),
         );
@@ -264,6 +264,17 @@ impl Node {
             Err(e) => Err(NodeError::Start(format!("gRPC server task: {e}"))),
         }
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a small response (one PutRecord's
+/// acknowledgement, a Raft vote) must not wait for the peer's delayed ACK.
+fn no_delay(listener: TcpListener) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// Rejects client calls with Unavailable (which clients retry) until the node is ready.
