@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
@@ -15,6 +14,7 @@ use crate::raft::group::CatalogRaftHandle;
 use crate::raft::transport::PeerPool;
 use crate::shard::router::MAX_HOPS;
 use crate::shard::router::NOT_APPENDED;
+use crate::shard::router::retry;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -32,10 +32,7 @@ pub struct CatalogClient {
     peers: Option<Arc<PeerPool>>,
 }
 
-enum Attempt {
-    Done(Result<(CatalogReply, u64), ProposeError>),
-    Retry(ProposeError),
-}
+type Attempt = crate::shard::router::Attempt<(CatalogReply, u64), ProposeError>;
 
 impl CatalogClient {
     pub fn new(raft: CatalogRaftHandle, peers: Option<Arc<PeerPool>>) -> CatalogClient {
@@ -49,29 +46,13 @@ impl CatalogClient {
     /// Applies `cmd` through the catalog leader; returns once this node's replica has applied
     /// it too (so a read right after sees it), with the reply and the command's log index.
     pub async fn propose(&self, cmd: CatalogCommand, hops: u32) -> Result<(CatalogReply, u64), ProposeError> {
-        let start = Instant::now();
-        let mut step = 0u32;
-        loop {
-            match self.propose_once(cmd.clone(), hops).await {
-                Attempt::Done(Ok((reply, index))) => {
-                    self.raft
-                        .wait(Some(DEADLINE))
-                        .applied_index_at_least(Some(index), "catalog command applied here")
-                        .await
-                        .map_err(|e| ProposeError::Failed(e.to_string()))?;
-                    return Ok((reply, index));
-                }
-                Attempt::Done(r) => return r,
-                Attempt::Retry(e) => {
-                    let pause = Duration::from_millis((20u64 << step.min(5)).min(500));
-                    if start.elapsed() + pause > DEADLINE {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(pause).await;
-                    step += 1;
-                }
-            }
-        }
+        let (reply, index) = retry(|| self.propose_once(cmd.clone(), hops)).await?;
+        self.raft
+            .wait(Some(DEADLINE))
+            .applied_index_at_least(Some(index), "catalog command applied here")
+            .await
+            .map_err(|e| ProposeError::Failed(e.to_string()))?;
+        Ok((reply, index))
     }
 
     async fn propose_once(&self, cmd: CatalogCommand, hops: u32) -> Attempt {

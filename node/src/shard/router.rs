@@ -35,7 +35,7 @@ pub struct ShardRouter {
     peers: Option<Arc<PeerPool>>,
 }
 
-enum Attempt<T, E> {
+pub enum Attempt<T, E> {
     Done(Result<T, E>),
     /// Certainly not applied; try again (after a pause when no leader is known).
     Retry(E),
@@ -43,6 +43,29 @@ enum Attempt<T, E> {
 
 fn backoff(step: u32) -> Duration {
     Duration::from_millis((20u64 << step.min(5)).min(500))
+}
+
+/// Runs `attempt` until it is done, pausing with backoff between retries, for at most
+/// `DEADLINE` (then the last retryable error is returned).
+pub async fn retry<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T, E>>,
+{
+    let start = Instant::now();
+    let mut step = 0;
+    loop {
+        match attempt().await {
+            Attempt::Done(r) => return r,
+            Attempt::Retry(e) => {
+                if start.elapsed() + backoff(step) > DEADLINE {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff(step)).await;
+                step += 1;
+            }
+        }
+    }
 }
 
 impl ShardRouter {
@@ -67,20 +90,7 @@ impl ShardRouter {
         batch: Bytes,
         hops: u32,
     ) -> Result<Appended, AppendError> {
-        let start = Instant::now();
-        let mut step = 0;
-        loop {
-            match self.append_once(shard, batch.clone(), hops).await {
-                Attempt::Done(r) => return r,
-                Attempt::Retry(e) => {
-                    if start.elapsed() + backoff(step) > DEADLINE {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(backoff(step)).await;
-                    step += 1;
-                }
-            }
-        }
+        retry(|| self.append_once(shard, batch.clone(), hops)).await
     }
 
     async fn append_once(
@@ -160,20 +170,7 @@ impl ShardRouter {
         max_bytes: usize,
         hops: u32,
     ) -> Result<FrameRead, ReadError> {
-        let begin = Instant::now();
-        let mut step = 0;
-        loop {
-            match self.read_once(shard, start, max_entries, max_bytes, hops).await {
-                Attempt::Done(r) => return r,
-                Attempt::Retry(e) => {
-                    if begin.elapsed() + backoff(step) > DEADLINE {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(backoff(step)).await;
-                    step += 1;
-                }
-            }
-        }
+        retry(|| self.read_once(shard, start, max_entries, max_bytes, hops)).await
     }
 
     async fn read_once(
