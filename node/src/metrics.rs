@@ -51,6 +51,8 @@ pub struct RaftMetrics {
     pub applied_index: IntGaugeVec,
     pub apply_lag: IntGaugeVec,
     pub is_leader: IntGaugeVec,
+    /// On a leader: entries each follower is behind the leader's last log index.
+    pub replication_lag: IntGaugeVec,
 }
 
 #[derive(Clone)]
@@ -159,6 +161,12 @@ impl Metrics {
                 "raft_is_leader",
                 "1 when this replica leads its group",
                 &["group"],
+            )?,
+            replication_lag: gauge(
+                &r,
+                "raft_replication_lag",
+                "entries a follower is behind its leader (reported by the leader)",
+                &["group", "follower"],
             )?,
         };
         Ok(Metrics {

@@ -41,6 +41,15 @@ pub fn refresh(host: &ShardHost, metrics: &Metrics) {
         r.is_leader
             .with_label_values(&[&label])
             .set(i64::from(m.current_leader == Some(m.id)));
+        if let Some(replication) = &m.replication {
+            let last = m.last_log_index.unwrap_or(0);
+            for (follower, matched) in replication {
+                let lag = last.saturating_sub(matched.as_ref().map_or(0, |l| l.index));
+                r.replication_lag
+                    .with_label_values(&[&label, &follower.to_string()])
+                    .set(lag as i64);
+            }
+        }
     }
     for (stream, (segments, bytes, open)) in per_stream {
         metrics

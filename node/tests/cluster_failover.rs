@@ -343,6 +343,21 @@ async fn acknowledged_records_survive_leader_crashes() {
         };
         assert_eq!((shard, seq), (&a.shard, &a.seq), "record {:?} moved", a.id);
     }
+    // Leaders report how far each follower is behind (refreshed every 5 s).
+    let mut reported = false;
+    for _ in 0..100 {
+        for m in &members {
+            let text = support::http_get(m.metrics, "/metrics").await;
+            reported |= text
+                .lines()
+                .any(|l| l.starts_with("runnel_raft_replication_lag{"));
+        }
+        if reported {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reported, "no leader reports runnel_raft_replication_lag");
     println!(
         "cluster_failover: {} acknowledged, {} stored, {} faults",
         acks.len(),
