@@ -9,7 +9,6 @@ use std::sync::RwLock;
 use futures::Stream;
 use futures::TryStreamExt;
 use openraft::EntryPayload;
-use openraft::RaftSnapshotBuilder;
 use openraft::StoredMembership;
 use openraft::storage::EntryResponder;
 use openraft::storage::RaftStateMachine;
@@ -20,6 +19,7 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::type_config::alias::StoredMembershipOf;
 use tokio::sync::watch;
 
+use super::snapshot_file::FileSnapshotBuilder;
 use super::snapshot_file::SnapshotFile;
 use super::types::CatalogRaft;
 use crate::catalog::Catalog;
@@ -100,27 +100,9 @@ impl CatalogStateMachine {
     }
 }
 
-pub struct CatalogSnapshotBuilder {
-    meta: SnapshotMetaOf<C>,
-    data: Vec<u8>,
-    snapshot: SnapshotFile,
-}
-
-impl RaftSnapshotBuilder<C> for CatalogSnapshotBuilder {
-    type SnapshotData = Vec<u8>;
-
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Vec<u8>>, io::Error> {
-        self.snapshot.save::<C>(&self.meta, &self.data)?;
-        Ok(openraft::storage::Snapshot {
-            meta: self.meta.clone(),
-            snapshot: self.data.clone(),
-        })
-    }
-}
-
 impl RaftStateMachine<C> for CatalogStateMachine {
     type SnapshotData = Vec<u8>;
-    type SnapshotBuilder = CatalogSnapshotBuilder;
+    type SnapshotBuilder = FileSnapshotBuilder<C>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
         let s = self.state.read().map_err(poisoned)?;
@@ -160,10 +142,10 @@ impl RaftStateMachine<C> for CatalogStateMachine {
                 (SnapshotMeta::default(), Vec::new())
             }
         };
-        CatalogSnapshotBuilder {
+        FileSnapshotBuilder {
             meta,
             data,
-            snapshot: SnapshotFile::new(self.snapshot_dir()),
+            file: SnapshotFile::new(self.snapshot_dir()),
         }
     }
 

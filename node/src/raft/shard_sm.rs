@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use futures::Stream;
 use futures::TryStreamExt;
-use openraft::RaftSnapshotBuilder;
 use openraft::StoredMembership;
 use openraft::storage::EntryResponder;
 use openraft::storage::RaftStateMachine;
@@ -21,6 +20,7 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::type_config::alias::StoredMembershipOf;
 use tokio::sync::watch;
 
+use super::snapshot_file::FileSnapshotBuilder;
 use super::snapshot_file::SnapshotFile;
 use super::types::ShardRaft;
 use super::types::ShardReply;
@@ -86,27 +86,9 @@ impl ShardStateMachine {
     }
 }
 
-pub struct ShardSnapshotBuilder {
-    meta: SnapshotMetaOf<C>,
-    data: Vec<u8>,
-    snapshot: SnapshotFile,
-}
-
-impl RaftSnapshotBuilder<C> for ShardSnapshotBuilder {
-    type SnapshotData = Vec<u8>;
-
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Vec<u8>>, io::Error> {
-        self.snapshot.save::<C>(&self.meta, &self.data)?;
-        Ok(openraft::storage::Snapshot {
-            meta: self.meta.clone(),
-            snapshot: self.data.clone(),
-        })
-    }
-}
-
 impl RaftStateMachine<C> for ShardStateMachine {
     type SnapshotData = Vec<u8>;
-    type SnapshotBuilder = ShardSnapshotBuilder;
+    type SnapshotBuilder = FileSnapshotBuilder<C>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
         Ok((self.applied.last, self.applied.membership.clone()))
@@ -141,10 +123,10 @@ impl RaftStateMachine<C> for ShardStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let meta = self.meta();
         let data = serde_json::to_vec(&self.applied).unwrap_or_default();
-        ShardSnapshotBuilder {
+        FileSnapshotBuilder {
             meta,
             data,
-            snapshot: SnapshotFile::new(&self.dir),
+            file: SnapshotFile::new(&self.dir),
         }
     }
 

@@ -51,3 +51,23 @@ impl SnapshotFile {
         self.path.parent().unwrap_or(Path::new("."))
     }
 }
+
+/// Builds a snapshot from state captured when openraft asked for it, and keeps it as the
+/// current snapshot.
+pub struct FileSnapshotBuilder<C: RaftTypeConfig> {
+    pub meta: SnapshotMetaOf<C>,
+    pub data: Vec<u8>,
+    pub file: SnapshotFile,
+}
+
+impl<C: RaftTypeConfig> openraft::RaftSnapshotBuilder<C> for FileSnapshotBuilder<C> {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Vec<u8>>, io::Error> {
+        self.file.save::<C>(&self.meta, &self.data)?;
+        Ok(openraft::storage::Snapshot {
+            meta: self.meta.clone(),
+            snapshot: self.data.clone(),
+        })
+    }
+}
