@@ -29,7 +29,6 @@ pub struct ShardHost {
     env: GroupEnv,
     dir: PathBuf,
     directory: NodeDirectory,
-    replicas: RwLock<HashMap<(String, u32), Arc<ShardReplica>>>,
     by_group: RwLock<HashMap<u64, Arc<ShardReplica>>>,
     reconcile_lock: tokio::sync::Mutex<()>,
 }
@@ -40,7 +39,6 @@ impl ShardHost {
             env,
             dir,
             directory,
-            replicas: RwLock::new(HashMap::new()),
             by_group: RwLock::new(HashMap::new()),
             reconcile_lock: tokio::sync::Mutex::new(()),
         }
@@ -50,20 +48,16 @@ impl ShardHost {
         self.env.node_id
     }
 
-    pub fn get(&self, stream: &str, shard: u32) -> Option<Arc<ShardReplica>> {
-        let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&(stream.to_owned(), shard)).cloned()
-    }
-
     /// The replica of a Raft group, if this node hosts one.
     pub fn by_group(&self, group: u64) -> Option<Arc<ShardReplica>> {
         let map = self.by_group.read().unwrap_or_else(|p| p.into_inner());
         map.get(&group).cloned()
     }
 
+    /// Every replica on this node, with its stream's name.
     pub fn all(&self) -> Vec<(String, Arc<ShardReplica>)> {
-        let map = self.replicas.read().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|((s, _), r)| (s.clone(), r.clone())).collect()
+        let map = self.by_group.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|r| (r.stream.clone(), r.clone())).collect()
     }
 
     /// Every node of the cluster and its gRPC address.
@@ -81,27 +75,13 @@ impl ShardHost {
     }
 
     fn insert(&self, replica: Arc<ShardReplica>) {
-        let key = (replica.stream.clone(), replica.shard.index);
-        self.by_group
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(replica.shard.group, replica.clone());
-        self.replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, replica);
+        let mut map = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(replica.shard.group, replica);
     }
 
     fn remove(&self, replica: &ShardReplica) {
-        let key = (replica.stream.clone(), replica.shard.index);
-        self.replicas
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        self.by_group
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&replica.shard.group);
+        let mut map = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(&replica.shard.group);
     }
 
     /// Starts the replicas the catalog places here and stops (and deletes) the ones of deleted
