@@ -16,8 +16,9 @@ OPERATIONS = [
     "AddTagsToStream", "CreateStream", "DecreaseStreamRetentionPeriod", "DeleteStream",
     "DescribeAccountSettings", "DescribeLimits", "DescribeStream", "DescribeStreamSummary",
     "GetRecords", "GetShardIterator", "IncreaseStreamRetentionPeriod", "ListShards",
-    "ListStreams", "ListTagsForResource", "ListTagsForStream", "PutRecord", "PutRecords",
-    "RemoveTagsFromStream", "TagResource", "UntagResource", "UpdateStreamMode",
+    "ListStreams", "ListTagsForResource", "ListTagsForStream", "MergeShards", "PutRecord",
+    "PutRecords", "RemoveTagsFromStream", "SplitShard", "TagResource", "UntagResource",
+    "UpdateShardCount", "UpdateStreamMode",
 ]
 
 

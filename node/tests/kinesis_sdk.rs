@@ -610,9 +610,18 @@ async fn raw(
 async fn protocol_errors() {
     let node = Node::start().await;
     let json = "application/x-amz-json-1.1";
-    let (st, body) = raw(&node, Some("Kinesis_20131202.MergeShards"), json, true, "{}").await;
+    let (st, body) = raw(
+        &node,
+        Some("Kinesis_20131202.StartStreamEncryption"),
+        json,
+        true,
+        "{}",
+    )
+    .await;
     assert!(st.contains(" 400 "), "{st}");
     assert_eq!(body, r#"{"__type":"UnknownOperationException"}"#);
+    let (_, body) = raw(&node, Some("Kinesis_20131202.MergeShards"), json, true, "{}").await;
+    assert!(body.contains("2 validation errors detected"), "{body}");
     let (_, body) = raw(&node, Some("Kinesis_20131202.Nope"), json, true, "{}").await;
     assert_eq!(body, r#"{"__type":"UnknownOperationException"}"#);
     let (_, body) = raw(&node, Some("Kinesis_20131202.ListStreams"), json, false, "{}").await;
@@ -903,6 +912,8 @@ async fn cbor_protocol() {
     )
     .await;
     assert_eq!(cget(&err, "__type").as_text(), Some("SerializationException"));
-    let (_, err) = cbor(&node, "MergeShards", cmap(vec![])).await;
+    let (_, err) = cbor(&node, "StartStreamEncryption", cmap(vec![])).await;
     assert_eq!(cget(&err, "__type").as_text(), Some("UnknownOperationException"));
+    let (_, err) = cbor(&node, "MergeShards", cmap(vec![])).await;
+    assert_eq!(cget(&err, "__type").as_text(), Some("ValidationException"));
 }

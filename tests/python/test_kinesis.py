@@ -193,7 +193,7 @@ def _post(node, target, body, content_type="application/x-amz-json-1.1", auth=Tr
 
 
 def test_protocol_errors(node):
-    st, h, body = _post(node, "Kinesis_20131202.SplitShard", b"{}")
+    st, h, body = _post(node, "Kinesis_20131202.StartStreamEncryption", b"{}")
     assert st == 400 and json.loads(body) == {"__type": "UnknownOperationException"}
     assert h["x-amzn-RequestId"]
     st, _, body = _post(node, "Kinesis_20131202.ListStreams", b"{}", auth=False)

@@ -1,11 +1,18 @@
 //! The catalog: streams, their shards and where the shards live. It is the state machine of the
 //! catalog Raft group; [`Catalog::apply`] is pure and deterministic so every replica agrees.
 
+pub mod reshard;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use reshard::ReshardStep;
+
 use crate::model::HashKeyRange;
 use crate::model::hash_key;
+
+/// How long UpdateShardCount calls are remembered (AWS limits them per rolling 24 hours).
+pub const SCALING_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StreamStatus {
@@ -33,15 +40,30 @@ pub struct ShardRecord {
     /// Set when the shard is closed: the last log index that holds records of this shard.
     pub ending_log_index: Option<u64>,
     pub replicas: Vec<u64>,
+    /// A child of a reshard round that has not completed: its group exists, but it takes no
+    /// writes and is not listed until its parents are sealed.
+    #[serde(default)]
+    pub pending: bool,
+    /// When the shard closed (the reshard round completed).
+    #[serde(default)]
+    pub closed_ms: Option<i64>,
 }
 
 impl ShardRecord {
     pub fn created_secs(&self) -> u64 {
         (self.created_ms / 1000).max(0) as u64
     }
+    /// Takes writes: not closed and not a pending child.
     pub fn is_open(&self) -> bool {
-        self.ending_log_index.is_none()
+        self.ending_log_index.is_none() && !self.pending
     }
+}
+
+/// A reshard round in progress: parents being sealed, children waiting to open.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingReshard {
+    pub parents: Vec<u32>,
+    pub children: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,11 +76,32 @@ pub struct StreamRecord {
     pub status_changed_ms: i64,
     pub tags: BTreeMap<String, String>,
     pub shards: Vec<ShardRecord>,
+    #[serde(default)]
+    pub reshard: Option<PendingReshard>,
+    /// UpdateShardCount's goal while rounds of splits and merges run.
+    #[serde(default)]
+    pub target_shard_count: Option<u32>,
+    /// When UpdateShardCount was accepted, within the last 24 hours.
+    #[serde(default)]
+    pub scaling_ms: Vec<i64>,
 }
 
 impl StreamRecord {
+    /// Shards that take writes (open and not pending).
     pub fn open_shards(&self) -> impl Iterator<Item = &ShardRecord> {
         self.shards.iter().filter(|s| s.is_open())
+    }
+    /// Shards clients can see: all but pending children.
+    pub fn listed_shards(&self) -> impl Iterator<Item = &ShardRecord> {
+        self.shards.iter().filter(|s| !s.pending)
+    }
+    /// The shards whose parent or adjacent parent is `index`.
+    pub fn children_of(&self, index: u32) -> impl Iterator<Item = &ShardRecord> {
+        self.listed_shards()
+            .filter(move |s| s.parent == Some(index) || s.adjacent_parent == Some(index))
+    }
+    pub fn open_ranges(&self) -> BTreeMap<u32, HashKeyRange> {
+        self.open_shards().map(|s| (s.index, s.range)).collect()
     }
     pub fn shard(&self, index: u32) -> Option<&ShardRecord> {
         self.shards.iter().find(|s| s.index == index)
@@ -110,6 +153,25 @@ pub enum CatalogCommand {
         mode: StreamMode,
         now_ms: i64,
     },
+    /// Starts a reshard round: adds its children (pending) and makes the stream UPDATING.
+    StartReshard {
+        name: String,
+        steps: Vec<ReshardStep>,
+        /// Replica nodes of each child, in creation order.
+        placement: Vec<Vec<u64>>,
+        /// UpdateShardCount's goal, kept until the last round is done.
+        target: Option<u32>,
+        /// Counts towards the UpdateShardCount rate limit.
+        scaling: bool,
+        now_ms: i64,
+    },
+    /// Completes the pending round: each parent closes at the log index its group sealed at
+    /// and the children open. The stream is ACTIVE again unless a target is still pending.
+    FinishReshard {
+        name: String,
+        ends: Vec<(u32, u64)>,
+        now_ms: i64,
+    },
 }
 
 impl fmt::Display for CatalogCommand {
@@ -124,6 +186,9 @@ pub enum CatalogReply {
     Done,
     AlreadyExists,
     NotFound,
+    /// The command does not fit the stream's current state (another round is pending, a shard
+    /// is no longer open, ...); nothing changed.
+    Conflict(String),
 }
 
 impl Catalog {
@@ -158,6 +223,8 @@ impl Catalog {
                         created_ms: now_ms,
                         ending_log_index: None,
                         replicas: placement.get(i).cloned().unwrap_or_default(),
+                        pending: false,
+                        closed_ms: None,
                     })
                     .collect();
                 self.next_group = first_group + shards.len() as u64;
@@ -172,14 +239,23 @@ impl Catalog {
                         status_changed_ms: now_ms,
                         tags,
                         shards,
+                        reshard: None,
+                        target_shard_count: None,
+                        scaling_ms: Vec::new(),
                     },
                 );
                 CatalogReply::Done
             }
             CatalogCommand::SetStatus { name, status, now_ms } => match self.streams.get_mut(&name) {
                 Some(s) => {
+                    if status == StreamStatus::Active && s.reshard.is_some() {
+                        return CatalogReply::Conflict("a reshard round is pending".into());
+                    }
                     s.status = status;
                     s.status_changed_ms = now_ms;
+                    if status == StreamStatus::Active {
+                        s.target_shard_count = None;
+                    }
                     CatalogReply::Done
                 }
                 None => CatalogReply::NotFound,
@@ -215,7 +291,112 @@ impl Catalog {
                 }
                 None => CatalogReply::NotFound,
             },
+            CatalogCommand::StartReshard {
+                name,
+                steps,
+                placement,
+                target,
+                scaling,
+                now_ms,
+            } => self.start_reshard(&name, &steps, &placement, target, scaling, now_ms),
+            CatalogCommand::FinishReshard { name, ends, now_ms } => self.finish_reshard(&name, &ends, now_ms),
         }
+    }
+
+    fn start_reshard(
+        &mut self,
+        name: &str,
+        steps: &[ReshardStep],
+        placement: &[Vec<u64>],
+        target: Option<u32>,
+        scaling: bool,
+        now_ms: i64,
+    ) -> CatalogReply {
+        let first_group = self.next_group.max(1);
+        let Some(s) = self.streams.get_mut(name) else {
+            return CatalogReply::NotFound;
+        };
+        if s.reshard.is_some() {
+            return CatalogReply::Conflict("a reshard round is pending".into());
+        }
+        let continuing = s.status == StreamStatus::Updating && s.target_shard_count.is_some();
+        if s.status != StreamStatus::Active && !continuing {
+            return CatalogReply::Conflict(format!("stream is {:?}", s.status));
+        }
+        let kids = match reshard::children(&s.open_ranges(), steps) {
+            Ok(k) if !k.is_empty() => k,
+            Ok(_) => return CatalogReply::Conflict("no steps".into()),
+            Err(e) => return CatalogReply::Conflict(e.to_string()),
+        };
+        let first_index = s.shards.iter().map(|sh| sh.index + 1).max().unwrap_or(0);
+        let mut children = Vec::with_capacity(kids.len());
+        for (i, k) in kids.into_iter().enumerate() {
+            let index = first_index + i as u32;
+            children.push(index);
+            s.shards.push(ShardRecord {
+                index,
+                group: first_group + i as u64,
+                parent: Some(k.parent),
+                adjacent_parent: k.adjacent_parent,
+                range: k.range,
+                created_ms: now_ms,
+                ending_log_index: None,
+                replicas: placement.get(i).cloned().unwrap_or_default(),
+                pending: true,
+                closed_ms: None,
+            });
+        }
+        let mut parents: Vec<u32> = steps
+            .iter()
+            .flat_map(|st| match *st {
+                ReshardStep::Split { parent, .. } => vec![parent],
+                ReshardStep::Merge { parent, adjacent } => vec![parent, adjacent],
+            })
+            .collect();
+        parents.sort_unstable();
+        self.next_group = first_group + children.len() as u64;
+        s.reshard = Some(PendingReshard { parents, children });
+        if target.is_some() {
+            s.target_shard_count = target;
+        }
+        if scaling {
+            s.scaling_ms.retain(|&t| t > now_ms - SCALING_WINDOW_MS);
+            s.scaling_ms.push(now_ms);
+        }
+        if s.status != StreamStatus::Updating {
+            s.status = StreamStatus::Updating;
+            s.status_changed_ms = now_ms;
+        }
+        CatalogReply::Done
+    }
+
+    fn finish_reshard(&mut self, name: &str, ends: &[(u32, u64)], now_ms: i64) -> CatalogReply {
+        let Some(s) = self.streams.get_mut(name) else {
+            return CatalogReply::NotFound;
+        };
+        let Some(pending) = s.reshard.take() else {
+            return CatalogReply::Conflict("no reshard round is pending".into());
+        };
+        let mut sealed: Vec<u32> = ends.iter().map(|(i, _)| *i).collect();
+        sealed.sort_unstable();
+        if sealed != pending.parents {
+            s.reshard = Some(pending);
+            return CatalogReply::Conflict("the ends do not match the pending parents".into());
+        }
+        for sh in &mut s.shards {
+            if let Some((_, at)) = ends.iter().find(|(i, _)| *i == sh.index) {
+                sh.ending_log_index = Some(*at);
+                sh.closed_ms = Some(now_ms);
+            }
+            if pending.children.contains(&sh.index) {
+                sh.pending = false;
+            }
+        }
+        if s.target_shard_count.is_none() {
+            s.status = StreamStatus::Active;
+            s.status_changed_ms = now_ms;
+        }
+        CatalogReply::Done
     }
 }
 
@@ -318,5 +499,109 @@ mod tests {
             }),
             CatalogReply::NotFound
         );
+    }
+
+    #[test]
+    fn a_reshard_round_opens_children_only_when_it_finishes() {
+        let mut c = Catalog::default();
+        c.apply(create("a", 2));
+        c.apply(CatalogCommand::SetStatus {
+            name: "a".into(),
+            status: StreamStatus::Active,
+            now_ms: 2,
+        });
+        let at = c.stream("a").unwrap().shards[0].range.end / 2;
+        let start = CatalogCommand::StartReshard {
+            name: "a".into(),
+            steps: vec![ReshardStep::Split { parent: 0, at }],
+            placement: vec![vec![1], vec![1]],
+            target: None,
+            scaling: false,
+            now_ms: 10,
+        };
+        assert_eq!(c.apply(start.clone()), CatalogReply::Done);
+        let s = c.stream("a").unwrap();
+        assert_eq!(s.status, StreamStatus::Updating);
+        assert_eq!(s.open_shards().map(|s| s.index).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(s.listed_shards().count(), 2, "pending children are not listed");
+        assert_eq!(s.shards.len(), 4);
+        assert_eq!((s.shards[2].group, s.shards[3].group), (3, 4));
+        // One round at a time; a second start is refused without changing anything.
+        assert!(matches!(c.apply(start), CatalogReply::Conflict(_)));
+        assert!(matches!(
+            c.apply(CatalogCommand::SetStatus {
+                name: "a".into(),
+                status: StreamStatus::Active,
+                now_ms: 11
+            }),
+            CatalogReply::Conflict(_)
+        ));
+        // The ends must name exactly the parents.
+        let wrong = CatalogCommand::FinishReshard {
+            name: "a".into(),
+            ends: vec![(1, 7)],
+            now_ms: 12,
+        };
+        assert!(matches!(c.apply(wrong), CatalogReply::Conflict(_)));
+        let finish = CatalogCommand::FinishReshard {
+            name: "a".into(),
+            ends: vec![(0, 7)],
+            now_ms: 12,
+        };
+        assert_eq!(c.apply(finish.clone()), CatalogReply::Done);
+        let s = c.stream("a").unwrap();
+        assert_eq!(s.status, StreamStatus::Active);
+        assert_eq!(
+            s.open_shards().map(|s| s.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            (s.shards[0].ending_log_index, s.shards[0].closed_ms),
+            (Some(7), Some(12))
+        );
+        assert_eq!(s.children_of(0).map(|s| s.index).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(s.shards[2].range.end + 1, s.shards[3].range.start);
+        // Finishing twice changes nothing.
+        assert!(matches!(c.apply(finish), CatalogReply::Conflict(_)));
+        assert_eq!(c.next_group, 5);
+    }
+
+    #[test]
+    fn update_shard_count_keeps_the_stream_updating_until_the_last_round() {
+        let mut c = Catalog::default();
+        c.apply(create("a", 1));
+        c.apply(CatalogCommand::SetStatus {
+            name: "a".into(),
+            status: StreamStatus::Active,
+            now_ms: 2,
+        });
+        let steps = reshard::next_round(&c.stream("a").unwrap().open_ranges(), 2);
+        c.apply(CatalogCommand::StartReshard {
+            name: "a".into(),
+            steps,
+            placement: vec![],
+            target: Some(2),
+            scaling: true,
+            now_ms: 10,
+        });
+        c.apply(CatalogCommand::FinishReshard {
+            name: "a".into(),
+            ends: vec![(0, 3)],
+            now_ms: 11,
+        });
+        let s = c.stream("a").unwrap();
+        assert_eq!(
+            (s.status, s.target_shard_count),
+            (StreamStatus::Updating, Some(2))
+        );
+        assert_eq!(s.scaling_ms, vec![10]);
+        assert!(reshard::next_round(&s.open_ranges(), 2).is_empty());
+        c.apply(CatalogCommand::SetStatus {
+            name: "a".into(),
+            status: StreamStatus::Active,
+            now_ms: 12,
+        });
+        let s = c.stream("a").unwrap();
+        assert_eq!((s.status, s.target_shard_count), (StreamStatus::Active, None));
     }
 }

@@ -17,6 +17,7 @@ use crate::raft::transport;
 use crate::shard::AppendError;
 use crate::shard::ShardRouter;
 use crate::shard::router::NOT_APPENDED;
+use crate::shard::router::Proposed;
 use crate::shard::router::frames_to_proto;
 use crate::shard::router::start_from_proto;
 
@@ -88,11 +89,27 @@ impl Raft for RaftApi {
         let Some(shard) = self.shard_record(r.group) else {
             return Err(not_applied(format!("group {} is unknown here", r.group)));
         };
-        match self.router.append(&shard, r.batch, r.hops).await {
-            Ok(a) => Ok(Response::new(pb::ProposeShardResponse {
+        let outcome = if r.seal {
+            self.router.seal(&shard, r.hops).await.map(Proposed::Closed)
+        } else {
+            self.router
+                .append(&shard, r.batch, r.hops)
+                .await
+                .map(Proposed::Appended)
+        };
+        match outcome {
+            Ok(Proposed::Appended(a)) => Ok(Response::new(pb::ProposeShardResponse {
                 log_index: a.log_index,
                 arrival_ms: a.arrival_ms,
+                closed_at: None,
             })),
+            Ok(Proposed::Closed(at)) | Err(AppendError::Closed { at, .. }) => {
+                Ok(Response::new(pb::ProposeShardResponse {
+                    log_index: 0,
+                    arrival_ms: 0,
+                    closed_at: Some(at),
+                }))
+            }
             Err(e @ AppendError::NotLeader { .. }) => Err(not_applied(e.to_string())),
             Err(e) => Err(Status::internal(e.to_string())),
         }

@@ -86,4 +86,81 @@ impl Admin for AdminApi {
             .map_err(convert::status)?;
         Ok(Response::new(pb::UpdateRetentionResponse {}))
     }
+
+    async fn update_shard_count(
+        &self,
+        request: Request<pb::UpdateShardCountRequest>,
+    ) -> Result<Response<pb::UpdateShardCountResponse>, Status> {
+        let r = request.into_inner();
+        let out = self
+            .service
+            .update_shard_count(&r.stream_name, r.target_shard_count)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::UpdateShardCountResponse {
+            current_shard_count: out.current_shard_count,
+            target_shard_count: out.target_shard_count,
+        }))
+    }
+
+    async fn split_shard(
+        &self,
+        request: Request<pb::SplitShardRequest>,
+    ) -> Result<Response<pb::SplitShardResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .split_shard(&r.stream_name, &r.shard_to_split, &r.new_starting_hash_key)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::SplitShardResponse {}))
+    }
+
+    async fn merge_shards(
+        &self,
+        request: Request<pb::MergeShardsRequest>,
+    ) -> Result<Response<pb::MergeShardsResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .merge_shards(&r.stream_name, &r.shard_to_merge, &r.adjacent_shard_to_merge)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::MergeShardsResponse {}))
+    }
+
+    async fn update_stream_mode(
+        &self,
+        request: Request<pb::UpdateStreamModeRequest>,
+    ) -> Result<Response<pb::UpdateStreamModeResponse>, Status> {
+        let r = request.into_inner();
+        let on_demand = match pb::StreamMode::try_from(r.mode) {
+            Ok(pb::StreamMode::OnDemand) => true,
+            Ok(pb::StreamMode::Provisioned) => false,
+            _ => return Err(Status::invalid_argument("mode must be PROVISIONED or ON_DEMAND")),
+        };
+        self.service
+            .update_stream_mode(&r.stream_name, on_demand)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::UpdateStreamModeResponse {}))
+    }
+
+    async fn update_tags(
+        &self,
+        request: Request<pb::UpdateTagsRequest>,
+    ) -> Result<Response<pb::UpdateTagsResponse>, Status> {
+        let r = request.into_inner();
+        if !r.add.is_empty() {
+            self.service
+                .add_tags(&r.stream_name, r.add.into_iter().collect())
+                .await
+                .map_err(convert::status)?;
+        }
+        if !r.remove.is_empty() {
+            self.service
+                .remove_tags(&r.stream_name, r.remove)
+                .await
+                .map_err(convert::status)?;
+        }
+        Ok(Response::new(pb::UpdateTagsResponse {}))
+    }
 }

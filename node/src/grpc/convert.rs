@@ -6,6 +6,7 @@ use tonic::Status;
 use crate::catalog::StreamMode;
 use crate::catalog::StreamStatus;
 use crate::model::SequenceNumber;
+use crate::service::ChildShard;
 use crate::service::PositionInput;
 use crate::service::ServiceError;
 use crate::service::StreamDescription;
@@ -104,5 +105,16 @@ pub fn stream_description(d: StreamDescription) -> pb::StreamDescription {
                 leader: s.leader.unwrap_or(0),
             })
             .collect(),
+    }
+}
+
+pub fn child_shard(c: &ChildShard) -> pb::ChildShard {
+    pb::ChildShard {
+        shard_id: c.shard_id.to_string(),
+        parent_shards: c.parent_shards.iter().map(|p| p.to_string()).collect(),
+        hash_key_range: Some(pb::HashKeyRange {
+            starting_hash_key: c.range.start.to_string(),
+            ending_hash_key: c.range.end.to_string(),
+        }),
     }
 }

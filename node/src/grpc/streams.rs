@@ -112,10 +112,12 @@ impl Streams for StreamsApi {
         let out = self.service.get_records(input).await.map_err(convert::status)?;
         let created = self.service.shard_created_secs(&stream, out.shard_id.0);
         Ok(Response::new(pb::GetRecordsResponse {
-            next_position: Some(convert::continuation(out.shard_id.0, created, out.next)),
+            next_position: out
+                .next
+                .map(|next| convert::continuation(out.shard_id.0, created, next)),
             records: out.records.into_iter().map(convert::record).collect(),
             millis_behind_latest: out.millis_behind_latest,
-            child_shards: Vec::new(),
+            child_shards: out.child_shards.iter().map(convert::child_shard).collect(),
         }))
     }
 
@@ -135,8 +137,8 @@ impl Streams for StreamsApi {
         let created = self.service.shard_created_secs(&r.stream_name, shard);
         let out = events.map(move |e| {
             let e = e.map_err(convert::status)?;
-            let continuation = convert::continuation(shard, created, e.continuation);
-            let continuation_sequence_number = match continuation.kind {
+            let continuation = e.continuation.map(|c| convert::continuation(shard, created, c));
+            let continuation_sequence_number = match continuation.and_then(|c| c.kind) {
                 Some(pb::position::Kind::AtSequenceNumber(s)) => s,
                 _ => String::new(),
             };
@@ -144,7 +146,7 @@ impl Streams for StreamsApi {
                 records: e.records.into_iter().map(convert::record).collect(),
                 continuation_sequence_number,
                 millis_behind_latest: e.millis_behind_latest,
-                child_shards: Vec::new(),
+                child_shards: e.child_shards.iter().map(convert::child_shard).collect(),
             })
         });
         Ok(Response::new(Box::pin(out)))

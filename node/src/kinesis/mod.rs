@@ -11,6 +11,7 @@ pub mod iterator;
 mod limits;
 pub mod protocol;
 mod records;
+mod reshard;
 mod shards;
 mod streams;
 mod tags;
@@ -172,11 +173,14 @@ const SERVED: &[&str] = &[
     "ListStreams",
     "ListTagsForResource",
     "ListTagsForStream",
+    "MergeShards",
     "PutRecord",
     "PutRecords",
     "RemoveTagsFromStream",
+    "SplitShard",
     "TagResource",
     "UntagResource",
+    "UpdateShardCount",
     "UpdateStreamMode",
 ];
 
@@ -230,6 +234,9 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         "DescribeLimits" => limits::describe_limits(api),
         "DescribeAccountSettings" => limits::describe_account_settings(),
         "UpdateStreamMode" => limits::update_stream_mode(api, doc).await,
+        "SplitShard" => reshard::split_shard(api, doc).await,
+        "MergeShards" => reshard::merge_shards(api, doc).await,
+        "UpdateShardCount" => reshard::update_shard_count(api, doc).await,
         _ => Err(ApiError::bare("UnknownOperationException")),
     }
 }

@@ -8,6 +8,7 @@ use super::protocol::Out;
 use super::protocol::timestamp;
 use super::stream_of;
 use crate::clock;
+use crate::service::ChildShard;
 use crate::service::GetRecordsInput;
 use crate::service::IteratorPosition;
 use crate::service::PositionInput;
@@ -145,16 +146,38 @@ pub(super) async fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
                 .doc()
         })
         .collect();
-    let next = IteratorPosition {
-        cursor: out.next,
-        ..pos
-    };
+    let next = out.next.map(|cursor| {
+        let next = IteratorPosition {
+            cursor,
+            ..pos.clone()
+        };
+        api.iterators().encode(&next, clock::now_ms())
+    });
+    let children: Vec<Doc> = out.child_shards.iter().map(child_shard_doc).collect();
     Ok(Out::new()
         .put("Records", records)
-        .put(
-            "NextShardIterator",
-            api.iterators().encode(&next, clock::now_ms()),
-        )
+        .opt("NextShardIterator", next)
         .put("MillisBehindLatest", out.millis_behind_latest)
+        .opt("ChildShards", Some(children).filter(|c| !c.is_empty()))
         .doc())
+}
+
+/// A ChildShard of GetRecords (and SubscribeToShard events).
+pub(super) fn child_shard_doc(c: &ChildShard) -> Doc {
+    Out::new()
+        .put("ShardId", c.shard_id.to_string())
+        .put(
+            "ParentShards",
+            c.parent_shards
+                .iter()
+                .map(|p| Doc::from(p.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .put(
+            "HashKeyRange",
+            Out::new()
+                .put("StartingHashKey", c.range.start.to_string())
+                .put("EndingHashKey", c.range.end.to_string()),
+        )
+        .doc()
 }

@@ -20,6 +20,7 @@ pub const KIND_BLANK: u8 = 0;
 pub const KIND_MEMBERSHIP: u8 = 1;
 pub const KIND_RECORDS: u8 = 2;
 pub const KIND_CATALOG: u8 = 3;
+pub const KIND_SEAL: u8 = 4;
 
 /// Application data that knows its frame kind and encoding.
 pub trait FrameData: Sized {
@@ -31,30 +32,36 @@ pub trait FrameData: Sized {
 
 impl FrameData for ShardCommand {
     fn kind(&self) -> u8 {
-        KIND_RECORDS
+        match self {
+            ShardCommand::Records { .. } => KIND_RECORDS,
+            ShardCommand::Seal => KIND_SEAL,
+        }
     }
     fn timestamp_ms(&self) -> Option<i64> {
         match self {
             ShardCommand::Records { timestamp_ms, .. } => Some(*timestamp_ms),
+            ShardCommand::Seal => None,
         }
     }
     fn encode(&self) -> io::Result<Bytes> {
         match self {
             ShardCommand::Records { batch, .. } => Ok(batch.clone()),
+            ShardCommand::Seal => Ok(Bytes::new()),
         }
     }
     fn decode(kind: u8, payload: Bytes) -> io::Result<Self> {
-        if kind != KIND_RECORDS {
-            return Err(io::Error::new(
+        match kind {
+            // The frame's timestamp is restored by the caller.
+            KIND_RECORDS => Ok(ShardCommand::Records {
+                timestamp_ms: 0,
+                batch: payload,
+            }),
+            KIND_SEAL => Ok(ShardCommand::Seal),
+            _ => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unexpected frame kind {kind}"),
-            ));
+            )),
         }
-        // The frame's timestamp is restored by the caller.
-        Ok(ShardCommand::Records {
-            timestamp_ms: 0,
-            batch: payload,
-        })
     }
 }
 
@@ -98,6 +105,7 @@ impl FramedConfig for ShardRaft {
     fn from_frame(frame: runnel_log::Entry) -> io::Result<Self::Entry> {
         from_frame(frame, |data, timestamp_ms| match data {
             ShardCommand::Records { batch, .. } => ShardCommand::Records { timestamp_ms, batch },
+            ShardCommand::Seal => ShardCommand::Seal,
         })
     }
     fn log_id(term: u64, index: u64) -> LogId<Clid> {

@@ -1,6 +1,10 @@
 //! The state machine of a shard group. Records stay where Raft wrote them (the shard log); the
 //! state machine only moves the visibility watermark: readers see entries up to the last
 //! applied index, which is committed and therefore durable on a quorum.
+//!
+//! A seal entry closes the shard (split or merge): every later entry is answered
+//! [`ShardReply::Closed`] on every replica alike, and the watermark never passes the seal, so
+//! no reader ever sees records appended after it.
 
 use std::io;
 use std::path::Path;
@@ -22,6 +26,7 @@ use tokio::sync::watch;
 
 use super::snapshot_file::FileSnapshotBuilder;
 use super::snapshot_file::SnapshotFile;
+use super::types::ShardCommand;
 use super::types::ShardRaft;
 use super::types::ShardReply;
 use super::vote_file;
@@ -36,6 +41,17 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 struct Applied {
     last: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
+    /// Log index of the first seal entry, once applied.
+    #[serde(default)]
+    sealed_at: Option<u64>,
+}
+
+impl Applied {
+    /// The highest index readers may see.
+    fn readable(&self) -> u64 {
+        let last = self.last.as_ref().map_or(0, |l| l.index);
+        self.sealed_at.map_or(last, |s| s.min(last))
+    }
 }
 
 pub struct ShardStateMachine {
@@ -55,7 +71,10 @@ impl ShardStateMachine {
         if applied.last.as_ref().map(|l| l.index) > last_log_index {
             applied = Applied::default();
         }
-        let (watermark, _) = watch::channel(applied.last.as_ref().map_or(0, |l| l.index));
+        if applied.sealed_at > applied.last.as_ref().map(|l| l.index) {
+            applied.sealed_at = None;
+        }
+        let (watermark, _) = watch::channel(applied.readable());
         Ok(ShardStateMachine {
             dir: dir.to_owned(),
             applied,
@@ -101,21 +120,30 @@ impl RaftStateMachine<C> for ShardStateMachine {
         let mut last = None;
         let mut responders = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
-            if let openraft::EntryPayload::Membership(m) = &entry.payload {
-                self.applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            match &entry.payload {
+                openraft::EntryPayload::Membership(m) => {
+                    self.applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                }
+                openraft::EntryPayload::Normal(ShardCommand::Seal) if self.applied.sealed_at.is_none() => {
+                    self.applied.sealed_at = Some(entry.log_id.index);
+                }
+                _ => {}
             }
+            let reply = match self.applied.sealed_at {
+                Some(at) => ShardReply::Closed { at },
+                None => ShardReply::Appended,
+            };
             last = Some(entry.log_id);
-            responders.extend(responder);
+            responders.extend(responder.map(|r| (r, reply)));
         }
         if let Some(last) = last {
-            let index = last.index;
             self.applied.last = Some(last);
             // Visible to readers before anyone is told it is written: read-your-writes.
-            self.watermark.send_replace(index);
+            self.watermark.send_replace(self.applied.readable());
             self.persist(false)?;
         }
-        for r in responders {
-            r.send(ShardReply);
+        for (r, reply) in responders {
+            r.send(reply);
         }
         Ok(())
     }
@@ -135,14 +163,18 @@ impl RaftStateMachine<C> for ShardStateMachine {
         meta: &SnapshotMetaOf<C>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        // A shard snapshot carries only the applied position; the records come with the log.
+        // A shard snapshot carries only the applied position and the seal; the records come
+        // with the log.
+        let sealed_at = serde_json::from_slice::<Applied>(&snapshot)
+            .ok()
+            .and_then(|a| a.sealed_at);
         self.applied = Applied {
             last: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            sealed_at,
         };
         self.snapshot.save::<C>(meta, &snapshot)?;
-        self.watermark
-            .send_replace(self.applied.last.as_ref().map_or(0, |l| l.index));
+        self.watermark.send_replace(self.applied.readable());
         self.persist(true)
     }
 

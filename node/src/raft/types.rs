@@ -14,6 +14,8 @@ pub type NodeId = u64;
 pub enum ShardCommand {
     /// One producer batch for this shard, encoded as a [`crate::model::RecordBatch`].
     Records { timestamp_ms: i64, batch: Bytes },
+    /// Closes the shard (a split or merge): no entry after the first seal holds records.
+    Seal,
 }
 
 impl fmt::Display for ShardCommand {
@@ -22,13 +24,20 @@ impl fmt::Display for ShardCommand {
             ShardCommand::Records { timestamp_ms, batch } => {
                 write!(f, "records(ts={timestamp_ms}, {} bytes)", batch.len())
             }
+            ShardCommand::Seal => f.write_str("seal"),
         }
     }
 }
 
-/// What applying a shard command answers: nothing beyond the log id the client already gets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ShardReply;
+/// What applying a shard command answers, beyond the log id the client already gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ShardReply {
+    /// The records are in the shard.
+    #[default]
+    Appended,
+    /// The shard was sealed at log index `at`; the entry holds no records of the shard.
+    Closed { at: u64 },
+}
 
 openraft::declare_raft_types!(
     /// Type configuration of a shard's Raft group.

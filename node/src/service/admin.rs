@@ -75,7 +75,7 @@ fn seq(shard: &ShardRecord, log_index: u64) -> SequenceNumber {
 }
 
 impl StreamService {
-    pub(super) fn arn(&self, name: &str) -> String {
+    pub fn arn(&self, name: &str) -> String {
         format!(
             "arn:aws:kinesis:{}:{}:stream/{name}",
             self.inner.config.region, self.inner.config.account
@@ -100,8 +100,7 @@ impl StreamService {
 
     fn describe_record(&self, s: &StreamRecord) -> StreamDescription {
         let shards = s
-            .shards
-            .iter()
+            .listed_shards()
             .map(|sh| ShardDescription {
                 shard_id: ShardId(sh.index),
                 parent: sh.parent.map(ShardId),
@@ -162,16 +161,7 @@ impl StreamService {
                 cfg.account, cfg.max_shards_per_stream
             )));
         }
-        let used: u32 = self
-            .inner
-            .view
-            .read(|c| c.streams.values().map(|s| s.open_shards().count() as u32).sum());
-        if used.saturating_add(shard_count) > cfg.max_shards_total {
-            return Err(ServiceError::LimitExceeded(format!(
-                "This request would exceed the shard limit for the account {}. Current limit: {}. Current open shard count: {used}. Number of additional shards that would have resulted from this request: {shard_count}.",
-                cfg.account, cfg.max_shards_total
-            )));
-        }
+        self.check_shard_limit(shard_count)?;
         let cmd = CatalogCommand::CreateStream {
             name: input.stream_name.clone(),
             mode: if input.on_demand {
@@ -193,7 +183,9 @@ impl StreamService {
                     input.stream_name, cfg.account
                 )));
             }
-            CatalogReply::NotFound => return Err(ServiceError::internal("catalog lost the new stream")),
+            CatalogReply::NotFound | CatalogReply::Conflict(_) => {
+                return Err(ServiceError::internal("catalog lost the new stream"));
+            }
         }
         self.spawn_transition(input.stream_name.clone());
         let record = self.stream_record(&input.stream_name)?;
@@ -220,9 +212,17 @@ impl StreamService {
             .reconcile(&catalog)
             .await
             .map_err(ServiceError::internal)?;
-        let Some(status) = catalog.stream(name).map(|s| s.status) else {
+        let Some(stream) = catalog.stream(name) else {
             return Ok(());
         };
+        if stream.status != StreamStatus::Deleting
+            && (stream.reshard.is_some() || stream.target_shard_count.is_some())
+        {
+            // Sealing may wait for leaders (e.g. while a cluster starts): never block the caller.
+            self.spawn_reshard(name.to_owned());
+            return Ok(());
+        }
+        let status = stream.status;
         let cmd = match status {
             StreamStatus::Creating | StreamStatus::Updating => CatalogCommand::SetStatus {
                 name: name.into(),
@@ -374,7 +374,7 @@ fn check_retention(hours: u32) -> Result<(), ServiceError> {
 
 impl StreamService {
     /// Replica sets for `count` new shards across the cluster's nodes.
-    fn place(&self, count: u32) -> Vec<Vec<u64>> {
+    pub(super) fn place(&self, count: u32) -> Vec<Vec<u64>> {
         let host = self.inner.router.host();
         let nodes: Vec<u64> = host.nodes().into_keys().collect();
         let nodes = if nodes.is_empty() {

@@ -570,7 +570,7 @@ mod tests {
         assert!(shapes::SHAPES.windows(2).all(|w| w[0].name < w[1].name));
         assert!(shapes::OPERATIONS.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(operation_input("CreateStream").is_some());
-        assert!(operation_input("MergeShards").is_none());
+        assert!(operation_input("StartStreamEncryption").is_none());
     }
 
     #[test]

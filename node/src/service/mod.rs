@@ -6,6 +6,7 @@ pub mod document;
 mod error;
 mod limits;
 mod records;
+mod reshard;
 mod retention_period;
 mod shapes;
 mod shards;
@@ -23,12 +24,14 @@ pub use admin::StreamDescription;
 pub use error::FieldViolation;
 pub use error::ServiceError;
 pub use limits::Limits;
+pub use records::ChildShard;
 pub use records::GetRecordsInput;
 pub use records::GetRecordsOutput;
 pub use records::PositionInput;
 pub use records::PutEntryInput;
 pub use records::PutEntryResult;
 pub use records::PutRecordsInput;
+pub use reshard::UpdateShardCountOutput;
 pub use shards::IteratorPosition;
 pub use shards::ListShardsInput;
 pub use shards::ListShardsOutput;
@@ -58,6 +61,8 @@ pub struct ServiceConfig {
     pub max_on_demand_streams: u32,
     /// Replicas of each new shard (capped at the number of nodes).
     pub replication_factor: usize,
+    /// UpdateShardCount calls one stream may make per rolling 24 hours.
+    pub max_scalings_per_day: u32,
 }
 
 impl Default for ServiceConfig {
@@ -71,6 +76,7 @@ impl Default for ServiceConfig {
             max_shards_total: 20_000,
             max_on_demand_streams: 50,
             replication_factor: 3,
+            max_scalings_per_day: 10,
         }
     }
 }

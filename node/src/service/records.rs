@@ -9,11 +9,13 @@ use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
 use crate::catalog::ShardRecord;
+use crate::catalog::StreamRecord;
 use crate::model::Record;
 use crate::model::RecordBatch;
 use crate::model::SequenceNumber;
 use crate::model::ShardId;
 use crate::model::hash_key;
+use crate::shard::AppendError;
 use crate::shard::Cursor;
 use crate::shard::ReadRecord;
 use crate::shard::ReadResult;
@@ -25,6 +27,15 @@ pub const MAX_RECORDS_PER_PUT: usize = 500;
 pub const MAX_PUT_BYTES: usize = 5 << 20;
 pub const MAX_GET_LIMIT: u32 = 10_000;
 pub const MAX_GET_BYTES: usize = 10 << 20;
+/// How many reshard rounds one put follows before failing the records it still holds.
+const MAX_RESHARD_RETRIES: usize = 4;
+
+fn internal_failure() -> PutEntryResult {
+    PutEntryResult::Failed {
+        error_code: "InternalFailure".into(),
+        error_message: "Internal service failure.".into(),
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PutEntryInput {
@@ -75,8 +86,19 @@ pub struct GetRecordsInput {
 pub struct GetRecordsOutput {
     pub shard_id: ShardId,
     pub records: Vec<ReadRecord>,
-    pub next: Cursor,
+    /// Where the next read continues; `None` once a closed shard has been read to its end.
+    pub next: Option<Cursor>,
     pub millis_behind_latest: i64,
+    /// At the end of a closed shard: the shards that continue it.
+    pub child_shards: Vec<ChildShard>,
+}
+
+/// A shard that continues a closed one (GetRecords' and SubscribeToShard's ChildShards).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildShard {
+    pub shard_id: ShardId,
+    pub parent_shards: Vec<ShardId>,
+    pub range: crate::model::HashKeyRange,
 }
 
 impl StreamService {
@@ -153,71 +175,57 @@ impl StreamService {
     pub async fn put_records(&self, input: PutRecordsInput) -> Result<Vec<PutEntryResult>, ServiceError> {
         let started = Instant::now();
         self.validate_put(&input)?;
-        let stream = self.active_stream(&input.stream_name)?;
-        // Route every record to the open shard that owns its hash key.
-        let mut batches: BTreeMap<u32, (Vec<usize>, RecordBatch)> = BTreeMap::new();
+        let mut stream = self.active_stream(&input.stream_name)?;
         let mut results: Vec<Option<PutEntryResult>> = vec![None; input.records.len()];
         let bytes: usize = input
             .records
             .iter()
             .map(|r| r.data.len() + r.partition_key.len())
             .sum();
-        for (i, r) in input.records.into_iter().enumerate() {
-            let ehk = r.explicit_hash_key.as_deref().and_then(hash_key::parse_hash_key);
-            let key = ehk.unwrap_or_else(|| hash_key::partition_key_hash(&r.partition_key));
-            let Some(shard) = stream.open_shards().find(|s| s.range.contains(key)) else {
-                return Err(ServiceError::internal(format!(
-                    "no open shard of {} owns hash key {key}",
-                    stream.name
-                )));
-            };
-            let (idx, batch) = batches.entry(shard.index).or_default();
-            idx.push(i);
-            batch.records.push(Record {
-                partition_key: r.partition_key,
-                explicit_hash_key: ehk,
-                data: r.data,
-            });
-        }
-        let router = &self.inner.router;
-        let appends = batches.into_iter().map(|(shard, (idx, batch))| {
-            let record = stream.shard(shard).cloned();
-            async move {
-                let outcome = match record {
-                    Some(record) => match router.append(&record, batch.encode(), 0).await {
-                        Ok(a) => Ok((0..idx.len())
-                            .map(|p| sequence_number(&record, a.log_index, p as u16, a.arrival_ms))
-                            .collect::<Vec<_>>()),
-                        Err(e) => Err(e.to_string()),
+        let mut todo: Vec<(usize, Record)> = input
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let explicit_hash_key = r.explicit_hash_key.as_deref().and_then(hash_key::parse_hash_key);
+                (
+                    i,
+                    Record {
+                        partition_key: r.partition_key,
+                        explicit_hash_key,
+                        data: r.data,
                     },
-                    None => Err(format!("shard {} vanished", ShardId(shard))),
-                };
-                (shard, idx, outcome)
-            }
-        });
+                )
+            })
+            .collect();
         let mut failed = 0u64;
-        for (shard, idx, outcome) in futures::future::join_all(appends).await {
-            match outcome {
-                Ok(seqs) => {
-                    for (i, seq) in idx.into_iter().zip(seqs) {
-                        results[i] = Some(PutEntryResult::Ok {
-                            shard_id: ShardId(shard),
-                            sequence_number: seq,
-                        });
-                    }
-                }
+        // A record that meets a sealed shard (a split or merge in progress) was not appended;
+        // it is routed again once the catalog shows that shard's children.
+        for round in 0..=MAX_RESHARD_RETRIES {
+            let (closed, retry) = self
+                .append_routed(&stream, std::mem::take(&mut todo), &mut results)
+                .await?;
+            if retry.is_empty() {
+                break;
+            }
+            if round == MAX_RESHARD_RETRIES {
+                failed += retry.len() as u64;
+                break;
+            }
+            match self.await_closed(&stream.name, &closed).await {
+                Ok(s) => stream = s,
                 Err(e) => {
-                    tracing::warn!(stream = %stream.name, shard = %ShardId(shard), error = %e, "append failed");
-                    for i in idx {
-                        failed += 1;
-                        results[i] = Some(PutEntryResult::Failed {
-                            error_code: "InternalFailure".into(),
-                            error_message: "Internal service failure.".into(),
-                        });
-                    }
+                    tracing::warn!(stream = %stream.name, error = %e, "records left behind by a reshard");
+                    failed += retry.len() as u64;
+                    break;
                 }
             }
+            todo = retry;
         }
+        failed += results
+            .iter()
+            .filter(|r| matches!(r, Some(PutEntryResult::Failed { .. })))
+            .count() as u64;
         let m = &self.inner.metrics.streams;
         let ok = results.len() as u64 - failed;
         m.incoming_records.with_label_values(&[&stream.name]).inc_by(ok);
@@ -232,13 +240,75 @@ impl StreamService {
             .observe(started.elapsed().as_secs_f64());
         Ok(results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or(PutEntryResult::Failed {
-                    error_code: "InternalFailure".into(),
-                    error_message: "Internal service failure.".into(),
-                })
-            })
+            .map(|r| r.unwrap_or_else(internal_failure))
             .collect())
+    }
+
+    /// Routes records to the open shards owning their hash keys and appends one batch per
+    /// shard, concurrently. Fills `results`; returns the shards found sealed and the records
+    /// they refused (to route again).
+    async fn append_routed(
+        &self,
+        stream: &StreamRecord,
+        records: Vec<(usize, Record)>,
+        results: &mut [Option<PutEntryResult>],
+    ) -> Result<(Vec<u32>, Vec<(usize, Record)>), ServiceError> {
+        let mut batches: BTreeMap<u32, Vec<(usize, Record)>> = BTreeMap::new();
+        for (i, r) in records {
+            let key = r
+                .explicit_hash_key
+                .unwrap_or_else(|| hash_key::partition_key_hash(&r.partition_key));
+            let Some(shard) = stream.open_shards().find(|s| s.range.contains(key)) else {
+                return Err(ServiceError::internal(format!(
+                    "no open shard of {} owns hash key {key}",
+                    stream.name
+                )));
+            };
+            batches.entry(shard.index).or_default().push((i, r));
+        }
+        let router = &self.inner.router;
+        let appends = batches.into_iter().map(|(shard, entries)| {
+            let record = stream.shard(shard).cloned();
+            async move {
+                let batch = RecordBatch {
+                    records: entries.iter().map(|(_, r)| r.clone()).collect(),
+                };
+                let outcome = match &record {
+                    Some(record) => router.append(record, batch.encode(), 0).await,
+                    None => Err(AppendError::Unavailable {
+                        shard: ShardId(shard),
+                        message: "shard vanished".into(),
+                    }),
+                };
+                (record, shard, entries, outcome)
+            }
+        });
+        let mut closed = Vec::new();
+        let mut retry = Vec::new();
+        for (record, shard, entries, outcome) in futures::future::join_all(appends).await {
+            match (record, outcome) {
+                (Some(record), Ok(a)) => {
+                    for (p, (i, _)) in entries.into_iter().enumerate() {
+                        results[i] = Some(PutEntryResult::Ok {
+                            shard_id: ShardId(shard),
+                            sequence_number: sequence_number(&record, a.log_index, p as u16, a.arrival_ms),
+                        });
+                    }
+                }
+                (_, Err(AppendError::Closed { .. })) => {
+                    closed.push(shard);
+                    retry.extend(entries);
+                }
+                (_, outcome) => {
+                    let e = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+                    tracing::warn!(stream = %stream.name, shard = %ShardId(shard), error = %e, "append failed");
+                    for (i, _) in entries {
+                        results[i] = Some(internal_failure());
+                    }
+                }
+            }
+        }
+        Ok((closed, retry))
     }
 
     /// Finds the shard of a data-plane read.
@@ -339,11 +409,13 @@ impl StreamService {
         m.iterator_age_ms
             .with_label_values(&[name])
             .set(read.millis_behind_latest);
+        let (next, child_shards) = self.continuation(&input.stream_name, &shard, read.next);
         Ok(GetRecordsOutput {
             shard_id: ShardId(shard.index),
             records: read.records,
-            next: read.next,
+            next,
             millis_behind_latest: read.millis_behind_latest,
+            child_shards,
         })
     }
 }
@@ -393,6 +465,42 @@ impl StreamService {
             start = ReadStart::Cursor(next);
         }
         out.ok_or_else(|| ServiceError::internal("read produced nothing"))
+    }
+
+    /// Where a read that stopped at `next` continues: nowhere past the end of a closed shard,
+    /// whose children are returned instead.
+    pub(super) fn continuation(
+        &self,
+        stream: &str,
+        shard: &ShardRecord,
+        next: Cursor,
+    ) -> (Option<Cursor>, Vec<ChildShard>) {
+        // The catalog may know of the close even if the caller's copy of the shard did not.
+        let (end, children) = self.inner.view.read(|c| {
+            let Some(s) = c.stream(stream) else {
+                return (None, Vec::new());
+            };
+            let end = s.shard(shard.index).and_then(|r| r.ending_log_index);
+            let children = s
+                .children_of(shard.index)
+                .map(|ch| ChildShard {
+                    shard_id: ShardId(ch.index),
+                    parent_shards: ch
+                        .parent
+                        .into_iter()
+                        .chain(ch.adjacent_parent)
+                        .map(ShardId)
+                        .collect(),
+                    range: ch.range,
+                })
+                .collect();
+            (end, children)
+        });
+        match end {
+            // The seal entry at `end` holds no records: reaching it is reaching the end.
+            Some(end) if next.log_index >= end => (None, children),
+            _ => (Some(next), Vec::new()),
+        }
     }
 
     /// Creation time (seconds) of a shard, which its sequence numbers encode.

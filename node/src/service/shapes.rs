@@ -29,11 +29,14 @@ pub static OPERATIONS: &[(&str, Option<&str>)] = &[
     ("ListStreams", Some("ListStreamsInput")),
     ("ListTagsForResource", Some("ListTagsForResourceInput")),
     ("ListTagsForStream", Some("ListTagsForStreamInput")),
+    ("MergeShards", Some("MergeShardsInput")),
     ("PutRecord", Some("PutRecordInput")),
     ("PutRecords", Some("PutRecordsInput")),
     ("RemoveTagsFromStream", Some("RemoveTagsFromStreamInput")),
+    ("SplitShard", Some("SplitShardInput")),
     ("TagResource", Some("TagResourceInput")),
     ("UntagResource", Some("UntagResourceInput")),
+    ("UpdateShardCount", Some("UpdateShardCountInput")),
     ("UpdateStreamMode", Some("UpdateStreamModeInput")),
 ];
 
@@ -554,6 +557,40 @@ pub static SHAPES: &[Shape] = &[
         enums: &[],
     },
     Shape {
+        name: "MergeShardsInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "AdjacentShardToMerge",
+                shape: "ShardId",
+                required: true,
+            },
+            Member {
+                name: "ShardToMerge",
+                shape: "ShardId",
+                required: true,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+            Member {
+                name: "StreamName",
+                shape: "StreamName",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
         name: "NaturalIntegerObject",
         kind: Kind::Integer,
         min: Some(0),
@@ -754,6 +791,14 @@ pub static SHAPES: &[Shape] = &[
         enums: &[],
     },
     Shape {
+        name: "ScalingType",
+        kind: Kind::String,
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &["UNIFORM_SCALING"],
+    },
+    Shape {
         name: "SequenceNumber",
         kind: Kind::String,
         min: None,
@@ -829,6 +874,40 @@ pub static SHAPES: &[Shape] = &[
             "LATEST",
             "AT_TIMESTAMP",
         ],
+    },
+    Shape {
+        name: "SplitShardInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "NewStartingHashKey",
+                shape: "HashKey",
+                required: true,
+            },
+            Member {
+                name: "ShardToSplit",
+                shape: "ShardId",
+                required: true,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+            Member {
+                name: "StreamName",
+                shape: "StreamName",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
     },
     Shape {
         name: "StreamARN",
@@ -954,6 +1033,40 @@ pub static SHAPES: &[Shape] = &[
             Member {
                 name: "TagKeys",
                 shape: "TagKeyList",
+                required: true,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "UpdateShardCountInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "ScalingType",
+                shape: "ScalingType",
+                required: true,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+            Member {
+                name: "StreamName",
+                shape: "StreamName",
+                required: false,
+            },
+            Member {
+                name: "TargetShardCount",
+                shape: "PositiveIntegerObject",
                 required: true,
             },
         ]),

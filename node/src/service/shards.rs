@@ -171,21 +171,24 @@ impl StreamService {
         }
         let start_id = |s: &str| ShardId::parse(s).map_or(i64::MAX, |id| i64::from(id.0));
         let mut after = after.or(input.exclusive_start_shard_id.as_deref().map(start_id));
-        let retention_start = now - i64::from(record.retention_hours) * 3_600_000;
+        // The oldest time the stream can hold data from.
+        let trim_horizon = (now - i64::from(record.retention_hours) * 3_600_000).max(record.created_ms);
         let shards = self.describe_stream(&name)?.shards;
         let keep = |s: &ShardDescription| -> bool {
             let sh = record.shard(s.shard_id.0);
             let open = s.ending_sequence_number.is_none();
             let created = sh.map_or(0, |r| r.created_ms);
+            // A closed shard was open until it closed (shards closed before resharding
+            // recorded the time count as closed at creation).
+            let closed = sh.and_then(|r| r.ending_log_index.map(|_| r.closed_ms.unwrap_or(r.created_ms)));
+            let open_at = |t: i64| created <= t && closed.is_none_or(|c| c >= t);
             match &input.filter {
                 None | Some(ShardFilter::AfterShardId(_)) => true,
                 Some(ShardFilter::AtLatest) => open,
-                Some(ShardFilter::FromTrimHorizon) => true,
-                Some(ShardFilter::AtTrimHorizon) => open || created <= retention_start,
-                // Closed shards do not record when they closed yet (no resharding), so only open
-                // ones can be placed in time.
-                Some(ShardFilter::AtTimestamp(ts)) => open && created <= *ts,
-                Some(ShardFilter::FromTimestamp(_)) => open,
+                Some(ShardFilter::AtTrimHorizon) => open_at(trim_horizon),
+                Some(ShardFilter::FromTrimHorizon) => closed.is_none_or(|c| c >= trim_horizon),
+                Some(ShardFilter::AtTimestamp(ts)) => open_at(*ts),
+                Some(ShardFilter::FromTimestamp(ts)) => closed.is_none_or(|c| c >= *ts),
             }
         };
         if let Some(ShardFilter::AfterShardId(id)) = &input.filter {

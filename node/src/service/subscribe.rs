@@ -7,6 +7,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::ServiceError;
 use super::StreamService;
+use super::records::ChildShard;
 use super::records::PositionInput;
 use crate::shard::Cursor;
 use crate::shard::ReadRecord;
@@ -22,9 +23,11 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct SubscribeEvent {
     pub records: Vec<ReadRecord>,
-    /// Where a new subscription continues.
-    pub continuation: Cursor,
+    /// Where a new subscription continues; `None` at the end of a closed shard.
+    pub continuation: Option<Cursor>,
     pub millis_behind_latest: i64,
+    /// Set on the last event of a closed shard: the shards that continue it.
+    pub child_shards: Vec<ChildShard>,
 }
 
 impl StreamService {
@@ -46,6 +49,7 @@ impl StreamService {
             .subscribe_iterator_age_ms
             .with_label_values(&[stream_name]);
         let svc = self.clone();
+        let stream_name = stream_name.to_owned();
         tokio::spawn(async move {
             // A local replica (leader or follower) signals new entries; otherwise poll.
             let mut watermark = svc
@@ -66,12 +70,25 @@ impl StreamService {
                 let caught_up = read.records.is_empty();
                 start = ReadStart::Cursor(read.next);
                 metrics.set(read.millis_behind_latest);
+                let (continuation, child_shards) = svc.continuation(&stream_name, &shard, read.next);
+                if continuation.is_none() {
+                    // The end of a closed shard: one last event names the children.
+                    let event = SubscribeEvent {
+                        records: read.records,
+                        continuation: None,
+                        millis_behind_latest: 0,
+                        child_shards,
+                    };
+                    let _ = tx.send(Ok(event)).await;
+                    return;
+                }
                 if !caught_up {
                     quiet = Duration::ZERO;
                     let event = SubscribeEvent {
                         records: read.records,
-                        continuation: read.next,
+                        continuation,
                         millis_behind_latest: read.millis_behind_latest,
+                        child_shards: Vec::new(),
                     };
                     if tx.send(Ok(event)).await.is_err() {
                         return;
@@ -94,8 +111,9 @@ impl StreamService {
                     quiet = Duration::ZERO;
                     let event = SubscribeEvent {
                         records: Vec::new(),
-                        continuation: read.next,
+                        continuation: Some(read.next),
                         millis_behind_latest: 0,
+                        child_shards: Vec::new(),
                     };
                     if tx.send(Ok(event)).await.is_err() {
                         return;

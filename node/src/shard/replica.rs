@@ -18,6 +18,7 @@ use crate::model::ShardId;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::ShardCommand;
 use crate::raft::types::ShardRaft;
+use crate::raft::types::ShardReply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -30,6 +31,10 @@ pub enum AppendError {
     Unavailable { shard: ShardId, message: String },
     #[error("storage error on shard {shard}: {message}")]
     Storage { shard: ShardId, message: String },
+    /// The shard is sealed (split or merged) at log index `at`: nothing was appended to it; the
+    /// records belong in its children.
+    #[error("shard {shard} is closed")]
+    Closed { shard: ShardId, at: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +117,28 @@ impl ShardReplica {
             batch,
         };
         match self.group.raft.client_write(cmd).await {
-            Ok(resp) => Ok(Appended {
-                log_index: resp.log_id.index,
-                arrival_ms,
-            }),
+            Ok(resp) => match resp.data {
+                ShardReply::Appended => Ok(Appended {
+                    log_index: resp.log_id.index,
+                    arrival_ms,
+                }),
+                ShardReply::Closed { at } => Err(AppendError::Closed { shard: self.id(), at }),
+            },
+            Err(e) => Err(self.append_error(e)),
+        }
+    }
+
+    /// Seals the shard (idempotent): returns the log index of the first seal, after which the
+    /// group accepts no records.
+    pub async fn seal(&self) -> Result<u64, AppendError> {
+        match self.group.raft.client_write(ShardCommand::Seal).await {
+            Ok(resp) => match resp.data {
+                ShardReply::Closed { at } => Ok(at),
+                ShardReply::Appended => Err(AppendError::Storage {
+                    shard: self.id(),
+                    message: "seal entry applied without sealing".into(),
+                }),
+            },
             Err(e) => Err(self.append_error(e)),
         }
     }

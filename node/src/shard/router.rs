@@ -35,6 +35,21 @@ pub struct ShardRouter {
     peers: Option<Arc<PeerPool>>,
 }
 
+/// What a proposal to a shard group carries.
+#[derive(Clone, Debug)]
+pub enum Proposal {
+    Records(Bytes),
+    Seal,
+}
+
+/// How a shard group answered a proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proposed {
+    Appended(Appended),
+    /// The shard is sealed at this log index; nothing was appended.
+    Closed(u64),
+}
+
 pub enum Attempt<T, E> {
     Done(Result<T, E>),
     /// Certainly not applied; try again (after a pause when no leader is known).
@@ -83,31 +98,56 @@ impl ShardRouter {
         (0..n).find_map(|i| self.host.address(shard.replicas[(i + hops as usize) % n]))
     }
 
-    /// Appends an encoded batch to the shard; returns once it is committed.
+    /// Appends an encoded batch to the shard; returns once it is committed. A sealed shard
+    /// answers [`AppendError::Closed`] (nothing appended).
     pub async fn append(
         &self,
         shard: &ShardRecord,
         batch: Bytes,
         hops: u32,
     ) -> Result<Appended, AppendError> {
-        retry(|| self.append_once(shard, batch.clone(), hops)).await
+        match retry(|| self.propose_once(shard, Proposal::Records(batch.clone()), hops)).await? {
+            Proposed::Appended(a) => Ok(a),
+            Proposed::Closed(at) => Err(AppendError::Closed {
+                shard: ShardId(shard.index),
+                at,
+            }),
+        }
     }
 
-    async fn append_once(
+    /// Seals the shard at its leader (idempotent); returns the seal's log index.
+    pub async fn seal(&self, shard: &ShardRecord, hops: u32) -> Result<u64, AppendError> {
+        match retry(|| self.propose_once(shard, Proposal::Seal, hops)).await? {
+            Proposed::Closed(at) => Ok(at),
+            Proposed::Appended(_) => Err(AppendError::Storage {
+                shard: ShardId(shard.index),
+                message: "seal answered as an append".into(),
+            }),
+        }
+    }
+
+    async fn propose_once(
         &self,
         shard: &ShardRecord,
-        batch: Bytes,
+        proposal: Proposal,
         hops: u32,
-    ) -> Attempt<Appended, AppendError> {
+    ) -> Attempt<Proposed, AppendError> {
         let id = ShardId(shard.index);
         let target = match self.host.by_group(shard.group) {
-            Some(replica) => match replica.append(batch.clone()).await {
-                Err(AppendError::NotLeader {
-                    leader: Some(addr), ..
-                }) => addr,
-                Err(e @ AppendError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
-                other => return Attempt::Done(other),
-            },
+            Some(replica) => {
+                let local = match &proposal {
+                    Proposal::Records(batch) => replica.append(batch.clone()).await.map(Proposed::Appended),
+                    Proposal::Seal => replica.seal().await.map(Proposed::Closed),
+                };
+                match local {
+                    Err(AppendError::NotLeader {
+                        leader: Some(addr), ..
+                    }) => addr,
+                    Err(e @ AppendError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
+                    Err(AppendError::Closed { at, .. }) => return Attempt::Done(Ok(Proposed::Closed(at))),
+                    other => return Attempt::Done(other),
+                }
+            }
             None => match self.some_replica_addr(shard, hops) {
                 Some(addr) => addr,
                 None => {
@@ -134,17 +174,25 @@ impl ShardRouter {
             Ok(c) => c,
             Err(message) => return Attempt::Done(Err(AppendError::Unavailable { shard: id, message })),
         };
+        let (batch, seal) = match proposal {
+            Proposal::Records(batch) => (batch, false),
+            Proposal::Seal => (Bytes::new(), true),
+        };
         let req = pb::ProposeShardRequest {
             group: shard.group,
             batch,
             hops: hops + 1,
+            seal,
         };
         match client.propose_shard(req).await {
             Ok(resp) => {
                 let r = resp.into_inner();
-                Attempt::Done(Ok(Appended {
-                    log_index: r.log_index,
-                    arrival_ms: r.arrival_ms,
+                Attempt::Done(Ok(match r.closed_at {
+                    Some(at) => Proposed::Closed(at),
+                    None => Proposed::Appended(Appended {
+                        log_index: r.log_index,
+                        arrival_ms: r.arrival_ms,
+                    }),
                 }))
             }
             Err(status) => {
