@@ -56,6 +56,8 @@ pub struct ServiceConfig {
     pub max_shards_total: u32,
     /// Most ON_DEMAND streams (the account limit of AWS).
     pub max_on_demand_streams: u32,
+    /// Most streams CREATING or DELETING at once (the account limit of AWS: 5).
+    pub max_transitioning_streams: u32,
     /// Replicas of each new shard (capped at the number of nodes).
     pub replication_factor: usize,
 }
@@ -70,6 +72,7 @@ impl Default for ServiceConfig {
             max_shards_per_stream: 10_000,
             max_shards_total: 20_000,
             max_on_demand_streams: 50,
+            max_transitioning_streams: 5,
             replication_factor: 3,
         }
     }
