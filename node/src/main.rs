@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
 use runnel_log::LogConfig;
+use runnel_node::kinesis::tls::TlsFiles;
 use runnel_node::node::Node;
 use runnel_node::node::NodeConfig;
 use runnel_node::raft::FsyncPolicy;
@@ -122,6 +123,17 @@ struct NodeArgs {
     /// Most ON_DEMAND streams (DescribeLimits' OnDemandStreamCountLimit).
     #[arg(long, env = "RUNNEL_ON_DEMAND_STREAM_LIMIT", default_value_t = 50)]
     on_demand_stream_limit: u32,
+    /// Most streams CREATING or DELETING at once; CreateStream and DeleteStream beyond it fail
+    /// with LimitExceededException (AWS: 5).
+    #[arg(long, env = "RUNNEL_TRANSITIONING_STREAM_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    transitioning_stream_limit: u32,
+    /// Serve the Kinesis API over TLS (HTTP/1.1 and HTTP/2 by ALPN) with this PEM certificate
+    /// chain; without it the API is cleartext (HTTP/1.1 and h2c).
+    #[arg(long, env = "RUNNEL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(long, env = "RUNNEL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -183,19 +195,32 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_shards_total: args.shard_limit,
             max_shards_per_stream: args.shards_per_stream_limit,
             max_on_demand_streams: args.on_demand_stream_limit,
+            max_transitioning_streams: args.transitioning_stream_limit,
             replication_factor: 1,
             ..ServiceConfig::default()
+        },
+        kinesis_tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
         },
         peers: BTreeMap::new(),
     }
 }
 
 async fn serve(mode: &str, args: &NodeArgs, config: NodeConfig) -> anyhow::Result<()> {
+    let scheme = if config.kinesis_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let node = Node::start(config).await.context("starting the node")?;
     tracing::info!(
         data_dir = %args.data_dir.display(),
         grpc = %format!("http://{}", node.grpc_addr),
-        kinesis = %format!("http://{}", node.kinesis_addr),
+        kinesis = %format!("{scheme}://{}", node.kinesis_addr),
         metrics = %runnel_node::metrics::describe_addr(&node.metrics_addr),
         fsync = ?args.fsync,
         "runnel-node {mode} ready"
@@ -204,7 +229,7 @@ async fn serve(mode: &str, args: &NodeArgs, config: NodeConfig) -> anyhow::Resul
     println!("  data dir:  {}", args.data_dir.display());
     println!("  gRPC API:  http://{}", node.grpc_addr);
     println!("  metrics:   http://{}/metrics", node.metrics_addr);
-    println!("  Kinesis API: http://{}", node.kinesis_addr);
+    println!("  Kinesis API: {scheme}://{}", node.kinesis_addr);
     node.run(shutdown_signal()).await.context("serving")?;
     Ok(())
 }

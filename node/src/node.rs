@@ -26,6 +26,9 @@ use crate::cluster::CatalogClient;
 use crate::cluster::RaftApi;
 use crate::grpc;
 use crate::kinesis::KinesisApi;
+use crate::kinesis::tls;
+use crate::kinesis::tls::TlsError;
+use crate::kinesis::tls::TlsFiles;
 use crate::metrics::Metrics;
 use crate::raft::FsyncPolicy;
 use crate::raft::GroupCommit;
@@ -53,6 +56,8 @@ pub enum NodeError {
     },
     #[error("cannot start: {0}")]
     Start(String),
+    #[error("Kinesis API TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Everything a node needs to know.
@@ -66,6 +71,8 @@ pub struct NodeConfig {
     pub fsync: FsyncPolicy,
     pub log: LogConfig,
     pub service: ServiceConfig,
+    /// Serve the Kinesis API over TLS with this certificate and key (cleartext when `None`).
+    pub kinesis_tls: Option<TlsFiles>,
     /// The initial members of a cluster (node id → gRPC address), this node included; empty
     /// for a standalone node.
     pub peers: BTreeMap<u64, String>,
@@ -104,6 +111,7 @@ impl Node {
             source,
         };
         std::fs::create_dir_all(config.data_dir.join("shards")).map_err(dir_err)?;
+        let kinesis_tls = config.kinesis_tls.as_ref().map(tls::server_config).transpose()?;
         let grpc = bind("gRPC", config.grpc_addr).await?;
         let metrics_listener = bind("metrics", config.metrics_addr).await?;
         let kinesis = bind("Kinesis", config.kinesis_addr).await?;
@@ -218,7 +226,7 @@ impl Node {
             .map_err(|e| start_err("shards")(e.to_string()))?;
         let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = crate::kinesis::serve(kinesis, kinesis_api).await {
+            if let Err(e) = crate::kinesis::serve(kinesis, kinesis_api, kinesis_tls).await {
                 tracing::error!(error = %e, "Kinesis API stopped");
             }
         }));

@@ -842,6 +842,11 @@ fn cget<'a>(v: &'a ciborium::Value, key: &str) -> &'a ciborium::Value {
 async fn cbor_protocol() {
     use ciborium::Value;
 
+    let minute_ago_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
     let node = Node::start().await;
     let c = client(&node);
     let (st, _) = cbor(
@@ -879,10 +884,16 @@ async fn cbor_protocol() {
             ("StreamName", Value::Text("cb".into())),
             ("ShardId", Value::Text("shardId-000000000000".into())),
             ("ShardIteratorType", Value::Text("AT_TIMESTAMP".into())),
-            ("Timestamp", Value::Tag(1, Box::new(Value::Float(0.0)))),
+            // As the Java SDK sends it: tag 1 + epoch milliseconds (read as seconds, this
+            // would be far in the future and refused).
+            (
+                "Timestamp",
+                Value::Tag(1, Box::new(Value::Integer(minute_ago_ms.into()))),
+            ),
         ]),
     )
     .await;
+    assert!(cget(&it, "ShardIterator").as_text().is_some(), "{it:?}");
     let (st, got) = cbor(
         &node,
         "GetRecords",
@@ -892,10 +903,14 @@ async fn cbor_protocol() {
     assert_eq!(st, 200);
     let rec = &cget(&got, "Records").as_array().unwrap()[0];
     assert_eq!(cget(rec, "Data").as_bytes().unwrap(), &vec![0u8, 1, 2, 255]);
-    assert!(matches!(
-        cget(rec, "ApproximateArrivalTimestamp"),
-        Value::Tag(1, _)
-    ));
+    // Arrival times come back as the Java SDK reads them: tag 1 + integer epoch milliseconds.
+    match cget(rec, "ApproximateArrivalTimestamp") {
+        Value::Tag(1, v) => {
+            let ms = i128::from(v.as_integer().expect("integer milliseconds"));
+            assert!(ms >= i128::from(minute_ago_ms), "{ms}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Errors are CBOR too.
     let (st, err) = cbor(
         &node,

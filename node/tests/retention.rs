@@ -38,6 +38,7 @@ async fn start(dir: &std::path::Path) -> Node {
             transition_delay: Duration::from_millis(10),
             ..ServiceConfig::default()
         },
+        kinesis_tls: None,
         peers: Default::default(),
     };
     Node::start(config).await.expect("node starts")

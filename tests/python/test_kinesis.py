@@ -14,7 +14,7 @@ import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 from aws_kinesis_agg.deaggregator import deaggregate_records
 
-from conftest import ENV, wait_active
+from conftest import ENV, Node, _client, wait_active
 
 
 def name():
@@ -163,17 +163,47 @@ def test_retention_tags_limits_mode(kinesis, stream):
          "Member must have value greater than or equal to 1"),
     ],
 )
-def test_error_cases(kinesis, op, kw, code, message):
+def test_error_cases(make_kinesis, op, kw, code, message):
     # boto3 validates some parameters client-side; turn that off so the server answers.
-    import botocore.session
-    from botocore.config import Config
-    raw = botocore.session.get_session().create_client(
-        "kinesis", endpoint_url=kinesis.meta.endpoint_url, region_name="us-east-1",
-        aws_access_key_id="a", aws_secret_access_key="b",
-        config=Config(parameter_validation=False, retries={"max_attempts": 1}),
-    )
+    raw = make_kinesis(parameter_validation=False)
     got = error(getattr(raw, op), **kw)
     assert got == (code, message)
+
+
+def test_wire_encoding(kinesis, wire):
+    kinesis.list_streams()
+    if wire == "cbor":
+        stats = kinesis.cbor_stats
+        assert stats["requests"] > 0 and stats["responses"] == stats["requests"]
+    else:
+        assert not hasattr(kinesis, "cbor_stats")
+
+
+@pytest.fixture
+def slow_node():
+    """A node whose streams stay CREATING / DELETING (10 min) and allows 2 such at once."""
+    n = Node("--transition-delay-ms", "600000", "--transitioning-stream-limit", "2")
+    yield n
+    n.stop()
+
+
+@pytest.mark.runnel_only("kinesis-local's limit (5 streams CREATING) cannot be configured")
+def test_too_many_streams_creating_or_deleting(slow_node, wire):
+    c = _client(slow_node.endpoint, wire)
+    prefix = name()
+    c.create_stream(StreamName=f"{prefix}-a", ShardCount=1)
+    c.create_stream(StreamName=f"{prefix}-b", ShardCount=1)
+    assert c.describe_stream_summary(StreamName=f"{prefix}-a")[
+        "StreamDescriptionSummary"]["StreamStatus"] == "CREATING"
+    limit = (
+        "LimitExceededException",
+        "This request would have exceed the limit on the number of streams that can "
+        "simultaneously be in CREATING or DELETING for the account 000000000000. Limit: 2.",
+    )
+    assert error(c.create_stream, StreamName=f"{prefix}-c", ShardCount=1) == limit
+    # DeleteStream would put one more stream in transition too.
+    assert error(c.delete_stream, StreamName=f"{prefix}-a") == limit
+    assert f"{prefix}-c" not in c.list_streams()["StreamNames"]
 
 
 def _post(node, target, body, content_type="application/x-amz-json-1.1", auth=True):
@@ -192,6 +222,7 @@ def _post(node, target, body, content_type="application/x-amz-json-1.1", auth=Tr
         return e.code, e.headers, e.read()
 
 
+@pytest.mark.runnel_only("raw HTTP requests to Runnel")
 def test_protocol_errors(node):
     st, h, body = _post(node, "Kinesis_20131202.StartStreamEncryption", b"{}")
     assert st == 400 and json.loads(body) == {"__type": "UnknownOperationException"}
@@ -203,7 +234,13 @@ def test_protocol_errors(node):
     st, h, body = _post(node, "Kinesis_20131202.ListStreams", cbor2.dumps({}),
                         content_type="application/x-amz-cbor-1.1")
     assert st == 200 and h["Content-Type"] == "application/x-amz-cbor-1.1"
-    assert "StreamNames" in cbor2.loads(body)
+    # Timestamps are tag 1 + integer epoch milliseconds (the Java SDK's form), which
+    # cbor2's RFC 8949 (seconds) decoder would reject: keep them raw.
+    doc = cbor2.loads(body, semantic_decoders={1: lambda v, _imm: ("tag1", v)})
+    assert "StreamNames" in doc
+    for s in doc.get("StreamSummaries", []):
+        tag, ms = s["StreamCreationTimestamp"]
+        assert tag == "tag1" and isinstance(ms, int) and ms > 10**12
 
 
 def _aws(node, *args):
@@ -218,6 +255,7 @@ def _aws(node, *args):
     return json.loads(out) if out.strip() else None
 
 
+@pytest.mark.runnel_only("the AWS CLI is pointed at Runnel only")
 def test_aws_cli(node):
     n = name()
     _aws(node, "create-stream", "--stream-name", n, "--shard-count", "1")

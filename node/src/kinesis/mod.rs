@@ -1,6 +1,7 @@
 //! The AWS Kinesis Data Streams HTTP API (`Kinesis_20131202`): a translator over the service
 //! layer, like `grpc`. `POST /` with `X-Amz-Target: Kinesis_20131202.<Operation>`, AWS JSON 1.1
-//! or CBOR 1.1 bodies, SigV4-shaped authentication, HTTP/1.1 and h2c on one port.
+//! or CBOR 1.1 bodies, SigV4-shaped authentication, HTTP/1.1 and HTTP/2 on one port: cleartext
+//! (h2c) by default, TLS (ALPN h2 / http/1.1, [`tls`]) with a configured certificate.
 //!
 //! Request handling, in AWS's order: method and content type, target, body, signature, then the
 //! operation's model checks (types → SerializationException, constraints → ValidationException,
@@ -15,6 +16,7 @@ mod reshard;
 mod shards;
 mod streams;
 mod tags;
+pub mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -81,9 +83,17 @@ impl KinesisApi {
     }
 }
 
-/// Serves the API on `listener` (HTTP/1.1 and h2c) until the task is dropped.
-pub async fn serve(listener: TcpListener, api: KinesisApi) -> std::io::Result<()> {
-    axum::serve(listener, api.router()).await
+/// Serves the API on `listener` until the task is dropped: over TLS when `tls` is given, else
+/// cleartext HTTP/1.1 and h2c.
+pub async fn serve(
+    listener: TcpListener,
+    api: KinesisApi,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
+    match tls {
+        Some(config) => tls::serve(listener, api.router(), config).await,
+        None => axum::serve(listener, api.router()).await,
+    }
 }
 
 async fn handle(

@@ -102,9 +102,11 @@ fn cbor_to_doc(v: ciborium::Value) -> Option<Doc> {
         Value::Float(f) => Doc::Float(f),
         Value::Text(s) => Doc::Str(s),
         Value::Bytes(b) => Doc::Blob(Bytes::from(b)),
+        // AWS CBOR 1.1 timestamps are tag 1 + epoch *milliseconds* (not RFC 8949's seconds):
+        // what the Java SDK (v1 and v2) and the KCL write and read.
         Value::Tag(1, inner) => match *inner {
-            Value::Integer(i) => Doc::Timestamp(i128::from(i) as f64),
-            Value::Float(f) => Doc::Timestamp(f),
+            Value::Integer(i) => Doc::Timestamp(i128::from(i) as f64 / 1000.0),
+            Value::Float(f) => Doc::Timestamp(f / 1000.0),
             _ => return None,
         },
         Value::Tag(_, inner) => cbor_to_doc(*inner)?,
@@ -128,7 +130,7 @@ fn doc_to_cbor(d: &Doc) -> ciborium::Value {
         Doc::Bool(b) => Value::Bool(*b),
         Doc::Int(i) => Value::Integer((*i).into()),
         Doc::Float(f) => Value::Float(*f),
-        Doc::Timestamp(t) => Value::Tag(1, Box::new(Value::Float(*t))),
+        Doc::Timestamp(t) => Value::Tag(1, Box::new(Value::Integer(epoch_millis(*t).into()))),
         Doc::Str(s) => Value::Text(s.clone()),
         Doc::Blob(b) => Value::Bytes(b.to_vec()),
         Doc::List(l) => Value::Array(l.iter().map(doc_to_cbor).collect()),
@@ -138,6 +140,12 @@ fn doc_to_cbor(d: &Doc) -> ciborium::Value {
                 .collect(),
         ),
     }
+}
+
+/// Epoch seconds as whole epoch milliseconds (the Java SDK reads CBOR timestamps with
+/// `getLongValue()`, so a fraction would be dropped or refused).
+fn epoch_millis(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
 }
 
 /// A failed request, as AWS reports it.
@@ -323,9 +331,57 @@ mod tests {
             json,
             serde_json::json!({"S": "x", "N": 5, "B": "aGk=", "T": 1.5, "L": [true]})
         );
-        assert_eq!(Format::Cbor.decode(&Format::Cbor.encode(&doc)), Some(doc));
+        assert_eq!(Format::Cbor.decode(&Format::Cbor.encode(&doc)), Some(doc.clone()));
+        let cbor: ciborium::Value = ciborium::de::from_reader(&Format::Cbor.encode(&doc)[..]).unwrap();
+        let cbor = cbor.into_map().unwrap();
+        let get = |k: &str| {
+            cbor.iter()
+                .find(|(key, _)| key.as_text() == Some(k))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("B"), ciborium::Value::Bytes(b"hi".to_vec()));
+        assert_eq!(
+            get("T"),
+            ciborium::Value::Tag(1, Box::new(ciborium::Value::Integer(1500.into())))
+        );
         assert_eq!(Format::Json.decode(b"[1]"), None);
         assert_eq!(Format::Json.decode(b"{"), None);
+    }
+
+    /// Timestamps as the Java SDK sends them: tag 1 + integer (or float) epoch milliseconds.
+    #[test]
+    fn cbor_timestamps_are_epoch_milliseconds() {
+        use ciborium::Value;
+        let body = |ts: Value| {
+            let mut out = Vec::new();
+            let map = Value::Map(vec![(
+                Value::Text("Timestamp".into()),
+                Value::Tag(1, Box::new(ts)),
+            )]);
+            ciborium::ser::into_writer(&map, &mut out).unwrap();
+            out
+        };
+        let ts = |doc: Doc| match doc {
+            Doc::Map(m) => m.into_iter().next().unwrap().1,
+            other => panic!("{other:?}"),
+        };
+        let got = Format::Cbor.decode(&body(Value::Integer(1_700_000_000_123i64.into())));
+        assert_eq!(ts(got.unwrap()), Doc::Timestamp(1_700_000_000.123));
+        let got = Format::Cbor.decode(&body(Value::Float(1_500.0)));
+        assert_eq!(ts(got.unwrap()), Doc::Timestamp(1.5));
+        // A tagged string is not a timestamp.
+        assert_eq!(Format::Cbor.decode(&body(Value::Text("x".into()))), None);
+        // Sub-millisecond fractions round to the nearest millisecond on the way out.
+        let out = Format::Cbor.encode(&Out::new().put("T", Doc::Timestamp(1.0006)).doc());
+        let v: Value = ciborium::de::from_reader(&out[..]).unwrap();
+        assert_eq!(
+            v,
+            Value::Map(vec![(
+                Value::Text("T".into()),
+                Value::Tag(1, Box::new(Value::Integer(1001.into())))
+            )])
+        );
     }
 
     #[test]

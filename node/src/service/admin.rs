@@ -162,6 +162,7 @@ impl StreamService {
             )));
         }
         self.check_shard_limit(shard_count)?;
+        self.check_transitioning_limit()?;
         let cmd = CatalogCommand::CreateStream {
             name: input.stream_name.clone(),
             mode: if input.on_demand {
@@ -190,6 +191,27 @@ impl StreamService {
         self.spawn_transition(input.stream_name.clone());
         let record = self.stream_record(&input.stream_name)?;
         Ok(self.describe_record(&record))
+    }
+
+    /// AWS lets at most a few streams be CREATING or DELETING at once; a request that would
+    /// start one more fails. Checked against the applied catalog, so requests racing through
+    /// different nodes can overshoot by the number in flight.
+    fn check_transitioning_limit(&self) -> Result<(), ServiceError> {
+        let cfg = &self.inner.config;
+        let transitioning = self.inner.view.read(|c| {
+            c.streams
+                .values()
+                .filter(|s| matches!(s.status, StreamStatus::Creating | StreamStatus::Deleting))
+                .count()
+        });
+        if transitioning >= cfg.max_transitioning_streams as usize {
+            // AWS's wording, "have exceed" included.
+            return Err(ServiceError::LimitExceeded(format!(
+                "This request would have exceed the limit on the number of streams that can simultaneously be in CREATING or DELETING for the account {}. Limit: {}.",
+                cfg.account, cfg.max_transitioning_streams
+            )));
+        }
+        Ok(())
     }
 
     /// Completes CREATING → ACTIVE or DELETING → gone after the configured delay.
@@ -310,6 +332,7 @@ impl StreamService {
         if record.status == StreamStatus::Deleting {
             return Ok(());
         }
+        self.check_transitioning_limit()?;
         let reply = self
             .propose(CatalogCommand::SetStatus {
                 name: name.into(),

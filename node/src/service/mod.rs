@@ -59,6 +59,8 @@ pub struct ServiceConfig {
     pub max_shards_total: u32,
     /// Most ON_DEMAND streams (the account limit of AWS).
     pub max_on_demand_streams: u32,
+    /// Most streams CREATING or DELETING at once (the account limit of AWS: 5).
+    pub max_transitioning_streams: u32,
     /// Replicas of each new shard (capped at the number of nodes).
     pub replication_factor: usize,
     /// UpdateShardCount calls one stream may make per rolling 24 hours.
@@ -75,6 +77,7 @@ impl Default for ServiceConfig {
             max_shards_per_stream: 10_000,
             max_shards_total: 20_000,
             max_on_demand_streams: 50,
+            max_transitioning_streams: 5,
             replication_factor: 3,
             max_scalings_per_day: 10,
         }
