@@ -2,6 +2,7 @@
 //! API and the AWS HTTP API both translate their requests into calls on [`StreamService`].
 
 mod admin;
+mod admission;
 pub mod document;
 mod error;
 mod limits;
@@ -11,6 +12,7 @@ mod shapes;
 mod shards;
 mod subscribe;
 mod tags;
+mod usage;
 pub mod validate;
 
 use std::sync::Arc;
@@ -36,6 +38,9 @@ pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 pub use tags::ListTagsOutput;
 
+use crate::capacity::throughput::ShardLimits;
+use crate::capacity::throughput::ShardThrottle;
+use crate::capacity::throughput::Throttling;
 use crate::cluster::CatalogClient;
 use crate::metrics::Metrics;
 use crate::raft::catalog_sm::CatalogView;
@@ -58,6 +63,10 @@ pub struct ServiceConfig {
     pub max_on_demand_streams: u32,
     /// Replicas of each new shard (capped at the number of nodes).
     pub replication_factor: usize,
+    /// Per-shard throughput limits (AWS's by default).
+    pub shard_limits: ShardLimits,
+    /// Which streams the per-shard limits apply to.
+    pub throttling: Throttling,
 }
 
 impl Default for ServiceConfig {
@@ -71,6 +80,8 @@ impl Default for ServiceConfig {
             max_shards_total: 20_000,
             max_on_demand_streams: 50,
             replication_factor: 3,
+            shard_limits: ShardLimits::default(),
+            throttling: Throttling::default(),
         }
     }
 }
@@ -81,6 +92,8 @@ struct Inner {
     view: CatalogView,
     router: ShardRouter,
     metrics: Metrics,
+    /// Per-shard token buckets of the requests this node admits.
+    throttle: ShardThrottle,
 }
 
 /// Cheap to clone; every protocol front end holds one.
@@ -97,8 +110,10 @@ impl StreamService {
         router: ShardRouter,
         metrics: Metrics,
     ) -> StreamService {
+        let throttle = ShardThrottle::new(config.shard_limits);
         StreamService {
             inner: Arc::new(Inner {
+                throttle,
                 config,
                 catalog,
                 view,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
+use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::model::Record;
 use crate::model::RecordBatch;
@@ -157,11 +158,11 @@ impl StreamService {
         // Route every record to the open shard that owns its hash key.
         let mut batches: BTreeMap<u32, (Vec<usize>, RecordBatch)> = BTreeMap::new();
         let mut results: Vec<Option<PutEntryResult>> = vec![None; input.records.len()];
-        let bytes: usize = input
+        let sizes: Vec<usize> = input
             .records
             .iter()
-            .map(|r| r.data.len() + r.partition_key.len())
-            .sum();
+            .map(|r| record_bytes(r.data.len(), &r.partition_key))
+            .collect();
         for (i, r) in input.records.into_iter().enumerate() {
             let ehk = r.explicit_hash_key.as_deref().and_then(hash_key::parse_hash_key);
             let key = ehk.unwrap_or_else(|| hash_key::partition_key_hash(&r.partition_key));
@@ -179,6 +180,8 @@ impl StreamService {
                 data: r.data,
             });
         }
+        // Per-shard throughput (PROVISIONED): entries over a shard's budget fail on their own.
+        self.admit_writes(&stream, &mut batches, &mut results);
         let router = &self.inner.router;
         let appends = batches.into_iter().map(|(shard, (idx, batch))| {
             let record = stream.shard(shard).cloned();
@@ -195,7 +198,6 @@ impl StreamService {
                 (shard, idx, outcome)
             }
         });
-        let mut failed = 0u64;
         for (shard, idx, outcome) in futures::future::join_all(appends).await {
             match outcome {
                 Ok(seqs) => {
@@ -209,7 +211,6 @@ impl StreamService {
                 Err(e) => {
                     tracing::warn!(stream = %stream.name, shard = %ShardId(shard), error = %e, "append failed");
                     for i in idx {
-                        failed += 1;
                         results[i] = Some(PutEntryResult::Failed {
                             error_code: "InternalFailure".into(),
                             error_message: "Internal service failure.".into(),
@@ -218,19 +219,7 @@ impl StreamService {
                 }
             }
         }
-        let m = &self.inner.metrics.streams;
-        let ok = results.len() as u64 - failed;
-        m.incoming_records.with_label_values(&[&stream.name]).inc_by(ok);
-        m.incoming_bytes
-            .with_label_values(&[&stream.name])
-            .inc_by(bytes as u64);
-        m.put_failed_records
-            .with_label_values(&[&stream.name])
-            .inc_by(failed);
-        m.put_latency
-            .with_label_values(&[&stream.name])
-            .observe(started.elapsed().as_secs_f64());
-        Ok(results
+        let results: Vec<PutEntryResult> = results
             .into_iter()
             .map(|r| {
                 r.unwrap_or(PutEntryResult::Failed {
@@ -238,7 +227,9 @@ impl StreamService {
                     error_message: "Internal service failure.".into(),
                 })
             })
-            .collect())
+            .collect();
+        self.account_put(&stream.name, &sizes, &results, started);
+        Ok(results)
     }
 
     /// Finds the shard of a data-plane read.
@@ -323,10 +314,14 @@ impl StreamService {
         let shard = self.read_target(&input.stream_name, &input.shard_id)?;
         let start = self.read_start(&shard, &input.position)?;
         let limit = input.limit.unwrap_or(MAX_GET_LIMIT) as usize;
+        // Per-shard read throughput (PROVISIONED): 5 calls/s, bytes charged after the read.
+        self.admit_read(&input.stream_name, &shard)?;
         let read = self.read(&shard, start, limit, MAX_GET_BYTES).await?;
         let m = &self.inner.metrics.streams;
         let name = &input.stream_name;
         let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
+        let out = self.account_read(name, &read.records);
+        self.charge_read(name, &shard, out);
         m.get_records_records
             .with_label_values(&[name])
             .inc_by(read.records.len() as u64);

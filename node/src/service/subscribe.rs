@@ -46,6 +46,7 @@ impl StreamService {
             .subscribe_iterator_age_ms
             .with_label_values(&[stream_name]);
         let svc = self.clone();
+        let stream = stream_name.to_owned();
         tokio::spawn(async move {
             // A local replica (leader or follower) signals new entries; otherwise poll.
             let mut watermark = svc
@@ -68,6 +69,7 @@ impl StreamService {
                 metrics.set(read.millis_behind_latest);
                 if !caught_up {
                     quiet = Duration::ZERO;
+                    svc.account_read(&stream, &read.records);
                     let event = SubscribeEvent {
                         records: read.records,
                         continuation: read.next,
