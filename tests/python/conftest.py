@@ -28,11 +28,17 @@ def _node_bin():
     return os.path.join(target, "debug", "runnel-node")
 
 
+# Per-shard throttling is off unless a test asks for it: whether a burst of test requests
+# exceeds a rate would depend on how fast the machine runs them.
+UNTHROTTLED = ("--throttling", "off")
+
+
 class Node:
-    def __init__(self):
+    def __init__(self, args=UNTHROTTLED):
         self.dir = tempfile.TemporaryDirectory()
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = _free_port()
         self.log = open(os.path.join(self.dir.name, "node.log"), "w")
         self.proc = subprocess.Popen(
             [
@@ -40,7 +46,8 @@ class Node:
                 "--data-dir", os.path.join(self.dir.name, "data"),
                 "--kinesis-addr", f"127.0.0.1:{self.port}",
                 "--grpc-addr", f"127.0.0.1:{_free_port()}",
-                "--metrics-addr", f"127.0.0.1:{_free_port()}",
+                "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=self.log,

@@ -41,11 +41,23 @@ pub struct Node {
     pub kinesis_port: u16,
     /// How many times the process was started on this directory.
     pub starts: u32,
+    /// Extra command-line arguments of every start.
+    args: Vec<String>,
 }
+
+/// The arguments of [`Node::start`]: per-shard throttling off, because whether a burst of test
+/// requests exceeds a rate depends on how fast the machine runs them (tests/throttling.rs
+/// starts nodes with small limits instead).
+pub const UNTHROTTLED: &[&str] = &["--throttling", "off"];
 
 impl Node {
     /// Starts a node on a fresh data directory and waits until it is ready.
     pub async fn start() -> Node {
+        Node::start_with(UNTHROTTLED).await
+    }
+
+    /// Starts a node with extra command-line arguments (kept for restarts).
+    pub async fn start_with(args: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut node = Node {
             child: None,
@@ -54,6 +66,7 @@ impl Node {
             metrics_port: 0,
             kinesis_port: 0,
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         node.spawn().await;
         node
@@ -96,6 +109,7 @@ impl Node {
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc_port)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics_port)])
             .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.kinesis_port)])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
