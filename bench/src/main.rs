@@ -2,7 +2,7 @@
 //!
 //! Modes: `produce` (ingest throughput and PutRecords latency), `consume` (drain rate from the
 //! trim horizon of a pre-filled stream), `e2e` (put-to-subscribe latency) and `mixed` (produce and
-//! consume at once). Every run is bounded by `--duration` and stops by itself.
+//! consume at once) and `throttle` (accepted vs configured per-shard rates). Every run is bounded by `--duration` and stops by itself.
 
 mod consume;
 mod e2e;
@@ -10,6 +10,7 @@ mod mixed;
 mod produce;
 mod report;
 mod setup;
+mod throttle;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Mode {
     E2e(Options),
     /// Produce and consume (GetRecords polling) at once.
     Mixed(Options),
+    /// Throttling accuracy: offer more than the per-shard limits; accepted vs configured.
+    Throttle(throttle::ThrottleOptions),
 }
 
 /// Flags shared by every mode.
@@ -103,6 +106,10 @@ fn main() -> ExitCode {
             Mode::Mixed(options) => {
                 let report = mixed::run(&options).await?;
                 (options, report)
+            }
+            Mode::Throttle(options) => {
+                let report = throttle::run(&options).await?;
+                (options.common, report)
             }
         };
         report.print(options.json)

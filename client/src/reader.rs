@@ -26,7 +26,8 @@ pub struct ReaderOptions {
     pub follow: bool,
     /// Records asked per GetRecords call.
     pub limit_per_call: u32,
-    /// Pause between polls when a following reader found nothing new.
+    /// Pause between polls when a following reader found nothing new, and before reading a
+    /// shard again after its read limits refused a call.
     pub poll_interval: Duration,
 }
 
@@ -160,8 +161,18 @@ impl StreamReader {
             let pages = futures::future::join_all(reads).await;
             let mut records = Vec::new();
             let mut keep = Vec::with_capacity(self.cursors.len());
+            let mut throttled = false;
             for (mut cursor, page) in std::mem::take(&mut self.cursors).into_iter().zip(pages) {
-                let page = page?;
+                let page = match page {
+                    Ok(page) => page,
+                    // Over the shard's read limits: read it again after a pause.
+                    Err(Error::Throttled(_)) => {
+                        throttled = true;
+                        keep.push(cursor);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let caught_up = page.records.is_empty() && page.millis_behind_latest <= 0;
                 records.extend(page.records);
                 match page.next_position {
@@ -188,7 +199,7 @@ impl StreamReader {
             if !records.is_empty() {
                 return Ok(Some(records));
             }
-            if self.options.follow && !self.cursors.is_empty() {
+            if throttled || (self.options.follow && !self.cursors.is_empty()) {
                 tokio::time::sleep(self.options.poll_interval).await;
             }
         }

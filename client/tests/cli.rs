@@ -210,3 +210,16 @@ fn bench_produce_runs_and_stops() {
         "{report}"
     );
 }
+
+#[test]
+fn get_waits_out_read_throttling() {
+    // 1,000 bytes/s of reads per shard: reading ~3 KB puts the shard ~2 s into read debt, so
+    // the reader's next call is refused (ProvisionedThroughputExceeded) and made again after a
+    // pause instead of failing the command.
+    let node = Node::start_with(&["--shard-read-bytes-per-sec", "1000"]);
+    node.cli_ok(&["stream", "create", "slow", "--shards", "1"], None);
+    let lines: String = (0..3).map(|i| format!("{i}{}\n", "x".repeat(1000))).collect();
+    node.cli_ok(&["put", "slow", "--partition-key", "k"], Some(lines.as_bytes()));
+    let got = node.cli_ok(&["get", "slow", "--from", "trim-horizon"], None);
+    assert_eq!(got.lines().count(), 3, "{got}");
+}

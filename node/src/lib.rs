@@ -1,5 +1,6 @@
 //! Runnel's data plane: shard replicas on Raft, the catalog, the service layer and the APIs.
 
+pub mod capacity;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
 use runnel_log::LogConfig;
+use runnel_node::capacity::throughput::ShardLimits;
+use runnel_node::capacity::throughput::Throttling;
 use runnel_node::kinesis::tls::TlsFiles;
 use runnel_node::node::Node;
 use runnel_node::node::NodeConfig;
@@ -134,9 +136,48 @@ struct NodeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
     #[arg(long, env = "RUNNEL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    throughput: ThroughputArgs,
     /// Log format.
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Per-shard throughput limits, enforced by the node serving each request (defaults: AWS's).
+#[derive(clap::Args)]
+struct ThroughputArgs {
+    /// Which streams the per-shard limits apply to: `provisioned` (as AWS), `all` (ON_DEMAND
+    /// streams too) or `off`.
+    #[arg(long, env = "RUNNEL_THROTTLING", value_enum, default_value_t = Throttling::Provisioned)]
+    throttling: Throttling,
+    /// Writes per shard, bytes/s (data + partition key); 0 = unlimited.
+    #[arg(long, env = "RUNNEL_SHARD_WRITE_BYTES_PER_SEC", default_value_t = 1 << 20)]
+    shard_write_bytes_per_sec: u64,
+    /// Writes per shard, records/s; 0 = unlimited.
+    #[arg(long, env = "RUNNEL_SHARD_WRITE_RECORDS_PER_SEC", default_value_t = 1_000)]
+    shard_write_records_per_sec: u64,
+    /// Reads per shard (GetRecords, shared by all its consumers), bytes/s; 0 = unlimited.
+    #[arg(long, env = "RUNNEL_SHARD_READ_BYTES_PER_SEC", default_value_t = 2 << 20)]
+    shard_read_bytes_per_sec: u64,
+    /// GetRecords calls per shard per second; 0 = unlimited.
+    #[arg(long, env = "RUNNEL_SHARD_READ_CALLS_PER_SEC", default_value_t = 5)]
+    shard_read_calls_per_sec: u64,
+    /// How much of each rate an idle shard may take at once, in milliseconds of it (the
+    /// token-bucket size).
+    #[arg(long, env = "RUNNEL_SHARD_BURST_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    shard_burst_ms: u64,
+}
+
+impl ThroughputArgs {
+    fn limits(&self) -> ShardLimits {
+        ShardLimits {
+            write_bytes_per_sec: self.shard_write_bytes_per_sec,
+            write_records_per_sec: self.shard_write_records_per_sec,
+            read_bytes_per_sec: self.shard_read_bytes_per_sec,
+            read_calls_per_sec: self.shard_read_calls_per_sec,
+            burst: std::time::Duration::from_millis(self.shard_burst_ms),
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -197,6 +238,8 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_on_demand_streams: args.on_demand_stream_limit,
             max_transitioning_streams: args.transitioning_stream_limit,
             replication_factor: 1,
+            shard_limits: args.throughput.limits(),
+            throttling: args.throughput.throttling,
             ..ServiceConfig::default()
         },
         kinesis_tls: match (&args.tls_cert, &args.tls_key) {

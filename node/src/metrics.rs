@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use prometheus::CounterVec;
 use prometheus::Encoder;
 use prometheus::Histogram;
 use prometheus::HistogramOpts;
@@ -32,6 +33,23 @@ pub struct StreamMetrics {
     pub iterator_age_ms: IntGaugeVec,
     pub subscribe_iterator_age_ms: IntGaugeVec,
     pub open_shards: IntGaugeVec,
+    /// Records refused by per-shard write throttling (PutRecord and PutRecords).
+    pub write_throughput_exceeded: IntCounterVec,
+    /// GetRecords calls refused by per-shard read throttling.
+    pub read_throughput_exceeded: IntCounterVec,
+}
+
+/// Per-stream usage for charge-back (see `capacity::usage` for the units).
+#[derive(Clone)]
+pub struct UsageMetrics {
+    /// Shard-hours of open shards, accrued by the replica leading each shard.
+    pub shard_hours: CounterVec,
+    /// Bytes of accepted records (data + partition key).
+    pub bytes_in: IntCounterVec,
+    /// Bytes of records delivered by GetRecords and subscriptions (data + partition key).
+    pub bytes_out: IntCounterVec,
+    /// PUT payload units of accepted records (25 KiB each, rounded up per record).
+    pub put_payload_units: IntCounterVec,
 }
 
 /// Storage metrics.
@@ -59,6 +77,7 @@ pub struct RaftMetrics {
 pub struct Metrics {
     pub registry: Registry,
     pub streams: StreamMetrics,
+    pub usage: UsageMetrics,
     pub storage: StorageMetrics,
     pub raft: RaftMetrics,
 }
@@ -130,6 +149,47 @@ impl Metrics {
                 &["stream"],
             )?,
             open_shards: gauge(&r, "stream_open_shards", "OpenShardCount", &["stream"])?,
+            write_throughput_exceeded: counter(
+                &r,
+                "write_provisioned_throughput_exceeded_total",
+                "WriteProvisionedThroughputExceeded: records rejected by per-shard write throttling",
+                &["stream"],
+            )?,
+            read_throughput_exceeded: counter(
+                &r,
+                "read_provisioned_throughput_exceeded_total",
+                "ReadProvisionedThroughputExceeded: GetRecords calls rejected by per-shard read throttling",
+                &["stream"],
+            )?,
+        };
+        let shard_hours = CounterVec::new(
+            Opts::new(
+                "usage_shard_hours_total",
+                "shard-hours of open shards (counted by each shard's leader)",
+            ),
+            &["stream"],
+        )?;
+        r.register(Box::new(shard_hours.clone()))?;
+        let usage = UsageMetrics {
+            shard_hours,
+            bytes_in: counter(
+                &r,
+                "usage_bytes_in_total",
+                "bytes of accepted records (data + partition key)",
+                &["stream"],
+            )?,
+            bytes_out: counter(
+                &r,
+                "usage_bytes_out_total",
+                "bytes of records delivered by GetRecords and subscriptions (data + partition key)",
+                &["stream"],
+            )?,
+            put_payload_units: counter(
+                &r,
+                "usage_put_payload_units_total",
+                "PUT payload units of accepted records (25 KiB = 25,600 bytes per unit, rounded up per record)",
+                &["stream"],
+            )?,
         };
         let fsync_seconds = Histogram::with_opts(
             HistogramOpts::new("fsync_seconds", "fsync latency").buckets(latency_buckets()),
@@ -172,6 +232,7 @@ impl Metrics {
         Ok(Metrics {
             registry: r,
             streams,
+            usage,
             storage,
             raft,
         })

@@ -1,10 +1,12 @@
-//! Periodic gauges: storage size per stream and Raft state per group.
+//! Periodic gauges: storage size per stream and Raft state per group; shard-hours accrued.
 
 use openraft::async_runtime::WatchReceiver;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::capacity::usage::shard_hours_between;
+use crate::clock;
 use crate::metrics::Metrics;
 use crate::shard::ShardHost;
 
@@ -12,14 +14,20 @@ const EVERY: Duration = Duration::from_secs(5);
 
 pub async fn refresh_loop(host: Arc<ShardHost>, metrics: Metrics) {
     let mut tick = tokio::time::interval(EVERY);
+    let mut last_ms = clock::now_ms();
     loop {
         tick.tick().await;
-        refresh(&host, &metrics);
+        let now_ms = clock::now_ms();
+        refresh(&host, &metrics, last_ms, now_ms);
+        last_ms = now_ms;
     }
 }
 
-pub fn refresh(host: &ShardHost, metrics: &Metrics) {
-    let mut per_stream: HashMap<String, (i64, i64, i64)> = HashMap::new();
+/// Refreshes the gauges. Each open shard this node leads accrues its shard-hours between
+/// `since_ms` and `now_ms` (so that every shard is counted once in a cluster).
+pub fn refresh(host: &ShardHost, metrics: &Metrics, since_ms: i64, now_ms: i64) {
+    // Per stream: segments, bytes, open shards, shard-hours of the open shards led here.
+    let mut per_stream: HashMap<String, (i64, i64, i64, f64)> = HashMap::new();
     for (stream, replica) in host.all() {
         let group = replica.group();
         if let Ok(log) = group.log.lock() {
@@ -30,6 +38,10 @@ pub fn refresh(host: &ShardHost, metrics: &Metrics) {
             e.2 += i64::from(replica.shard.is_open());
         }
         let m = group.raft.metrics().borrow_watched().clone();
+        if replica.shard.is_open() && m.current_leader == Some(m.id) {
+            per_stream.entry(stream.clone()).or_default().3 +=
+                shard_hours_between(replica.shard.created_ms, since_ms, now_ms);
+        }
         let label = replica.shard.group.to_string();
         let r = &metrics.raft;
         let committed = m.local_committed.as_ref().map_or(0, |l| l.index) as i64;
@@ -51,7 +63,14 @@ pub fn refresh(host: &ShardHost, metrics: &Metrics) {
             }
         }
     }
-    for (stream, (segments, bytes, open)) in per_stream {
+    for (stream, (segments, bytes, open, hours)) in per_stream {
+        if hours > 0.0 {
+            metrics
+                .usage
+                .shard_hours
+                .with_label_values(&[&stream])
+                .inc_by(hours);
+        }
         metrics
             .storage
             .segments

@@ -75,6 +75,8 @@ impl Member {
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics)])
             .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.kinesis)])
+            // Producers write as fast as they can; this test is about failover, not limits.
+            .args(["--throttling", "off"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

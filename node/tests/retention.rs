@@ -36,6 +36,8 @@ async fn start(dir: &std::path::Path) -> Node {
         },
         service: ServiceConfig {
             transition_delay: Duration::from_millis(10),
+            // Reads in a loop; whether they exceed 5 calls/s would depend on timing.
+            throttling: runnel_node::capacity::throughput::Throttling::Off,
             ..ServiceConfig::default()
         },
         kinesis_tls: None,

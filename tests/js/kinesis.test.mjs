@@ -43,6 +43,8 @@ before(async () => {
     "--kinesis-addr", `127.0.0.1:${port}`,
     "--grpc-addr", `127.0.0.1:${await freePort()}`,
     "--metrics-addr", `127.0.0.1:${await freePort()}`,
+    // Whether a burst of test requests exceeds a per-shard rate would depend on timing.
+    "--throttling", "off",
   ], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise((resolve, reject) => {
     proc.stdout.on("data", (d) => { if (String(d).includes("ready")) resolve(); });

@@ -38,11 +38,20 @@ def _node_bin():
     return os.path.join(target, "debug", "runnel-node")
 
 
+# Per-shard throttling is off unless a test asks for it: whether a burst of test requests
+# exceeds a rate would depend on how fast the machine runs them.
+UNTHROTTLED = ("--throttling", "off")
+
+
 class Node:
-    def __init__(self, *args):
+    def __init__(self, *args, throttled=False):
+        """Starts a standalone node; per-shard throttling is off unless `throttled`."""
+        if not throttled:
+            args = (*UNTHROTTLED, *args)
         self.dir = tempfile.TemporaryDirectory()
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = _free_port()
         self.log = open(os.path.join(self.dir.name, "node.log"), "w")
         self.proc = subprocess.Popen(
             [
@@ -50,7 +59,7 @@ class Node:
                 "--data-dir", os.path.join(self.dir.name, "data"),
                 "--kinesis-addr", f"127.0.0.1:{self.port}",
                 "--grpc-addr", f"127.0.0.1:{_free_port()}",
-                "--metrics-addr", f"127.0.0.1:{_free_port()}",
+                "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
                 *args,
             ],
             stdout=subprocess.PIPE,

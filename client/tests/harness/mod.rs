@@ -78,7 +78,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node without per-shard throttling: whether a burst of test requests exceeds a rate
+    /// would depend on how fast the machine runs them.
     pub fn start() -> Node {
+        Node::start_with(&["--throttling", "off"])
+    }
+
+    /// A node started with extra command-line arguments.
+    pub fn start_with(args: &[&str]) -> Node {
         let data = tempfile::tempdir().expect("temporary data directory");
         let (grpc, kinesis, metrics) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(data.path().join("node.log")).expect("node log file");
@@ -89,6 +96,7 @@ impl Node {
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
             .args(["--kinesis-addr", &format!("127.0.0.1:{kinesis}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -2,6 +2,7 @@
 //! API and the AWS HTTP API both translate their requests into calls on [`StreamService`].
 
 mod admin;
+mod admission;
 pub mod document;
 mod error;
 mod limits;
@@ -12,6 +13,7 @@ mod shapes;
 mod shards;
 mod subscribe;
 mod tags;
+mod usage;
 pub mod validate;
 
 use std::sync::Arc;
@@ -39,6 +41,9 @@ pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 pub use tags::ListTagsOutput;
 
+use crate::capacity::throughput::ShardLimits;
+use crate::capacity::throughput::ShardThrottle;
+use crate::capacity::throughput::Throttling;
 use crate::cluster::CatalogClient;
 use crate::metrics::Metrics;
 use crate::raft::catalog_sm::CatalogView;
@@ -65,6 +70,10 @@ pub struct ServiceConfig {
     pub replication_factor: usize,
     /// UpdateShardCount calls one stream may make per rolling 24 hours.
     pub max_scalings_per_day: u32,
+    /// Per-shard throughput limits (AWS's by default).
+    pub shard_limits: ShardLimits,
+    /// Which streams the per-shard limits apply to.
+    pub throttling: Throttling,
 }
 
 impl Default for ServiceConfig {
@@ -80,6 +89,8 @@ impl Default for ServiceConfig {
             max_transitioning_streams: 5,
             replication_factor: 3,
             max_scalings_per_day: 10,
+            shard_limits: ShardLimits::default(),
+            throttling: Throttling::default(),
         }
     }
 }
@@ -90,6 +101,8 @@ struct Inner {
     view: CatalogView,
     router: ShardRouter,
     metrics: Metrics,
+    /// Per-shard token buckets of the requests this node admits.
+    throttle: ShardThrottle,
 }
 
 /// Cheap to clone; every protocol front end holds one.
@@ -106,8 +119,10 @@ impl StreamService {
         router: ShardRouter,
         metrics: Metrics,
     ) -> StreamService {
+        let throttle = ShardThrottle::new(config.shard_limits);
         StreamService {
             inner: Arc::new(Inner {
+                throttle,
                 config,
                 catalog,
                 view,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
+use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::catalog::StreamRecord;
 use crate::model::Record;
@@ -177,11 +178,11 @@ impl StreamService {
         self.validate_put(&input)?;
         let mut stream = self.active_stream(&input.stream_name)?;
         let mut results: Vec<Option<PutEntryResult>> = vec![None; input.records.len()];
-        let bytes: usize = input
+        let sizes: Vec<usize> = input
             .records
             .iter()
-            .map(|r| r.data.len() + r.partition_key.len())
-            .sum();
+            .map(|r| record_bytes(r.data.len(), &r.partition_key))
+            .collect();
         let mut todo: Vec<(usize, Record)> = input
             .records
             .into_iter()
@@ -198,7 +199,6 @@ impl StreamService {
                 )
             })
             .collect();
-        let mut failed = 0u64;
         // A record that meets a sealed shard (a split or merge in progress) was not appended;
         // it is routed again once the catalog shows that shard's children.
         for round in 0..=MAX_RESHARD_RETRIES {
@@ -209,39 +209,23 @@ impl StreamService {
                 break;
             }
             if round == MAX_RESHARD_RETRIES {
-                failed += retry.len() as u64;
                 break;
             }
             match self.await_closed(&stream.name, &closed).await {
                 Ok(s) => stream = s,
                 Err(e) => {
                     tracing::warn!(stream = %stream.name, error = %e, "records left behind by a reshard");
-                    failed += retry.len() as u64;
                     break;
                 }
             }
             todo = retry;
         }
-        failed += results
-            .iter()
-            .filter(|r| matches!(r, Some(PutEntryResult::Failed { .. })))
-            .count() as u64;
-        let m = &self.inner.metrics.streams;
-        let ok = results.len() as u64 - failed;
-        m.incoming_records.with_label_values(&[&stream.name]).inc_by(ok);
-        m.incoming_bytes
-            .with_label_values(&[&stream.name])
-            .inc_by(bytes as u64);
-        m.put_failed_records
-            .with_label_values(&[&stream.name])
-            .inc_by(failed);
-        m.put_latency
-            .with_label_values(&[&stream.name])
-            .observe(started.elapsed().as_secs_f64());
-        Ok(results
+        let results: Vec<PutEntryResult> = results
             .into_iter()
             .map(|r| r.unwrap_or_else(internal_failure))
-            .collect())
+            .collect();
+        self.account_put(&stream.name, &sizes, &results, started);
+        Ok(results)
     }
 
     /// Routes records to the open shards owning their hash keys and appends one batch per
@@ -266,6 +250,8 @@ impl StreamService {
             };
             batches.entry(shard.index).or_default().push((i, r));
         }
+        // Per-shard throughput (PROVISIONED): entries over a shard's budget fail on their own.
+        self.admit_writes(stream, &mut batches, results);
         let router = &self.inner.router;
         let appends = batches.into_iter().map(|(shard, entries)| {
             let record = stream.shard(shard).cloned();
@@ -393,10 +379,14 @@ impl StreamService {
         let shard = self.read_target(&input.stream_name, &input.shard_id)?;
         let start = self.read_start(&shard, &input.position)?;
         let limit = input.limit.unwrap_or(MAX_GET_LIMIT) as usize;
+        // Per-shard read throughput (PROVISIONED): 5 calls/s, bytes charged after the read.
+        self.admit_read(&input.stream_name, &shard)?;
         let read = self.read(&shard, start, limit, MAX_GET_BYTES).await?;
         let m = &self.inner.metrics.streams;
         let name = &input.stream_name;
         let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
+        let out = self.account_read(name, &read.records);
+        self.charge_read(name, &shard, out);
         m.get_records_records
             .with_label_values(&[name])
             .inc_by(read.records.len() as u64);

@@ -73,6 +73,7 @@ impl StreamService {
                 let (continuation, child_shards) = svc.continuation(&stream_name, &shard, read.next);
                 if continuation.is_none() {
                     // The end of a closed shard: one last event names the children.
+                    svc.account_read(&stream_name, &read.records);
                     let event = SubscribeEvent {
                         records: read.records,
                         continuation: None,
@@ -84,6 +85,7 @@ impl StreamService {
                 }
                 if !caught_up {
                     quiet = Duration::ZERO;
+                    svc.account_read(&stream_name, &read.records);
                     let event = SubscribeEvent {
                         records: read.records,
                         continuation,

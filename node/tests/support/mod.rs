@@ -41,17 +41,22 @@ pub struct Node {
     pub kinesis_port: u16,
     /// How many times the process was started on this directory.
     pub starts: u32,
-    /// Further command-line arguments of every start.
+    /// Extra command-line arguments of every start.
     args: Vec<String>,
 }
+
+/// The arguments of [`Node::start`]: per-shard throttling off, because whether a burst of test
+/// requests exceeds a rate depends on how fast the machine runs them (tests/throttling.rs
+/// starts nodes with small limits instead).
+pub const UNTHROTTLED: &[&str] = &["--throttling", "off"];
 
 impl Node {
     /// Starts a node on a fresh data directory and waits until it is ready.
     pub async fn start() -> Node {
-        Node::start_with(&[]).await
+        Node::start_with(UNTHROTTLED).await
     }
 
-    /// As [`Node::start`], with further command-line arguments (kept across restarts).
+    /// Starts a node with extra command-line arguments (kept for restarts).
     pub async fn start_with(args: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut node = Node {

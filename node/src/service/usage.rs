@@ -1,0 +1,134 @@
+//! Per-stream API and usage metrics of puts and reads (units in `capacity::usage`).
+
+use std::time::Instant;
+
+use super::PutEntryResult;
+use super::StreamService;
+use super::admission::THROTTLED;
+use crate::capacity::usage::put_payload_units;
+use crate::capacity::usage::record_bytes;
+use crate::shard::ReadRecord;
+
+/// What a PutRecords did, counted from its results and the sizes of its records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutTally {
+    pub accepted: u64,
+    pub accepted_bytes: u64,
+    pub payload_units: u64,
+    /// Entries that failed for another reason than throttling.
+    pub failed: u64,
+}
+
+impl PutTally {
+    pub fn of(sizes: &[usize], results: &[PutEntryResult]) -> PutTally {
+        let mut t = PutTally::default();
+        for (size, result) in sizes.iter().zip(results) {
+            match result {
+                PutEntryResult::Ok { .. } => {
+                    t.accepted += 1;
+                    t.accepted_bytes += *size as u64;
+                    t.payload_units += put_payload_units(*size as u64);
+                }
+                PutEntryResult::Failed { error_code, .. } if error_code == THROTTLED => {}
+                PutEntryResult::Failed { .. } => t.failed += 1,
+            }
+        }
+        t
+    }
+}
+
+impl StreamService {
+    /// Counts a PutRecords: IncomingRecords/IncomingBytes and usage count accepted records
+    /// only; PutRecords.FailedRecords counts internal failures (throttled entries are counted
+    /// by WriteProvisionedThroughputExceeded when they are refused).
+    pub(super) fn account_put(
+        &self,
+        stream: &str,
+        sizes: &[usize],
+        results: &[PutEntryResult],
+        started: Instant,
+    ) {
+        let t = PutTally::of(sizes, results);
+        let m = &self.inner.metrics;
+        let label = &[stream];
+        m.streams
+            .incoming_records
+            .with_label_values(label)
+            .inc_by(t.accepted);
+        m.streams
+            .incoming_bytes
+            .with_label_values(label)
+            .inc_by(t.accepted_bytes);
+        m.streams
+            .put_failed_records
+            .with_label_values(label)
+            .inc_by(t.failed);
+        m.streams
+            .put_latency
+            .with_label_values(label)
+            .observe(started.elapsed().as_secs_f64());
+        m.usage.bytes_in.with_label_values(label).inc_by(t.accepted_bytes);
+        m.usage
+            .put_payload_units
+            .with_label_values(label)
+            .inc_by(t.payload_units);
+    }
+
+    /// Counts records delivered to a reader (GetRecords or a subscription) as bytes out;
+    /// returns those bytes.
+    pub(super) fn account_read(&self, stream: &str, records: &[ReadRecord]) -> usize {
+        let bytes: usize = records
+            .iter()
+            .map(|r| record_bytes(r.data.len(), &r.partition_key))
+            .sum();
+        self.inner
+            .metrics
+            .usage
+            .bytes_out
+            .with_label_values(&[stream])
+            .inc_by(bytes as u64);
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SequenceNumber;
+    use crate::model::ShardId;
+
+    fn ok() -> PutEntryResult {
+        PutEntryResult::Ok {
+            shard_id: ShardId(0),
+            sequence_number: SequenceNumber {
+                shard_created_secs: 0,
+                shard_index: 0,
+                log_index: 1,
+                position: 0,
+                arrival_secs: 0,
+            },
+        }
+    }
+
+    fn failed(code: &str) -> PutEntryResult {
+        PutEntryResult::Failed {
+            error_code: code.into(),
+            error_message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_accepted_records_count_as_usage() {
+        let sizes = [100, 25_600, 25_601, 1 << 20, 7];
+        let results = [ok(), ok(), ok(), failed(THROTTLED), failed("InternalFailure")];
+        assert_eq!(
+            PutTally::of(&sizes, &results),
+            PutTally {
+                accepted: 3,
+                accepted_bytes: 100 + 25_600 + 25_601,
+                payload_units: 1 + 1 + 2,
+                failed: 1,
+            }
+        );
+    }
+}
