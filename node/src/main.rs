@@ -125,6 +125,10 @@ struct NodeArgs {
     /// Most ON_DEMAND streams (DescribeLimits' OnDemandStreamCountLimit).
     #[arg(long, env = "RUNNEL_ON_DEMAND_STREAM_LIMIT", default_value_t = 50)]
     on_demand_stream_limit: u32,
+    /// UpdateShardCount calls one stream may make per rolling 24 hours (AWS: 10); more fail
+    /// with LimitExceededException.
+    #[arg(long, env = "RUNNEL_SCALINGS_PER_DAY_LIMIT", default_value_t = 10)]
+    scalings_per_day_limit: u32,
     /// Most streams CREATING or DELETING at once; CreateStream and DeleteStream beyond it fail
     /// with LimitExceededException (AWS: 5).
     #[arg(long, env = "RUNNEL_TRANSITIONING_STREAM_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -237,6 +241,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_shards_per_stream: args.shards_per_stream_limit,
             max_on_demand_streams: args.on_demand_stream_limit,
             max_transitioning_streams: args.transitioning_stream_limit,
+            max_scalings_per_day: args.scalings_per_day_limit,
             replication_factor: 1,
             shard_limits: args.throughput.limits(),
             throttling: args.throughput.throttling,

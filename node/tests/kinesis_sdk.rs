@@ -8,10 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::client::Waiters;
-use aws_sdk_kinesis::config::Credentials;
-use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::primitives::DateTime;
@@ -23,45 +20,11 @@ use aws_sdk_kinesis::types::StreamMode;
 use aws_sdk_kinesis::types::StreamModeDetails;
 use aws_sdk_kinesis::types::StreamStatus;
 use support::Node;
+use support::sdk::client;
+use support::sdk::code;
+use support::sdk::create_active;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-
-fn client(node: &Node) -> Client {
-    let http = aws_smithy_http_client::Builder::new().build_http();
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .endpoint_url(format!("http://127.0.0.1:{}", node.kinesis_port))
-        .http_client(http)
-        .build();
-    Client::from_conf(conf)
-}
-
-/// The `(__type, message)` of a failed SDK call.
-fn code<E: ProvideErrorMetadata, R>(r: Result<R, E>) -> (String, String) {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => (
-            e.code().unwrap_or_default().to_string(),
-            e.message().unwrap_or_default().to_string(),
-        ),
-    }
-}
-
-async fn create_active(c: &Client, name: &str, shards: i32) {
-    c.create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-    c.wait_until_stream_exists()
-        .stream_name(name)
-        .wait(Duration::from_secs(120))
-        .await
-        .unwrap();
-}
 
 #[tokio::test]
 async fn stream_lifecycle_paging_and_retention() {

@@ -13,9 +13,6 @@ use std::time::Duration;
 use std::time::Instant;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::Credentials;
-use aws_sdk_kinesis::config::Region;
-use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -23,6 +20,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::types::StreamMode;
 use aws_sdk_kinesis::types::StreamModeDetails;
 use support::Node;
+use support::sdk::client_without_retries as client;
 
 /// 10 records/s and 10 KiB/s of writes, 2 calls/s and 10 KiB/s of reads per shard.
 const SMALL_LIMITS: &[&str] = &[
@@ -36,20 +34,6 @@ const SMALL_LIMITS: &[&str] = &[
     "10240",
 ];
 const THROTTLED: &str = "ProvisionedThroughputExceededException";
-
-/// An SDK client that never retries, so every throttled call is seen.
-fn client(node: &Node) -> Client {
-    let http = aws_smithy_http_client::Builder::new().build_http();
-    let conf = aws_sdk_kinesis::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .endpoint_url(format!("http://127.0.0.1:{}", node.kinesis_port))
-        .retry_config(RetryConfig::disabled())
-        .http_client(http)
-        .build();
-    Client::from_conf(conf)
-}
 
 async fn create(c: &Client, name: &str, shards: Option<i32>) {
     let req = c.create_stream().stream_name(name);

@@ -1,0 +1,57 @@
+//! The official Rust SDK (`aws-sdk-kinesis`) pointed at a test node's Kinesis port.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::client::Waiters;
+use aws_sdk_kinesis::config::Credentials;
+use aws_sdk_kinesis::config::Region;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+
+use super::Node;
+
+/// A client with the SDK's default retries, for the node's Kinesis port.
+pub fn client(node: &Node) -> Client {
+    Client::from_conf(config(node).build())
+}
+
+/// A client that never retries, so that every throttled call is seen.
+pub fn client_without_retries(node: &Node) -> Client {
+    Client::from_conf(config(node).retry_config(RetryConfig::disabled()).build())
+}
+
+fn config(node: &Node) -> aws_sdk_kinesis::config::Builder {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    aws_sdk_kinesis::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(format!("http://127.0.0.1:{}", node.kinesis_port))
+        .http_client(http)
+}
+
+/// The `(__type, message)` of a failed SDK call.
+pub fn code<E: ProvideErrorMetadata, R>(r: Result<R, E>) -> (String, String) {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => (
+            e.code().unwrap_or_default().to_string(),
+            e.message().unwrap_or_default().to_string(),
+        ),
+    }
+}
+
+pub async fn create_active(c: &Client, name: &str, shards: i32) {
+    c.create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    c.wait_until_stream_exists()
+        .stream_name(name)
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+}
