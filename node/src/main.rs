@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
 use runnel_log::LogConfig;
+use runnel_node::capacity::hot_shards::SplitPolicy;
 use runnel_node::capacity::throughput::ShardLimits;
 use runnel_node::capacity::throughput::Throttling;
 use runnel_node::kinesis::tls::TlsFiles;
@@ -142,6 +143,8 @@ struct NodeArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     throughput: ThroughputArgs,
+    #[command(flatten)]
+    on_demand: OnDemandArgs,
     /// Log format.
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -181,6 +184,42 @@ impl ThroughputArgs {
             read_calls_per_sec: self.shard_read_calls_per_sec,
             burst: std::time::Duration::from_millis(self.shard_burst_ms),
         }
+    }
+}
+
+/// When a node splits a hot shard of an ON_DEMAND stream (defaults: 80 % of AWS's per-shard
+/// write limits for a minute).
+#[derive(clap::Args)]
+struct OnDemandArgs {
+    /// Split hot ON_DEMAND shards automatically.
+    #[arg(long, env = "RUNNEL_ON_DEMAND_SPLITS", default_value_t = true, action = clap::ArgAction::Set)]
+    on_demand_splits: bool,
+    /// A shard writing at least this many bytes/s (encoded batches) is hot.
+    #[arg(long, env = "RUNNEL_HOT_SHARD_BYTES_PER_SEC", default_value_t = (1 << 20) * 4 / 5)]
+    hot_shard_bytes_per_sec: u64,
+    /// A shard writing at least this many records/s is hot.
+    #[arg(long, env = "RUNNEL_HOT_SHARD_RECORDS_PER_SEC", default_value_t = 800)]
+    hot_shard_records_per_sec: u64,
+    /// How long a shard must stay hot before it is split, seconds.
+    #[arg(long, env = "RUNNEL_HOT_SHARD_SUSTAINED_SECS", default_value_t = 60)]
+    hot_shard_sustained_secs: u64,
+    /// No automatic split within this long after a stream's last reshard, seconds.
+    #[arg(long, env = "RUNNEL_HOT_SHARD_COOLDOWN_SECS", default_value_t = 300)]
+    hot_shard_cooldown_secs: u64,
+    /// Automatic splits stop at this many open shards per stream.
+    #[arg(long, env = "RUNNEL_ON_DEMAND_MAX_SHARDS", default_value_t = 200)]
+    on_demand_max_shards: u32,
+}
+
+impl OnDemandArgs {
+    fn policy(&self) -> Option<SplitPolicy> {
+        self.on_demand_splits.then(|| SplitPolicy {
+            hot_bytes_per_sec: self.hot_shard_bytes_per_sec,
+            hot_records_per_sec: self.hot_shard_records_per_sec,
+            sustained: std::time::Duration::from_secs(self.hot_shard_sustained_secs),
+            cooldown: std::time::Duration::from_secs(self.hot_shard_cooldown_secs),
+            max_shards: self.on_demand_max_shards,
+        })
     }
 }
 
@@ -242,6 +281,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_on_demand_streams: args.on_demand_stream_limit,
             max_transitioning_streams: args.transitioning_stream_limit,
             max_scalings_per_day: args.scalings_per_day_limit,
+            on_demand_splits: args.on_demand.policy(),
             replication_factor: 1,
             shard_limits: args.throughput.limits(),
             throttling: args.throughput.throttling,

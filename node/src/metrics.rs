@@ -37,6 +37,8 @@ pub struct StreamMetrics {
     pub write_throughput_exceeded: IntCounterVec,
     /// GetRecords calls refused by per-shard read throttling.
     pub read_throughput_exceeded: IntCounterVec,
+    /// Splits of hot ON_DEMAND shards started by this node.
+    pub on_demand_splits: IntCounterVec,
 }
 
 /// Per-stream usage for charge-back (see `capacity::usage` for the units).
@@ -159,6 +161,12 @@ impl Metrics {
                 &r,
                 "read_provisioned_throughput_exceeded_total",
                 "ReadProvisionedThroughputExceeded: GetRecords calls rejected by per-shard read throttling",
+                &["stream"],
+            )?,
+            on_demand_splits: counter(
+                &r,
+                "on_demand_splits_total",
+                "Hot ON_DEMAND shards split by this node",
                 &["stream"],
             )?,
         };

@@ -203,7 +203,11 @@ impl Node {
             }
         })];
         let m = service_metrics(&service);
-        tasks.push(tokio::spawn(crate::stats::refresh_loop(host.clone(), m)));
+        tasks.push(tokio::spawn(crate::stats::refresh_loop(
+            host.clone(),
+            catalog.view.clone(),
+            m,
+        )));
         tasks.push(tokio::spawn(crate::retention::run(
             host.clone(),
             catalog.view.clone(),
@@ -224,6 +228,9 @@ impl Node {
             .resume_transitions()
             .await
             .map_err(|e| start_err("shards")(e.to_string()))?;
+        if let Some(policy) = service.config().on_demand_splits {
+            tasks.push(tokio::spawn(service.clone().split_hot_shards(policy)));
+        }
         let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
         tasks.push(tokio::spawn(async move {
             if let Err(e) = crate::kinesis::serve(kinesis, kinesis_api, kinesis_tls).await {

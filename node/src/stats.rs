@@ -2,30 +2,40 @@
 
 use openraft::async_runtime::WatchReceiver;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capacity::usage::shard_hours_between;
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::raft::catalog_sm::CatalogView;
 use crate::shard::ShardHost;
 
 const EVERY: Duration = Duration::from_secs(5);
 
-pub async fn refresh_loop(host: Arc<ShardHost>, metrics: Metrics) {
+pub async fn refresh_loop(host: Arc<ShardHost>, view: CatalogView, metrics: Metrics) {
     let mut tick = tokio::time::interval(EVERY);
     let mut last_ms = clock::now_ms();
     loop {
         tick.tick().await;
         let now_ms = clock::now_ms();
-        refresh(&host, &metrics, last_ms, now_ms);
+        refresh(&host, &view, &metrics, last_ms, now_ms);
         last_ms = now_ms;
     }
 }
 
 /// Refreshes the gauges. Each open shard this node leads accrues its shard-hours between
-/// `since_ms` and `now_ms` (so that every shard is counted once in a cluster).
-pub fn refresh(host: &ShardHost, metrics: &Metrics, since_ms: i64, now_ms: i64) {
+/// `since_ms` and `now_ms` (so that every shard is counted once in a cluster). Whether a shard
+/// is open comes from the catalog: a replica's own record is the one it started with (a
+/// reshard's children start pending, parents close later).
+pub fn refresh(host: &ShardHost, view: &CatalogView, metrics: &Metrics, since_ms: i64, now_ms: i64) {
+    let open: HashSet<u64> = view.read(|c| {
+        c.streams
+            .values()
+            .flat_map(|s| s.open_shards().map(|sh| sh.group))
+            .collect()
+    });
     // Per stream: segments, bytes, open shards, shard-hours of the open shards led here.
     let mut per_stream: HashMap<String, (i64, i64, i64, f64)> = HashMap::new();
     for (stream, replica) in host.all() {
@@ -35,10 +45,10 @@ pub fn refresh(host: &ShardHost, metrics: &Metrics, since_ms: i64, now_ms: i64) 
             let e = per_stream.entry(stream.clone()).or_default();
             e.0 += s.segments as i64;
             e.1 += s.bytes as i64;
-            e.2 += i64::from(replica.shard.is_open());
+            e.2 += i64::from(open.contains(&replica.shard.group));
         }
         let m = group.raft.metrics().borrow_watched().clone();
-        if replica.shard.is_open() && m.current_leader == Some(m.id) {
+        if open.contains(&replica.shard.group) && m.current_leader == Some(m.id) {
             per_stream.entry(stream.clone()).or_default().3 +=
                 shard_hours_between(replica.shard.created_ms, since_ms, now_ms);
         }

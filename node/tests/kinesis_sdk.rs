@@ -23,6 +23,7 @@ use support::Node;
 use support::sdk::client;
 use support::sdk::code;
 use support::sdk::create_active;
+use support::sdk::create_on_demand;
 use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 
@@ -192,22 +193,7 @@ async fn stream_lifecycle_paging_and_retention() {
 async fn on_demand_streams() {
     let node = Node::start().await;
     let c = client(&node);
-    c.create_stream()
-        .stream_name("od")
-        .stream_mode_details(
-            StreamModeDetails::builder()
-                .stream_mode(StreamMode::OnDemand)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    c.wait_until_stream_exists()
-        .stream_name("od")
-        .wait(Duration::from_secs(120))
-        .await
-        .unwrap();
+    create_on_demand(&c, "od").await;
     let s = c
         .describe_stream_summary()
         .stream_name("od")

@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::client::Waiters;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -31,6 +30,8 @@ use support::Node;
 use support::sdk::client;
 use support::sdk::code;
 use support::sdk::create_active;
+use support::sdk::create_on_demand;
+use support::sdk::wait_active;
 
 /// One acknowledged record: (partition key, position in that key's sequence, shard, sequence).
 type Acked = (String, u64, String, String);
@@ -92,14 +93,6 @@ async fn produce(
         }
         n += 1;
     }
-}
-
-async fn wait_active(c: &Client, stream: &str) {
-    c.wait_until_stream_exists()
-        .stream_name(stream)
-        .wait(Duration::from_secs(120))
-        .await
-        .unwrap();
 }
 
 /// Waits until the writers have `more` further records acknowledged.
@@ -588,18 +581,7 @@ async fn reshard_requests_are_validated_as_aws_does() {
     );
     assert_eq!(t, "LimitExceededException", "{m}");
     // ON_DEMAND streams are scaled by Runnel, not by UpdateShardCount.
-    c.create_stream()
-        .stream_name("od")
-        .stream_mode_details(
-            aws_sdk_kinesis::types::StreamModeDetails::builder()
-                .stream_mode(aws_sdk_kinesis::types::StreamMode::OnDemand)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    wait_active(&c, "od").await;
+    create_on_demand(&c, "od").await;
     let (t, _) = code(
         c.update_shard_count()
             .stream_name("od")

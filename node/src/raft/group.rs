@@ -22,6 +22,7 @@ use super::catalog_sm::CatalogView;
 use super::flusher::GroupCommit;
 use super::log_store::LogStore;
 use super::network::NoPeers;
+use super::shard_sm::AppliedWrites;
 use super::shard_sm::ShardStateMachine;
 use super::transport::ClusterNetwork;
 use super::transport::PeerPool;
@@ -50,6 +51,8 @@ pub struct ShardGroup {
     pub log: Arc<Mutex<Log>>,
     /// Highest applied (readable) log index.
     pub watermark: watch::Receiver<u64>,
+    /// Record batches applied by this replica.
+    pub writes: Arc<AppliedWrites>,
 }
 
 /// The running catalog group.
@@ -149,6 +152,7 @@ pub async fn start_shard_group(
     let store = LogStore::<ShardRaft>::open(group, dir, log, env.commit.clone())?;
     let sm = ShardStateMachine::open(dir, last)?;
     let watermark = sm.watermark();
+    let writes = sm.writes();
     let (reader, log) = (store.log_reader(), store.log());
     let config = raft_config(
         &format!("shard-{group}"),
@@ -180,6 +184,7 @@ pub async fn start_shard_group(
         reader,
         log,
         watermark,
+        writes,
     })
 }
 

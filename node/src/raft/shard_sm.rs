@@ -9,6 +9,9 @@
 use std::io;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -54,8 +57,37 @@ impl Applied {
     }
 }
 
+/// Running totals of the record batches this replica applied since it started (replay
+/// included): what the ON_DEMAND split policy samples on the shard's leader.
+#[derive(Debug, Default)]
+pub struct AppliedWrites {
+    bytes: AtomicU64,
+    records: AtomicU64,
+}
+
+impl AppliedWrites {
+    /// (batch bytes, records) applied so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count(&self, batch: &[u8]) {
+        // The record count follows the version byte (see `model::batch`).
+        let records = batch
+            .get(1..5)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_be_bytes);
+        self.bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.records.fetch_add(u64::from(records), Ordering::Relaxed);
+    }
+}
+
 pub struct ShardStateMachine {
     dir: PathBuf,
+    writes: Arc<AppliedWrites>,
     applied: Applied,
     snapshot: SnapshotFile,
     /// Highest applied log index (0 before the first entry).
@@ -77,11 +109,17 @@ impl ShardStateMachine {
         let (watermark, _) = watch::channel(applied.readable());
         Ok(ShardStateMachine {
             dir: dir.to_owned(),
+            writes: Arc::default(),
             applied,
             snapshot: SnapshotFile::new(dir),
             watermark,
             persisted_at: Instant::now(),
         })
+    }
+
+    /// The totals of the record batches applied.
+    pub fn writes(&self) -> Arc<AppliedWrites> {
+        self.writes.clone()
     }
 
     /// Follows the highest applied (readable) log index.
@@ -126,6 +164,11 @@ impl RaftStateMachine<C> for ShardStateMachine {
                 }
                 openraft::EntryPayload::Normal(ShardCommand::Seal) if self.applied.sealed_at.is_none() => {
                     self.applied.sealed_at = Some(entry.log_id.index);
+                }
+                openraft::EntryPayload::Normal(ShardCommand::Records { batch, .. })
+                    if self.applied.sealed_at.is_none() =>
+                {
+                    self.writes.count(batch);
                 }
                 _ => {}
             }
@@ -180,5 +223,35 @@ impl RaftStateMachine<C> for ShardStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Vec<u8>>>, io::Error> {
         self.snapshot.load::<C>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::AppliedWrites;
+    use crate::model::Record;
+    use crate::model::RecordBatch;
+
+    #[test]
+    fn applied_writes_count_batch_bytes_and_records() {
+        let batch = RecordBatch {
+            records: (0..3)
+                .map(|i| Record {
+                    partition_key: format!("k{i}"),
+                    explicit_hash_key: None,
+                    data: Bytes::from(vec![7u8; 10]),
+                })
+                .collect(),
+        }
+        .encode();
+        let w = AppliedWrites::default();
+        w.count(&batch);
+        w.count(&batch);
+        assert_eq!(w.totals(), (2 * batch.len() as u64, 6));
+        // A malformed entry adds its bytes and no records, never panics.
+        w.count(&[1]);
+        assert_eq!(w.totals(), (2 * batch.len() as u64 + 1, 6));
     }
 }

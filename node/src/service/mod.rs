@@ -6,6 +6,7 @@ mod admission;
 pub mod document;
 mod error;
 mod limits;
+mod on_demand;
 mod records;
 mod reshard;
 mod retention_period;
@@ -41,6 +42,7 @@ pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 pub use tags::ListTagsOutput;
 
+use crate::capacity::hot_shards::SplitPolicy;
 use crate::capacity::throughput::ShardLimits;
 use crate::capacity::throughput::ShardThrottle;
 use crate::capacity::throughput::Throttling;
@@ -70,6 +72,8 @@ pub struct ServiceConfig {
     pub replication_factor: usize,
     /// UpdateShardCount calls one stream may make per rolling 24 hours.
     pub max_scalings_per_day: u32,
+    /// When to split a hot shard of an ON_DEMAND stream (`None`: never).
+    pub on_demand_splits: Option<SplitPolicy>,
     /// Per-shard throughput limits (AWS's by default).
     pub shard_limits: ShardLimits,
     /// Which streams the per-shard limits apply to.
@@ -89,6 +93,7 @@ impl Default for ServiceConfig {
             max_transitioning_streams: 5,
             replication_factor: 3,
             max_scalings_per_day: 10,
+            on_demand_splits: Some(SplitPolicy::default()),
             shard_limits: ShardLimits::default(),
             throttling: Throttling::default(),
         }

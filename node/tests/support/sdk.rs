@@ -8,6 +8,8 @@ use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::types::StreamMode;
+use aws_sdk_kinesis::types::StreamModeDetails;
 
 use super::Node;
 
@@ -49,9 +51,30 @@ pub async fn create_active(c: &Client, name: &str, shards: i32) {
         .send()
         .await
         .unwrap();
+    wait_active(c, name).await;
+}
+
+/// Waits until the stream is ACTIVE (after a create, a mode change or a reshard).
+pub async fn wait_active(c: &Client, stream: &str) {
     c.wait_until_stream_exists()
-        .stream_name(name)
+        .stream_name(stream)
         .wait(Duration::from_secs(120))
         .await
         .unwrap();
+}
+
+/// Creates an ON_DEMAND stream and waits until it is ACTIVE.
+pub async fn create_on_demand(c: &Client, name: &str) {
+    c.create_stream()
+        .stream_name(name)
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    wait_active(c, name).await;
 }
