@@ -2,7 +2,8 @@
 //!
 //! Modes: `produce` (ingest throughput and PutRecords latency), `consume` (drain rate from the
 //! trim horizon of a pre-filled stream), `e2e` (put-to-subscribe latency) and `mixed` (produce and
-//! consume at once) and `throttle` (accepted vs configured per-shard rates). Every run is bounded by `--duration` and stops by itself.
+//! consume at once), `throttle` (accepted vs configured per-shard rates) and `split` (splitting a
+//! loaded shard). Every run is bounded by `--duration` and stops by itself.
 
 mod consume;
 mod e2e;
@@ -10,6 +11,7 @@ mod mixed;
 mod produce;
 mod report;
 mod setup;
+mod split;
 mod throttle;
 
 use std::process::ExitCode;
@@ -37,6 +39,8 @@ enum Mode {
     Mixed(Options),
     /// Throttling accuracy: offer more than the per-shard limits; accepted vs configured.
     Throttle(throttle::ThrottleOptions),
+    /// Split a loaded shard: time until the children take writes, failed records meanwhile.
+    Split(split::SplitOptions),
 }
 
 /// Flags shared by every mode.
@@ -109,6 +113,10 @@ fn main() -> ExitCode {
             }
             Mode::Throttle(options) => {
                 let report = throttle::run(&options).await?;
+                (options.common, report)
+            }
+            Mode::Split(options) => {
+                let report = split::run(&options).await?;
                 (options.common, report)
             }
         };

@@ -229,6 +229,59 @@ impl Client {
         Ok(())
     }
 
+    /// UpdateShardCount (uniform scaling): returns (current, target) open shard counts. The
+    /// stream is UPDATING until the new shards are open (see [`Client::wait_for_active`]).
+    pub async fn update_shard_count(&self, name: &str, target: u32) -> Result<(u32, u32), Error> {
+        let request = proto::UpdateShardCountRequest {
+            stream_name: name.to_string(),
+            target_shard_count: target,
+        };
+        let out = self
+            .admin
+            .clone()
+            .update_shard_count(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Stream(name)))?
+            .into_inner();
+        Ok((out.current_shard_count, out.target_shard_count))
+    }
+
+    /// SplitShard: `shard` closes and two children open, the upper one starting at
+    /// `new_starting_hash_key`.
+    pub async fn split_shard(
+        &self,
+        name: &str,
+        shard: &str,
+        new_starting_hash_key: u128,
+    ) -> Result<(), Error> {
+        let request = proto::SplitShardRequest {
+            stream_name: name.to_string(),
+            shard_to_split: shard.to_string(),
+            new_starting_hash_key: new_starting_hash_key.to_string(),
+        };
+        self.admin
+            .clone()
+            .split_shard(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Shard(name, shard)))?;
+        Ok(())
+    }
+
+    /// MergeShards: two adjacent open shards close and one child covering both opens.
+    pub async fn merge_shards(&self, name: &str, shard: &str, adjacent: &str) -> Result<(), Error> {
+        let request = proto::MergeShardsRequest {
+            stream_name: name.to_string(),
+            shard_to_merge: shard.to_string(),
+            adjacent_shard_to_merge: adjacent.to_string(),
+        };
+        self.admin
+            .clone()
+            .merge_shards(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Shard(name, shard)))?;
+        Ok(())
+    }
+
     /// One PutRecords call; `entries` must respect the batch limits. Results are in input order.
     pub async fn put_batch(&self, stream: &str, entries: Vec<PutEntry>) -> Result<Vec<PutResult>, Error> {
         let count = entries.len();

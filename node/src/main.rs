@@ -68,6 +68,9 @@ struct DevClusterArgs {
     /// Passed to every node.
     #[arg(long, value_enum, default_value_t = FsyncPolicy::Always)]
     fsync: FsyncPolicy,
+    /// Further node flags, after `--`, passed to every node (e.g. `-- --throttling off`).
+    #[arg(last = true)]
+    node_args: Vec<String>,
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), String> {
@@ -365,6 +368,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
             .args(["--grpc-addr", &format!("127.0.0.1:{}", port(i, 1))])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", port(i, 2))])
             .args(["--fsync", fsync])
+            .args(&args.node_args)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting node {i}"))?;
