@@ -1,4 +1,4 @@
-//! `runnel stream create|list|describe|delete`.
+//! `runnel stream create|list|describe|delete|scale|split|merge`.
 
 use std::time::Duration;
 
@@ -27,6 +27,34 @@ pub enum StreamCommand {
     Delete {
         /// Stream name.
         name: String,
+    },
+    /// Change the number of open shards (UpdateShardCount, uniform scaling: at most double,
+    /// at least half per call); waits until the stream is ACTIVE again.
+    Scale {
+        /// Stream name.
+        name: String,
+        /// Target number of open shards.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        shards: u32,
+    },
+    /// Split one open shard in two; waits until the stream is ACTIVE again.
+    Split {
+        /// Stream name.
+        name: String,
+        /// The shard to split (shardId-...).
+        shard: String,
+        /// First hash key of the upper child (decimal); default: the middle of the shard.
+        #[arg(long)]
+        at: Option<u128>,
+    },
+    /// Merge two adjacent open shards; waits until the stream is ACTIVE again.
+    Merge {
+        /// Stream name.
+        name: String,
+        /// One shard (shardId-...).
+        shard: String,
+        /// The shard adjacent to it.
+        adjacent: String,
     },
 }
 
@@ -121,7 +149,60 @@ pub async fn run(client: &Client, out: &Output, command: StreamCommand) -> anyho
                 out.line(&format!("deleted stream '{name}'"))
             }
         }
+        StreamCommand::Scale { name, shards } => {
+            let (from, to) = client.update_shard_count(&name, shards).await?;
+            resharded(
+                client,
+                out,
+                &name,
+                &format!("scaling from {from} to {to} open shard(s)"),
+            )
+            .await
+        }
+        StreamCommand::Split { name, shard, at } => {
+            let at = match at {
+                Some(at) => at,
+                None => middle_of(&client.describe_stream(&name).await?, &shard)?,
+            };
+            client.split_shard(&name, &shard, at).await?;
+            resharded(client, out, &name, &format!("split {shard} at {at}")).await
+        }
+        StreamCommand::Merge {
+            name,
+            shard,
+            adjacent,
+        } => {
+            client.merge_shards(&name, &shard, &adjacent).await?;
+            resharded(client, out, &name, &format!("merged {shard} and {adjacent}")).await
+        }
     }
+}
+
+/// Waits (up to a minute) for the reshard to finish and shows the stream.
+async fn resharded(client: &Client, out: &Output, name: &str, what: &str) -> anyhow::Result<()> {
+    let stream = client.wait_for_active(name, Duration::from_secs(60)).await?;
+    if out.json {
+        out.json_pretty(&description_json(&stream))
+    } else {
+        out.line(&format!(
+            "{what}: stream '{name}' is {} with {} open shard(s)",
+            status_name(stream.status),
+            stream.open_shard_count
+        ))
+    }
+}
+
+/// The hash key in the middle of `shard`'s range (where its upper child starts).
+fn middle_of(stream: &proto::StreamDescription, shard: &str) -> anyhow::Result<u128> {
+    let range = stream
+        .shards
+        .iter()
+        .find(|s| s.shard_id == shard)
+        .and_then(|s| s.hash_key_range.clone())
+        .ok_or_else(|| anyhow::anyhow!("shard '{shard}' not found in stream '{}'", stream.stream_name))?;
+    let start: u128 = range.starting_hash_key.parse()?;
+    let end: u128 = range.ending_hash_key.parse()?;
+    Ok(start + (end - start) / 2 + 1)
 }
 
 fn status_name(status: i32) -> &'static str {

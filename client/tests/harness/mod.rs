@@ -201,6 +201,15 @@ pub fn describe(output: &Output) -> String {
 
 /// Reads a child's stdout until `needle` appears or `timeout` passes; returns what was read.
 pub fn read_until(child: &mut Child, needle: &str, timeout: Duration) -> String {
+    read_until_done(child, |seen| seen.contains(needle), timeout)
+}
+
+/// Reads a child's stdout until it has printed `count` lines or `timeout` passes.
+pub fn read_lines(child: &mut Child, count: usize, timeout: Duration) -> String {
+    read_until_done(child, |seen| seen.matches('\n').count() >= count, timeout)
+}
+
+fn read_until_done(child: &mut Child, done: impl Fn(&str) -> bool, timeout: Duration) -> String {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -213,7 +222,7 @@ pub fn read_until(child: &mut Child, needle: &str, timeout: Duration) -> String 
     });
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains(needle) {
+    while !done(&String::from_utf8_lossy(&seen)) {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {
             Ok(chunk) => seen.extend(chunk),
