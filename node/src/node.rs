@@ -228,6 +228,7 @@ impl Node {
             .resume_transitions()
             .await
             .map_err(|e| start_err("shards")(e.to_string()))?;
+        tasks.push(tokio::spawn(service.clone().expire_closed_shards_loop()));
         if let Some(policy) = service.config().on_demand_splits {
             tasks.push(tokio::spawn(service.clone().split_hot_shards(policy)));
         }

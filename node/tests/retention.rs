@@ -137,3 +137,101 @@ async fn retention_deletes_only_expired_sealed_segments() {
 fn node_host(node: &Node) -> std::sync::Arc<runnel_node::shard::ShardHost> {
     node.host()
 }
+
+/// A closed parent stays listed and readable until every record it had is past retention;
+/// then the catalog forgets it, its replica stops and its data goes. Its children keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_shards_go_once_past_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let svc = node.service.clone();
+    svc.create_stream(CreateStreamInput {
+        stream_name: "c".into(),
+        shard_count: Some(1),
+        ..Default::default()
+    })
+    .await
+    .expect("create");
+    active(&svc, "c").await;
+    let put = |tag: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let records = (0..20u32)
+                .map(|i| PutEntryInput {
+                    partition_key: format!("k{i}"),
+                    data: Bytes::from(format!("{tag}-{i}")),
+                    explicit_hash_key: None,
+                })
+                .collect();
+            svc.put_records(PutRecordsInput {
+                stream_name: "c".into(),
+                records,
+            })
+            .await
+            .expect("put")
+        }
+    };
+    put("before").await;
+    svc.split_shard("c", "shardId-000000000000", &(u128::MAX / 2).to_string())
+        .await
+        .expect("split");
+    active(&svc, "c").await;
+    put("after").await;
+    let listed = |svc: &StreamService| -> Vec<String> {
+        svc.describe_stream("c")
+            .expect("describe")
+            .shards
+            .iter()
+            .map(|s| s.shard_id.to_string())
+            .collect()
+    };
+    assert_eq!(listed(&svc).len(), 3);
+    let groups = node.host().all().len();
+    assert_eq!(groups, 3);
+
+    // An hour later the parent's records are still within retention.
+    assert_eq!(
+        svc.expire_closed_shards(clock::now_ms() + 3_600_000)
+            .await
+            .expect("expire"),
+        0
+    );
+    assert_eq!(read_all(&svc, "c").await.len(), 20);
+    // A day and an hour later they are not: the parent is forgotten and its replica stopped.
+    assert_eq!(
+        svc.expire_closed_shards(clock::now_ms() + 25 * 3_600_000)
+            .await
+            .expect("expire"),
+        1
+    );
+    assert_eq!(listed(&svc), ["shardId-000000000001", "shardId-000000000002"]);
+    assert_eq!(node.host().all().len(), 2);
+    let gone = svc
+        .get_records(GetRecordsInput {
+            stream_name: "c".into(),
+            shard_id: "shardId-000000000000".into(),
+            position: PositionInput::TrimHorizon,
+            limit: Some(10),
+        })
+        .await;
+    assert!(
+        matches!(gone, Err(runnel_node::service::ServiceError::ResourceNotFound(_))),
+        "{gone:?}"
+    );
+    // The children still hold what was written after the split.
+    let mut kept = 0;
+    for shard in ["shardId-000000000001", "shardId-000000000002"] {
+        kept += svc
+            .get_records(GetRecordsInput {
+                stream_name: "c".into(),
+                shard_id: shard.into(),
+                position: PositionInput::TrimHorizon,
+                limit: Some(10_000),
+            })
+            .await
+            .expect("child records")
+            .records
+            .len();
+    }
+    assert_eq!(kept, 20);
+}

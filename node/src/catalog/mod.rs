@@ -91,6 +91,20 @@ impl StreamRecord {
     pub fn open_shards(&self) -> impl Iterator<Item = &ShardRecord> {
         self.shards.iter().filter(|s| s.is_open())
     }
+    /// Closed shards that hold nothing any more at `now_ms`: closed longer ago than the
+    /// retention period, so every record they had is past retention. The shard with the highest
+    /// index always stays (it is never a parent, so never closed; kept regardless, because new
+    /// shard indexes follow it).
+    pub fn expired_shards(&self, now_ms: i64) -> Vec<u32> {
+        let retention_ms = i64::from(self.retention_hours) * 3_600_000;
+        let last = self.shards.iter().map(|sh| sh.index).max();
+        self.shards
+            .iter()
+            .filter(|sh| Some(sh.index) != last && sh.ending_log_index.is_some())
+            .filter(|sh| sh.closed_ms.is_some_and(|c| c < now_ms - retention_ms))
+            .map(|sh| sh.index)
+            .collect()
+    }
     /// Shards clients can see: all but pending children.
     pub fn listed_shards(&self) -> impl Iterator<Item = &ShardRecord> {
         self.shards.iter().filter(|s| !s.pending)
@@ -170,6 +184,12 @@ pub enum CatalogCommand {
     FinishReshard {
         name: String,
         ends: Vec<(u32, u64)>,
+        now_ms: i64,
+    },
+    /// Forgets the stream's closed shards whose every record is past retention at `now_ms`
+    /// (see [`StreamRecord::expired_shards`]); their replicas stop and their data goes.
+    ExpireShards {
+        name: String,
         now_ms: i64,
     },
 }
@@ -300,6 +320,14 @@ impl Catalog {
                 now_ms,
             } => self.start_reshard(&name, &steps, &placement, target, scaling, now_ms),
             CatalogCommand::FinishReshard { name, ends, now_ms } => self.finish_reshard(&name, &ends, now_ms),
+            CatalogCommand::ExpireShards { name, now_ms } => {
+                let Some(s) = self.streams.get_mut(&name) else {
+                    return CatalogReply::NotFound;
+                };
+                let expired = s.expired_shards(now_ms);
+                s.shards.retain(|sh| !expired.contains(&sh.index));
+                CatalogReply::Done
+            }
         }
     }
 
@@ -564,6 +592,25 @@ mod tests {
         // Finishing twice changes nothing.
         assert!(matches!(c.apply(finish), CatalogReply::Conflict(_)));
         assert_eq!(c.next_group, 5);
+
+        // The closed parent goes once its records are all past retention (24 h after it
+        // closed at 12 ms), and never before; open shards always stay.
+        let day = 24 * 3_600_000;
+        let expire = |now_ms| CatalogCommand::ExpireShards {
+            name: "a".into(),
+            now_ms,
+        };
+        assert_eq!(c.apply(expire(12 + day)), CatalogReply::Done);
+        assert_eq!(c.stream("a").unwrap().shards.len(), 4);
+        assert_eq!(c.stream("a").unwrap().expired_shards(13 + day), vec![0]);
+        assert_eq!(c.apply(expire(13 + day)), CatalogReply::Done);
+        let s = c.stream("a").unwrap();
+        assert_eq!(
+            s.shards.iter().map(|s| s.index).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(c.apply(expire(100 * day)), CatalogReply::Done);
+        assert_eq!(c.stream("a").unwrap().shards.len(), 3);
     }
 
     #[test]

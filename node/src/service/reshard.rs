@@ -283,6 +283,54 @@ impl StreamService {
         });
     }
 
+    /// Forgets closed shards whose records are all past retention at `now_ms` (as AWS stops
+    /// listing them) and stops their replicas here, which removes their data. Returns how many
+    /// shards went. Every node may run it: a second proposal finds nothing left to expire.
+    pub async fn expire_closed_shards(&self, now_ms: i64) -> Result<usize, ServiceError> {
+        let due: Vec<(String, usize)> = self.inner.view.read(|c| {
+            c.streams
+                .values()
+                .map(|s| (s.name.clone(), s.expired_shards(now_ms).len()))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        });
+        let mut expired = 0;
+        for (name, n) in due {
+            if self
+                .propose(CatalogCommand::ExpireShards {
+                    name: name.clone(),
+                    now_ms,
+                })
+                .await?
+                == CatalogReply::Done
+            {
+                tracing::info!(stream = %name, shards = n, "closed shards expired");
+                expired += n;
+            }
+        }
+        if expired > 0 {
+            let catalog = self.inner.view.read(|c| c.clone());
+            self.inner
+                .router
+                .host()
+                .reconcile(&catalog)
+                .await
+                .map_err(ServiceError::internal)?;
+        }
+        Ok(expired)
+    }
+
+    /// Runs [`StreamService::expire_closed_shards`] every minute until the node stops.
+    pub async fn expire_closed_shards_loop(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.expire_closed_shards(clock::now_ms()).await {
+                tracing::warn!(error = %e, "expiring closed shards failed");
+            }
+        }
+    }
+
     /// Back to ACTIVE once no reshard round is left.
     async fn activate(&self, name: &str) -> Result<(), ServiceError> {
         self.propose(CatalogCommand::SetStatus {
