@@ -11,7 +11,7 @@ export RUNNEL_NODE_BIN="${RUNNEL_NODE_BIN:-$CARGO_TARGET_DIR/debug/runnel-node}"
 # tests start and stop themselves.
 export RUNNEL_OPERATOR_BIN="${RUNNEL_OPERATOR_BIN:-$CARGO_TARGET_DIR/debug/runnel-operator}"
 export RUNNEL_BENCH_BIN="${RUNNEL_BENCH_BIN:-$CARGO_TARGET_DIR/debug/runnel-bench}"
-cargo build --locked -p runnel-node -p runnel-operator -p runnel-bench
+cargo build --locked -p runnel-node -p runnel-operator -p runnel-bench -p runnel-client
 cargo test --locked --workspace --all-targets
 
 # The Kinesis API through real clients: boto3 (over JSON 1.1 and CBOR 1.1) + AWS CLI +

@@ -2,7 +2,8 @@
 //!
 //! [`Client`] wraps the `Streams` (data plane) and `Admin` gRPC services with typed helpers;
 //! [`StreamReader`] reads every shard of a stream, parents before children, which is what the
-//! `runnel get` and `runnel tail` commands use.
+//! `runnel get` and `runnel tail` commands use. [`aggregation`] writes and reads KPL-aggregated
+//! records.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), runnel_client::Error> {
@@ -14,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aggregation;
 mod batch;
 mod client;
 mod error;

@@ -29,13 +29,24 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _node_bin():
-    if os.environ.get("RUNNEL_NODE_BIN"):
-        return os.environ["RUNNEL_NODE_BIN"]
+def _bin(name):
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(
         os.path.dirname(__file__), "..", "..", "target"
     )
-    return os.path.join(target, "debug", "runnel-node")
+    return os.path.join(target, "debug", name)
+
+
+def _node_bin():
+    return os.environ.get("RUNNEL_NODE_BIN") or _bin("runnel-node")
+
+
+def runnel_cli(node, *args, stdin=None):
+    """Runs the `runnel` CLI (built by scripts/test.sh) against the node's gRPC port."""
+    cli = os.environ.get("RUNNEL_CLI_BIN") or _bin("runnel")
+    return subprocess.run(
+        [cli, "--endpoint", node.grpc_endpoint, *args],
+        input=stdin, capture_output=True, check=True,
+    ).stdout
 
 
 # Per-shard throttling is off unless a test asks for it: whether a burst of test requests
@@ -52,13 +63,15 @@ class Node:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.metrics_port = _free_port()
+        self.grpc_port = _free_port()
+        self.grpc_endpoint = f"http://127.0.0.1:{self.grpc_port}"
         self.log = open(os.path.join(self.dir.name, "node.log"), "w")
         self.proc = subprocess.Popen(
             [
                 _node_bin(), "standalone",
                 "--data-dir", os.path.join(self.dir.name, "data"),
                 "--kinesis-addr", f"127.0.0.1:{self.port}",
-                "--grpc-addr", f"127.0.0.1:{_free_port()}",
+                "--grpc-addr", f"127.0.0.1:{self.grpc_port}",
                 "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
                 *args,
             ],

@@ -18,6 +18,9 @@ use runnel_client::Batcher;
 use runnel_client::Client;
 use runnel_client::PutEntry;
 use runnel_client::PutResult;
+use runnel_client::aggregation::chunks;
+use runnel_client::aggregation::encode;
+use runnel_client::aggregation::group_by_shard;
 use tokio::sync::mpsc;
 
 use super::output::Output;
@@ -42,6 +45,10 @@ pub struct PutArgs {
     /// Take each record's partition key from this field of the line parsed as a JSON object.
     #[arg(long)]
     key_field: Option<String>,
+    /// Put KPL-aggregated records: the records of each batch that go to one shard travel as
+    /// one Kinesis record (readable by the KCL, `aws-kinesis-agg` and `runnel get`).
+    #[arg(long)]
+    aggregate: bool,
 }
 
 /// Where a record's partition key comes from.
@@ -110,6 +117,12 @@ pub async fn run(client: &Client, out: &Output, args: PutArgs) -> anyhow::Result
         _ => None,
     };
 
+    // Aggregation groups records by the open shard their key maps to.
+    let shard_ranges = if args.aggregate {
+        Some(open_ranges(client, &args.stream).await?)
+    } else {
+        None
+    };
     let (sender, mut receiver) = mpsc::channel::<anyhow::Result<Batch>>(4);
     let (files, whole_file) = (args.files.clone(), args.whole_file);
     let reader = std::thread::spawn(move || {
@@ -126,23 +139,42 @@ pub async fn run(client: &Client, out: &Output, args: PutArgs) -> anyhow::Result
     let mut first_failures: Vec<String> = Vec::new();
     while let Some(batch) = receiver.recv().await {
         let batch = batch?;
-        let sizes: Vec<u64> = batch.entries.iter().map(|e| e.data.len() as u64).collect();
-        let results = client.put_batch(&args.stream, batch.entries).await?;
-        for (result, size) in results.into_iter().zip(sizes) {
+        // Each entry sent, with the (user records, data bytes) it carries.
+        let (entries, carried): (Vec<PutEntry>, Vec<(u64, u64)>) = match &shard_ranges {
+            Some(ranges) => group_by_shard(batch.entries, ranges)
+                .into_iter()
+                .flat_map(chunks)
+                .map(|chunk| {
+                    let bytes = chunk.iter().map(|e| e.data.len() as u64).sum();
+                    let count = chunk.len() as u64;
+                    (encode(chunk), (count, bytes))
+                })
+                .unzip(),
+            None => batch
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let size = e.data.len() as u64;
+                    (e, (1, size))
+                })
+                .unzip(),
+        };
+        let results = client.put_records(&args.stream, entries).await?;
+        for (result, (count, size)) in results.into_iter().zip(carried) {
             match result {
                 PutResult::Ok { .. } => {
-                    summary.put += 1;
+                    summary.put += count;
                     summary.bytes += size;
                 }
                 PutResult::Failed {
                     error_code,
                     error_message,
                 } => {
-                    summary.failed += 1;
+                    summary.failed += count;
                     if first_failures.len() < SHOWN_FAILURES {
                         first_failures.push(format!("{error_code}: {error_message}"));
                     }
-                    *summary.failures.entry(error_code).or_default() += 1;
+                    *summary.failures.entry(error_code).or_default() += count;
                 }
             }
         }
@@ -184,6 +216,22 @@ pub async fn run(client: &Client, out: &Output, args: PutArgs) -> anyhow::Result
         bail!("{} record(s) were not put", summary.failed);
     }
     Ok(())
+}
+
+/// The hash key ranges of the stream's open shards.
+async fn open_ranges(client: &Client, stream: &str) -> anyhow::Result<Vec<(u128, u128)>> {
+    let description = client.describe_stream(stream).await?;
+    let mut ranges = Vec::new();
+    for shard in description
+        .shards
+        .iter()
+        .filter(|s| s.ending_sequence_number.is_empty())
+    {
+        if let Some(r) = &shard.hash_key_range {
+            ranges.push((r.starting_hash_key.parse()?, r.ending_hash_key.parse()?));
+        }
+    }
+    Ok(ranges)
 }
 
 fn bar(total: Option<u64>) -> ProgressBar {

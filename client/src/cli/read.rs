@@ -4,6 +4,7 @@ use clap::Args;
 use runnel_client::Client;
 use runnel_client::Position;
 use runnel_client::ReaderOptions;
+use runnel_client::Record;
 use runnel_client::StreamReader;
 
 use super::output::Output;
@@ -22,9 +23,12 @@ pub struct GetArgs {
     /// timestamp:EPOCH_MS.
     #[arg(long, default_value = "trim-horizon", value_parser = parse_position)]
     from: Position,
-    /// Stop after this many records.
+    /// Stop after this many records (as stored: an aggregate counts once).
     #[arg(long)]
     limit: Option<u64>,
+    /// Print KPL-aggregated records as stored instead of their user records.
+    #[arg(long)]
+    raw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +42,9 @@ pub struct TailArgs {
     /// Ctrl-C; without it, stop once caught up.
     #[arg(long, short = 'f')]
     follow: bool,
+    /// Print KPL-aggregated records as stored instead of their user records.
+    #[arg(long)]
+    raw: bool,
 }
 
 fn parse_position(input: &str) -> Result<Position, String> {
@@ -57,7 +64,7 @@ pub async fn get(client: &Client, out: &Output, args: GetArgs) -> anyhow::Result
         limit_per_call,
         ..ReaderOptions::default()
     };
-    read(client, out, &args.stream, options, args.limit).await
+    read(client, out, &args.stream, options, args.limit, args.raw).await
 }
 
 pub async fn tail(client: &Client, out: &Output, args: TailArgs) -> anyhow::Result<()> {
@@ -67,7 +74,7 @@ pub async fn tail(client: &Client, out: &Output, args: TailArgs) -> anyhow::Resu
         ..ReaderOptions::default()
     };
     tokio::select! {
-        result = read(client, out, &args.stream, options, None) => result,
+        result = read(client, out, &args.stream, options, None, args.raw) => result,
         signal = tokio::signal::ctrl_c() => Ok(signal?),
     }
 }
@@ -78,6 +85,7 @@ async fn read(
     stream: &str,
     options: ReaderOptions,
     limit: Option<u64>,
+    raw: bool,
 ) -> anyhow::Result<()> {
     let mut reader = StreamReader::open(client, stream, options).await?;
     let mut remaining = limit.unwrap_or(u64::MAX);
@@ -90,6 +98,9 @@ async fn read(
             .min(records.len());
         records.truncate(keep);
         remaining -= keep as u64;
+        if !raw {
+            records = records.into_iter().flat_map(Record::deaggregate).collect();
+        }
         out.records(&records)?;
     }
     Ok(())
