@@ -127,6 +127,11 @@ impl Client {
         self
     }
 
+    /// The limits [`Client::put_records`] splits batches by.
+    pub fn batch_limits(&self) -> BatchLimits {
+        self.limits
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -22,6 +22,7 @@ mod error;
 mod position;
 mod reader;
 mod record;
+mod retry;
 mod sequence;
 mod shard_order;
 
@@ -41,6 +42,7 @@ pub use record::PutEntry;
 pub use record::PutResult;
 pub use record::Record;
 pub use record::SubscribeEvent;
+pub use retry::RetryPolicy;
 pub use sequence::shard_index_of_sequence_number;
 pub use shard_order::ShardNode;
 pub use shard_order::ShardOrder;

@@ -267,15 +267,7 @@ fn tail_keeps_per_key_order_across_resharding() {
     let seen = harness::read_lines(&mut tail, total, Duration::from_secs(60));
     let _ = tail.kill();
     let _ = tail.wait();
-    let mut per_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
-    for line in seen.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        let body: serde_json::Value = serde_json::from_str(record["text"].as_str().unwrap()).unwrap();
-        per_key
-            .entry(body["k"].as_str().unwrap().to_string())
-            .or_default()
-            .push(body["n"].as_u64().unwrap());
-    }
+    let per_key = numbers_by_key(&seen);
     assert_eq!(per_key.len(), KEYS as usize, "{seen}");
     for (key, ns) in per_key {
         assert_eq!(ns, (0..4 * ROUNDS).collect::<Vec<_>>(), "{key}");
@@ -283,4 +275,62 @@ fn tail_keeps_per_key_order_across_resharding() {
     let described: serde_json::Value =
         serde_json::from_str(&node.cli_ok(&["stream", "describe", "rs", "--json"], None)).unwrap();
     assert_eq!(described["shards"].as_array().map(Vec::len), Some(9));
+}
+
+/// `runnel put` retries records refused for throughput: against a shard limited to 100
+/// records/s, 1,000 records (10 s of budget) all go in, each key's in the order given; with
+/// `--attempts 1` the refused ones are reported instead.
+#[test]
+fn put_retries_throttled_records_in_order() {
+    let node = Node::start_with(&["--shard-write-records-per-sec", "100"]);
+    node.cli_ok(&["stream", "create", "slow", "--shards", "1"], None);
+    let lines: String = (0..1000)
+        .map(|i| format!("{{\"k\":\"key-{}\",\"n\":{i}}}\n", i % 7))
+        .collect();
+    let summary: serde_json::Value = serde_json::from_str(&node.cli_ok(
+        &["--json", "put", "slow", "--key-field", "k"],
+        Some(lines.as_bytes()),
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            summary["records_put"].as_u64(),
+            summary["records_failed"].as_u64()
+        ),
+        (Some(1000), Some(0))
+    );
+    let got = node.cli_ok(&["--json", "get", "slow"], None);
+    let per_key = numbers_by_key(&got);
+    assert_eq!(per_key.values().map(Vec::len).sum::<usize>(), 1000);
+    for (key, ns) in per_key {
+        let mut sorted = ns.clone();
+        sorted.sort_unstable();
+        assert_eq!(ns, sorted, "{key} out of order");
+    }
+    // Without retries, a second 1,000 records right away cannot all fit the budget.
+    let once = node.cli(
+        &["--json", "put", "slow", "--key-field", "k", "--attempts", "1"],
+        Some(lines.as_bytes()),
+    );
+    assert!(!once.status.success(), "{}", describe(&once));
+    let summary: serde_json::Value = serde_json::from_slice(&once.stdout).unwrap();
+    assert!(summary["records_failed"].as_u64() > Some(0), "{summary}");
+    assert_eq!(
+        summary["failures_by_code"]["ProvisionedThroughputExceededException"],
+        summary["records_failed"]
+    );
+}
+
+/// `n` of every `--json` record line whose text is `{"k": KEY, "n": N}`, by key, in output order.
+fn numbers_by_key(output: &str) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut per_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for line in output.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let body: serde_json::Value = serde_json::from_str(record["text"].as_str().unwrap()).unwrap();
+        per_key
+            .entry(body["k"].as_str().unwrap().to_string())
+            .or_default()
+            .push(body["n"].as_u64().unwrap());
+    }
+    per_key
 }

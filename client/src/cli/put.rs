@@ -18,6 +18,7 @@ use runnel_client::Batcher;
 use runnel_client::Client;
 use runnel_client::PutEntry;
 use runnel_client::PutResult;
+use runnel_client::RetryPolicy;
 use runnel_client::aggregation::chunks;
 use runnel_client::aggregation::encode;
 use runnel_client::aggregation::group_by_shard;
@@ -49,6 +50,10 @@ pub struct PutArgs {
     /// one Kinesis record (readable by the KCL, `aws-kinesis-agg` and `runnel get`).
     #[arg(long)]
     aggregate: bool,
+    /// Attempts per record: records refused for throughput (or an internal failure) are sent
+    /// again with exponential backoff, up to this many times in all (1: no retry).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    attempts: u32,
 }
 
 /// Where a record's partition key comes from.
@@ -159,7 +164,13 @@ pub async fn run(client: &Client, out: &Output, args: PutArgs) -> anyhow::Result
                 })
                 .unzip(),
         };
-        let results = client.put_records(&args.stream, entries).await?;
+        let policy = RetryPolicy {
+            max_attempts: args.attempts,
+            ..RetryPolicy::default()
+        };
+        let results = client
+            .put_records_with_retry(&args.stream, entries, policy)
+            .await?;
         for (result, (count, size)) in results.into_iter().zip(carried) {
             match result {
                 PutResult::Ok { .. } => {

@@ -117,11 +117,20 @@ impl Node {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Node {
+        let node = Node {
             child,
             endpoint: format!("http://{addr}"),
             _data: data,
+        };
+        // Listening is not serving: the node answers Unavailable until its catalog is ready.
+        while !node.cli(&["stream", "list"], None).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "runnel-node did not serve on {addr} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
+        node
     }
 
     /// Runs the CLI against this node with `args` and optional stdin.
