@@ -75,9 +75,9 @@ pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Api
 }
 
 pub(super) async fn delete_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    // EnforceConsumerDeletion: streams have no consumers yet, so either value deletes.
     let name = stream_of(api, &doc)?;
-    api.service().delete_stream(&name).await?;
+    let enforce = doc.bool("EnforceConsumerDeletion").unwrap_or(false);
+    api.service().delete_stream(&name, enforce).await?;
     Ok(Out::new().doc())
 }
 
@@ -120,7 +120,7 @@ pub(super) fn describe_stream_summary(api: &KinesisApi, doc: Doc) -> Result<Doc,
         .put("EnhancedMonitoring", enhanced_monitoring())
         .put("EncryptionType", "NONE")
         .put("OpenShardCount", d.open_shard_count)
-        .put("ConsumerCount", 0u32);
+        .put("ConsumerCount", api.service().consumer_count(&name));
     Ok(Out::new().put("StreamDescriptionSummary", summary).doc())
 }
 

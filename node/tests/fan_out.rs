@@ -1,0 +1,624 @@
+//! Enhanced fan-out through the official Rust SDK (`aws-sdk-kinesis`) against a real
+//! `runnel-node standalone`: consumer registration, description, listing and deregistration
+//! with AWS's errors; SubscribeToShard event streams receiving records written concurrently,
+//! ChildShards at the end of a split shard, the one-subscription-per-consumer-and-shard rule
+//! (refused within 5 s, taken over after), and the end of a subscription's lifetime.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::client::Waiters;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::ConsumerStatus;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::types::StartingPosition;
+use aws_sdk_kinesis::types::SubscribeToShardEvent;
+use aws_sdk_kinesis::types::SubscribeToShardEventStream;
+use support::Node;
+use support::sdk::client;
+use support::sdk::code;
+use support::sdk::create_active;
+
+const ARN_PREFIX: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/";
+
+fn stream_arn(name: &str) -> String {
+    format!("{ARN_PREFIX}{name}")
+}
+
+fn position(kind: ShardIteratorType, seq: Option<&str>) -> StartingPosition {
+    let mut b = StartingPosition::builder().r#type(kind);
+    if let Some(s) = seq {
+        b = b.sequence_number(s);
+    }
+    b.build().unwrap()
+}
+
+/// Registers a consumer and waits until it is ACTIVE; returns its ARN.
+async fn register_active(c: &Client, stream: &str, name: &str) -> String {
+    let out = c
+        .register_stream_consumer()
+        .stream_arn(stream_arn(stream))
+        .consumer_name(name)
+        .send()
+        .await
+        .unwrap();
+    let arn = out.consumer().unwrap().consumer_arn().to_string();
+    for _ in 0..600 {
+        let d = c
+            .describe_stream_consumer()
+            .consumer_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        if d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active {
+            return arn;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("consumer {name} never became ACTIVE");
+}
+
+/// The next event of a subscription, waiting generously; `None` when the stream ended.
+async fn next_event(
+    out: &mut aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput,
+) -> Option<SubscribeToShardEvent> {
+    let got = tokio::time::timeout(Duration::from_secs(60), out.event_stream.recv())
+        .await
+        .expect("an event within 60 s")
+        .expect("a well-formed event");
+    match got {
+        Some(SubscribeToShardEventStream::SubscribeToShardEvent(e)) => Some(e),
+        Some(other) => panic!("unexpected event {other:?}"),
+        None => None,
+    }
+}
+
+async fn put(c: &Client, stream: &str, key: &str, data: &str) -> String {
+    c.put_record()
+        .stream_name(stream)
+        .partition_key(key)
+        .data(Blob::new(data.as_bytes().to_vec()))
+        .send()
+        .await
+        .unwrap()
+        .sequence_number()
+        .to_string()
+}
+
+#[tokio::test]
+async fn consumers_register_describe_list_deregister() {
+    let node = Node::start_with(&["--throttling", "off", "--consumers-per-stream-limit", "2"]).await;
+    let c = client(&node);
+    create_active(&c, "efo", 1).await;
+    let reg = c
+        .register_stream_consumer()
+        .stream_arn(stream_arn("efo"))
+        .consumer_name("app-1")
+        .send()
+        .await
+        .unwrap();
+    let consumer = reg.consumer().unwrap();
+    assert_eq!(consumer.consumer_name(), "app-1");
+    assert_eq!(consumer.consumer_status(), &ConsumerStatus::Creating);
+    let arn = consumer.consumer_arn().to_string();
+    let secs = consumer.consumer_creation_timestamp().secs();
+    assert_eq!(arn, format!("{ARN_PREFIX}efo/consumer/app-1:{secs}"));
+    register_active(&c, "efo", "app-2").await;
+    let arn1 = c
+        .describe_stream_consumer()
+        .stream_arn(stream_arn("efo"))
+        .consumer_name("app-1")
+        .send()
+        .await
+        .unwrap()
+        .consumer_description()
+        .unwrap()
+        .consumer_arn()
+        .to_string();
+    assert_eq!(arn1, arn);
+    let d = c
+        .describe_stream_consumer()
+        .consumer_arn(&arn1)
+        .send()
+        .await
+        .unwrap();
+    let d = d.consumer_description().unwrap();
+    assert_eq!(
+        (d.consumer_name(), d.stream_arn()),
+        ("app-1", stream_arn("efo").as_str())
+    );
+
+    let list = c
+        .list_stream_consumers()
+        .stream_arn(stream_arn("efo"))
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list.consumers().iter().map(|c| c.consumer_name()).collect();
+    assert_eq!(names, vec!["app-1", "app-2"]);
+    // Paging: one per page.
+    let page = c
+        .list_stream_consumers()
+        .stream_arn(stream_arn("efo"))
+        .max_results(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.consumers().len(), 1);
+    let next = page.next_token().expect("a NextToken").to_string();
+    let page = c
+        .list_stream_consumers()
+        .stream_arn(stream_arn("efo"))
+        .next_token(next)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.consumers()[0].consumer_name(), "app-2");
+    assert!(page.next_token().is_none());
+
+    let summary = c
+        .describe_stream_summary()
+        .stream_name("efo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.stream_description_summary().unwrap().consumer_count(),
+        Some(2)
+    );
+
+    // Tags on a consumer ARN.
+    c.tag_resource()
+        .resource_arn(&arn1)
+        .tags("team", "data")
+        .send()
+        .await
+        .unwrap();
+    let tags = c
+        .list_tags_for_resource()
+        .resource_arn(&arn1)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(&str, Option<&str>)> = tags.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, vec![("team", Some("data"))]);
+
+    // Errors, as AWS reports them.
+    let other_account = format!("arn:aws:kinesis:us-east-1:111111111111:stream/efo/consumer/app-1:{secs}");
+    let stale = format!("{ARN_PREFIX}efo/consumer/app-1:{}", secs - 1);
+    let cases: Vec<(&str, (String, String), &str)> = vec![
+        (
+            "duplicate name",
+            code(
+                c.register_stream_consumer()
+                    .stream_arn(stream_arn("efo"))
+                    .consumer_name("app-1")
+                    .send()
+                    .await,
+            ),
+            "ResourceInUseException",
+        ),
+        (
+            "over the per-stream limit",
+            code(
+                c.register_stream_consumer()
+                    .stream_arn(stream_arn("efo"))
+                    .consumer_name("app-3")
+                    .send()
+                    .await,
+            ),
+            "LimitExceededException",
+        ),
+        (
+            "register on a missing stream",
+            code(
+                c.register_stream_consumer()
+                    .stream_arn(stream_arn("nope"))
+                    .consumer_name("x")
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "bad consumer name",
+            code(
+                c.register_stream_consumer()
+                    .stream_arn(stream_arn("efo"))
+                    .consumer_name("a b")
+                    .send()
+                    .await,
+            ),
+            "ValidationException",
+        ),
+        (
+            "describe without a consumer",
+            code(
+                c.describe_stream_consumer()
+                    .stream_arn(stream_arn("efo"))
+                    .send()
+                    .await,
+            ),
+            "InvalidArgumentException",
+        ),
+        (
+            "describe an unknown name",
+            code(
+                c.describe_stream_consumer()
+                    .stream_arn(stream_arn("efo"))
+                    .consumer_name("zz")
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "describe an ARN of an older namesake",
+            code(c.describe_stream_consumer().consumer_arn(&stale).send().await),
+            "ResourceNotFoundException",
+        ),
+        (
+            "describe another account's consumer",
+            code(
+                c.describe_stream_consumer()
+                    .consumer_arn(&other_account)
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "describe with an ARN that is no consumer ARN",
+            code(
+                c.describe_stream_consumer()
+                    .consumer_arn(stream_arn("efo"))
+                    .send()
+                    .await,
+            ),
+            "ValidationException",
+        ),
+        (
+            "list a missing stream",
+            code(
+                c.list_stream_consumers()
+                    .stream_arn(stream_arn("nope"))
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "list with a bogus token",
+            code(
+                c.list_stream_consumers()
+                    .stream_arn(stream_arn("efo"))
+                    .next_token("bogus")
+                    .send()
+                    .await,
+            ),
+            "InvalidArgumentException",
+        ),
+        (
+            "deregister without a consumer",
+            code(c.deregister_stream_consumer().consumer_name("app-1").send().await),
+            "InvalidArgumentException",
+        ),
+        (
+            "delete a stream with consumers",
+            code(c.delete_stream().stream_name("efo").send().await),
+            "ResourceInUseException",
+        ),
+    ];
+    for (what, (got, message), want) in cases {
+        assert_eq!(got, want, "{what}: {message}");
+    }
+
+    // Deregistration: DELETING, then gone; the name can be registered again with a new ARN.
+    c.deregister_stream_consumer()
+        .consumer_arn(&arn1)
+        .send()
+        .await
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..600 {
+        let r = c.describe_stream_consumer().consumer_arn(&arn1).send().await;
+        match r {
+            Ok(d) => assert_eq!(
+                d.consumer_description().unwrap().consumer_status(),
+                &ConsumerStatus::Deleting
+            ),
+            Err(e) => {
+                assert_eq!(e.code(), Some("ResourceNotFoundException"));
+                gone = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the consumer was never removed");
+    c.deregister_stream_consumer()
+        .stream_arn(stream_arn("efo"))
+        .consumer_name("app-2")
+        .send()
+        .await
+        .unwrap();
+
+    // EnforceConsumerDeletion deletes the stream with its consumers.
+    create_active(&c, "efo-2", 1).await;
+    register_active(&c, "efo-2", "x").await;
+    c.delete_stream()
+        .stream_name("efo-2")
+        .enforce_consumer_deletion(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn subscribe_to_shard_delivers_records_put_concurrently() {
+    let node = Node::start().await;
+    let c = client(&node);
+    create_active(&c, "sub", 1).await;
+    let arn = register_active(&c, "sub", "reader").await;
+    let shard = "shardId-000000000000";
+    let mut out = c
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id(shard)
+        .starting_position(position(ShardIteratorType::TrimHorizon, None))
+        .send()
+        .await
+        .unwrap();
+
+    // A second subscription of the same consumer and shard right away is refused.
+    let dup = c
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id(shard)
+        .starting_position(position(ShardIteratorType::Latest, None))
+        .send()
+        .await;
+    match dup {
+        Err(SdkError::ServiceError(e)) => assert_eq!(e.err().code(), Some("ResourceInUseException")),
+        other => panic!("expected ResourceInUseException, got {other:?}"),
+    }
+    // Another consumer is independent.
+    let other = register_active(&c, "sub", "other").await;
+    let mut out2 = c
+        .subscribe_to_shard()
+        .consumer_arn(&other)
+        .shard_id(shard)
+        .starting_position(position(ShardIteratorType::TrimHorizon, None))
+        .send()
+        .await
+        .unwrap();
+
+    let producer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..40 {
+                seqs.push(put(&c, "sub", "k", &format!("r{i}")).await);
+            }
+            seqs
+        })
+    };
+    let mut got = Vec::new();
+    let mut continuation = String::new();
+    while got.len() < 40 {
+        let e = next_event(&mut out).await.expect("the subscription ended early");
+        continuation = e.continuation_sequence_number().to_string();
+        assert!(!continuation.is_empty());
+        for r in e.records() {
+            got.push((
+                String::from_utf8(r.data().as_ref().to_vec()).unwrap(),
+                r.sequence_number().to_string(),
+            ));
+        }
+    }
+    let seqs = producer.await.unwrap();
+    let want: Vec<(String, String)> = (0..40).map(|i| format!("r{i}")).zip(seqs).collect();
+    assert_eq!(got, want);
+    // The continuation sequence number is the last record's: resuming after it starts with
+    // the next record.
+    assert_eq!(continuation, want[39].1);
+    let mut n2 = 0;
+    while n2 < 40 {
+        n2 += next_event(&mut out2)
+            .await
+            .expect("second consumer")
+            .records()
+            .len();
+    }
+    assert_eq!(n2, 40);
+    drop(out);
+    put(&c, "sub", "k", "r40").await;
+    // The first subscription is gone once its connection closes; until then (or for 5 s) a
+    // new one is refused.
+    let mut resumed = None;
+    for _ in 0..300 {
+        match c
+            .subscribe_to_shard()
+            .consumer_arn(&arn)
+            .shard_id(shard)
+            .starting_position(position(
+                ShardIteratorType::AfterSequenceNumber,
+                Some(&continuation),
+            ))
+            .send()
+            .await
+        {
+            Ok(o) => {
+                resumed = Some(o);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Some("ResourceInUseException"), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let mut resumed = resumed.expect("resubscribed");
+    let e = loop {
+        let e = next_event(&mut resumed).await.unwrap();
+        if !e.records().is_empty() {
+            break e;
+        }
+    };
+    assert_eq!(e.records()[0].data().as_ref(), b"r40");
+
+    // Validation and lookup errors.
+    let cases = vec![
+        (
+            "unknown shard",
+            code(
+                c.subscribe_to_shard()
+                    .consumer_arn(&other)
+                    .shard_id("shardId-000000000009")
+                    .starting_position(position(ShardIteratorType::Latest, None))
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "unknown consumer",
+            code(
+                c.subscribe_to_shard()
+                    .consumer_arn(format!("{ARN_PREFIX}sub/consumer/nobody:1"))
+                    .shard_id(shard)
+                    .starting_position(position(ShardIteratorType::Latest, None))
+                    .send()
+                    .await,
+            ),
+            "ResourceNotFoundException",
+        ),
+        (
+            "AT_SEQUENCE_NUMBER without a sequence number",
+            code(
+                c.subscribe_to_shard()
+                    .consumer_arn(&other)
+                    .shard_id(shard)
+                    .starting_position(position(ShardIteratorType::AtSequenceNumber, None))
+                    .send()
+                    .await,
+            ),
+            "InvalidArgumentException",
+        ),
+    ];
+    for (what, (got, message), want) in cases {
+        assert_eq!(got, want, "{what}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_newer_subscription_takes_over_after_five_seconds() {
+    let node = Node::start().await;
+    let c = client(&node);
+    create_active(&c, "take", 1).await;
+    let arn = register_active(&c, "take", "reader").await;
+    let subscribe = || {
+        c.subscribe_to_shard()
+            .consumer_arn(&arn)
+            .shard_id("shardId-000000000000")
+            .starting_position(position(ShardIteratorType::Latest, None))
+            .send()
+    };
+    let mut first = subscribe().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let _second = subscribe().await.unwrap();
+    // The first subscription ends with a ResourceInUseException event.
+    let err = loop {
+        let got = tokio::time::timeout(Duration::from_secs(60), first.event_stream.recv())
+            .await
+            .expect("an event within 60 s");
+        match got {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("ended without an exception"),
+            Err(e) => break e,
+        }
+    };
+    match err {
+        SdkError::ServiceError(e) => assert_eq!(e.err().code(), Some("ResourceInUseException")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_end_after_their_lifetime() {
+    let node = Node::start_with(&["--throttling", "off", "--subscription-lifetime-ms", "1500"]).await;
+    let c = client(&node);
+    create_active(&c, "life", 1).await;
+    let arn = register_active(&c, "life", "reader").await;
+    let mut out = c
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(position(ShardIteratorType::Latest, None))
+        .send()
+        .await
+        .unwrap();
+    while next_event(&mut out).await.is_some() {}
+    // The slot is free again once a subscription ended.
+    c.subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(position(ShardIteratorType::Latest, None))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_split_shard_ends_with_its_child_shards() {
+    let node = Node::start().await;
+    let c = client(&node);
+    create_active(&c, "split", 1).await;
+    let arn = register_active(&c, "split", "reader").await;
+    for i in 0..5 {
+        put(&c, "split", &format!("k{i}"), &format!("before-{i}")).await;
+    }
+    let mid = u128::MAX / 2;
+    c.split_shard()
+        .stream_name("split")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key(mid.to_string())
+        .send()
+        .await
+        .unwrap();
+    c.wait_until_stream_exists()
+        .stream_name("split")
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let mut out = c
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(position(ShardIteratorType::TrimHorizon, None))
+        .send()
+        .await
+        .unwrap();
+    let mut records = 0;
+    let children = loop {
+        let e = next_event(&mut out).await.expect("ended without ChildShards");
+        records += e.records().len();
+        if !e.child_shards().is_empty() {
+            break e.child_shards().to_vec();
+        }
+    };
+    assert_eq!(records, 5);
+    let ids: Vec<&str> = children.iter().map(|c| c.shard_id()).collect();
+    assert_eq!(ids, vec!["shardId-000000000001", "shardId-000000000002"]);
+    for child in &children {
+        assert_eq!(child.parent_shards(), ["shardId-000000000000"]);
+    }
+    // Nothing follows the end of a closed shard.
+    assert!(next_event(&mut out).await.is_none());
+}
