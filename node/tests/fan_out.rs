@@ -20,6 +20,9 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::types::StartingPosition;
 use aws_sdk_kinesis::types::SubscribeToShardEvent;
 use aws_sdk_kinesis::types::SubscribeToShardEventStream;
+use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
+use runnel_node::kinesis::event_stream::Message;
+use runnel_node::kinesis::event_stream::decode;
 use support::Node;
 use support::sdk::client;
 use support::sdk::code;
@@ -545,7 +548,14 @@ async fn a_newer_subscription_takes_over_after_five_seconds() {
         }
     };
     match err {
-        SdkError::ServiceError(e) => assert_eq!(e.err().code(), Some("ResourceInUseException")),
+        SdkError::ServiceError(e) => assert!(
+            matches!(
+                e.err(),
+                SubscribeToShardEventStreamError::ResourceInUseException(_)
+            ),
+            "{:?}",
+            e.err()
+        ),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -621,4 +631,151 @@ async fn a_split_shard_ends_with_its_child_shards() {
     }
     // Nothing follows the end of a closed shard.
     assert!(next_event(&mut out).await.is_none());
+}
+
+/// One SubscribeToShard over cleartext HTTP/2 (prior knowledge), in `content_type`; returns
+/// the decoded event-stream messages of the response (the subscription ends after its
+/// lifetime).
+async fn raw_subscribe_h2(
+    node: &Node,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (hyper::Response<()>, Vec<Message>) {
+    use http_body_util::BodyExt;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioExecutor;
+    use hyper_util::rt::TokioIo;
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", node.kinesis_port))
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(format!("http://127.0.0.1:{}/", node.kinesis_port))
+        .header("content-type", content_type)
+        .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
+        .header("x-amz-date", "20240101T000000Z")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/kinesis/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=00",
+        )
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let (parts, body) = resp.into_parts();
+    let bytes = tokio::time::timeout(Duration::from_secs(60), body.collect())
+        .await
+        .expect("the subscription ends within 60 s")
+        .unwrap()
+        .to_bytes();
+    let mut messages = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (m, used) = decode(rest).expect("a well-formed event-stream message");
+        messages.push(m);
+        rest = &rest[used..];
+    }
+    (hyper::Response::from_parts(parts, ()), messages)
+}
+
+fn header<'a>(m: &'a Message, name: &str) -> &'a str {
+    m.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+/// The event stream on the wire, over h2c, in both AWS formats: prelude and message CRCs,
+/// the `initial-response` first, then `SubscribeToShardEvent`s whose payload is encoded as the
+/// request was (JSON or CBOR).
+#[tokio::test]
+async fn event_stream_frames_over_http2_in_json_and_cbor() {
+    let node = Node::start_with(&["--throttling", "off", "--subscription-lifetime-ms", "1500"]).await;
+    let c = client(&node);
+    create_active(&c, "wire", 1).await;
+    let arn = register_active(&c, "wire", "reader").await;
+    let seq = put(&c, "wire", "k", "hello").await;
+    let request = serde_json::json!({
+        "ConsumerARN": arn,
+        "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"},
+    });
+
+    let (resp, messages) = raw_subscribe_h2(
+        &node,
+        "application/x-amz-json-1.1",
+        serde_json::to_vec(&request).unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    assert_eq!(header(&messages[0], ":event-type"), "initial-response");
+    assert_eq!(header(&messages[0], ":message-type"), "event");
+    let first = &messages[1];
+    assert_eq!(header(first, ":event-type"), "SubscribeToShardEvent");
+    assert_eq!(header(first, ":content-type"), "application/x-amz-json-1.1");
+    let v: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(v["Records"][0]["Data"], "aGVsbG8=");
+    assert_eq!(v["Records"][0]["SequenceNumber"], seq.as_str());
+    assert_eq!(v["ContinuationSequenceNumber"], seq.as_str());
+    assert!(v["MillisBehindLatest"].is_i64());
+
+    // The previous subscription ended (its lifetime); CBOR this time.
+    let mut body = Vec::new();
+    let cbor = ciborium::Value::Map(vec![
+        (
+            ciborium::Value::Text("ConsumerARN".into()),
+            ciborium::Value::Text(arn.clone()),
+        ),
+        (
+            ciborium::Value::Text("ShardId".into()),
+            ciborium::Value::Text("shardId-000000000000".into()),
+        ),
+        (
+            ciborium::Value::Text("StartingPosition".into()),
+            ciborium::Value::Map(vec![(
+                ciborium::Value::Text("Type".into()),
+                ciborium::Value::Text("TRIM_HORIZON".into()),
+            )]),
+        ),
+    ]);
+    ciborium::ser::into_writer(&cbor, &mut body).unwrap();
+    let mut messages = Vec::new();
+    for _ in 0..300 {
+        let (resp, m) = raw_subscribe_h2(&node, "application/x-amz-cbor-1.1", body.clone()).await;
+        if resp.status() == 200 {
+            messages = m;
+            break;
+        }
+        // The JSON subscription may not have been released yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(header(&messages[0], ":event-type"), "initial-response");
+    let first = &messages[1];
+    assert_eq!(header(first, ":content-type"), "application/x-amz-cbor-1.1");
+    let v: ciborium::Value = ciborium::de::from_reader(&first.payload[..]).unwrap();
+    let map = v.into_map().unwrap();
+    let records = map
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("Records"))
+        .map(|(_, v)| v.clone())
+        .unwrap()
+        .into_array()
+        .unwrap();
+    let record = records[0].clone().into_map().unwrap();
+    let data = record
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("Data"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(data, ciborium::Value::Bytes(b"hello".to_vec()));
 }

@@ -48,9 +48,12 @@ pub fn continuation_sequence_number(
 }
 
 fn event_doc(e: &SubscribeEvent, shard_index: u32, shard_created_secs: u64) -> Doc {
-    let continuation = e
-        .continuation
-        .map(|c| continuation_sequence_number(shard_index, shard_created_secs, c).to_string());
+    // The last record's own sequence number when there is one (as AWS sends it), else the
+    // position before the next read.
+    let continuation = e.continuation.map(|c| match e.records.last() {
+        Some(r) => r.sequence_number.to_string(),
+        None => continuation_sequence_number(shard_index, shard_created_secs, c).to_string(),
+    });
     let children: Vec<Doc> = e.child_shards.iter().map(child_shard_doc).collect();
     Out::new()
         .put("Records", e.records.iter().map(record_doc).collect::<Vec<_>>())
