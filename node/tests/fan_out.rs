@@ -779,3 +779,54 @@ async fn event_stream_frames_over_http2_in_json_and_cbor() {
         .unwrap();
     assert_eq!(data, ciborium::Value::Bytes(b"hello".to_vec()));
 }
+
+/// The native gRPC Subscribe of a registered consumer (by name or ARN) follows SubscribeToShard's
+/// rules: one subscription per consumer and shard, and an end after the lifetime.
+#[tokio::test]
+async fn native_subscribe_as_a_consumer() {
+    use runnel_proto::v1 as pb;
+
+    let node = Node::start_with(&["--throttling", "off", "--subscription-lifetime-ms", "3000"]).await;
+    let c = client(&node);
+    create_active(&c, "native", 1).await;
+    let arn = register_active(&c, "native", "reader").await;
+    let mut grpc = node.streams().await;
+    let request = |consumer: &str| pb::SubscribeRequest {
+        stream_name: "native".into(),
+        shard_id: "shardId-000000000000".into(),
+        position: Some(support::trim_horizon()),
+        consumer: Some(consumer.into()),
+    };
+    let mut events = grpc.subscribe(request("reader")).await.unwrap().into_inner();
+    put(&c, "native", "k", "one").await;
+    // The same consumer by ARN is the same subscription slot: refused.
+    let dup = grpc.subscribe(request(&arn)).await.unwrap_err();
+    assert_eq!(support::error_type(&dup), "ResourceInUseException", "{dup:?}");
+    let unknown = grpc.subscribe(request("nobody")).await.unwrap_err();
+    assert_eq!(
+        support::error_type(&unknown),
+        "ResourceNotFoundException",
+        "{unknown:?}"
+    );
+    // An anonymous subscription is not limited by the consumer's.
+    grpc.subscribe(pb::SubscribeRequest {
+        consumer: None,
+        ..request("")
+    })
+    .await
+    .unwrap();
+
+    let mut data = Vec::new();
+    let ended = loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), events.message())
+            .await
+            .expect("an event or the end within 60 s")
+            .unwrap();
+        match next {
+            Some(e) => data.extend(e.records.into_iter().map(|r| r.data)),
+            None => break true,
+        }
+    };
+    assert!(ended);
+    assert_eq!(data, vec![b"one".to_vec()]);
+}

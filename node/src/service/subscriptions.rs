@@ -223,6 +223,30 @@ impl StreamService {
         Ok(ReceiverStream::new(rx))
     }
 
+    /// The native Subscribe of a consumer named by its ARN or by its name within `stream_name`
+    /// (an ARN must belong to `stream_name` when that is given).
+    pub fn subscribe_as_consumer(
+        &self,
+        stream_name: &str,
+        consumer: &str,
+        shard_id: &str,
+        position: PositionInput,
+    ) -> Result<ReceiverStream<Result<SubscribeEvent, ServiceError>>, ServiceError> {
+        let arn = if consumer.starts_with("arn:") {
+            let found = self.consumer_by_arn(consumer)?;
+            if !stream_name.is_empty() && found.stream != stream_name {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "Consumer {consumer} is not registered with stream {stream_name}."
+                )));
+            }
+            consumer.to_owned()
+        } else {
+            let found = self.consumer_of(Some(&self.arn(stream_name)), Some(consumer), None)?;
+            self.consumer_arn(&found.stream, &found.record)
+        };
+        self.subscribe_consumer(&arn, shard_id, position)
+    }
+
     /// Ends the subscriptions of a consumer that is being deregistered.
     pub(super) fn cut_subscriptions_of(&self, stream: &str, c: &ConsumerRecord) {
         let reason = format!(
