@@ -82,6 +82,34 @@ async fn next_event(
     }
 }
 
+/// The error of a RegisterStreamConsumer.
+async fn register(c: &Client, stream: &str, name: &str) -> (String, String) {
+    code(
+        c.register_stream_consumer()
+            .stream_arn(stream_arn(stream))
+            .consumer_name(name)
+            .send()
+            .await,
+    )
+}
+
+/// The error of a DescribeStreamConsumer with these members.
+async fn describe(
+    c: &Client,
+    stream_arn: Option<String>,
+    name: Option<&str>,
+    consumer_arn: Option<String>,
+) -> (String, String) {
+    code(
+        c.describe_stream_consumer()
+            .set_stream_arn(stream_arn)
+            .set_consumer_name(name.map(str::to_string))
+            .set_consumer_arn(consumer_arn)
+            .send()
+            .await,
+    )
+}
+
 async fn put(c: &Client, stream: &str, key: &str, data: &str) -> String {
     c.put_record()
         .stream_name(stream)
@@ -198,93 +226,53 @@ async fn consumers_register_describe_list_deregister() {
     let cases: Vec<(&str, (String, String), &str)> = vec![
         (
             "duplicate name",
-            code(
-                c.register_stream_consumer()
-                    .stream_arn(stream_arn("efo"))
-                    .consumer_name("app-1")
-                    .send()
-                    .await,
-            ),
+            register(&c, "efo", "app-1").await,
             "ResourceInUseException",
         ),
         (
             "over the per-stream limit",
-            code(
-                c.register_stream_consumer()
-                    .stream_arn(stream_arn("efo"))
-                    .consumer_name("app-3")
-                    .send()
-                    .await,
-            ),
+            register(&c, "efo", "app-3").await,
             "LimitExceededException",
         ),
         (
             "register on a missing stream",
-            code(
-                c.register_stream_consumer()
-                    .stream_arn(stream_arn("nope"))
-                    .consumer_name("x")
-                    .send()
-                    .await,
-            ),
+            register(&c, "nope", "x").await,
             "ResourceNotFoundException",
         ),
         (
             "bad consumer name",
-            code(
-                c.register_stream_consumer()
-                    .stream_arn(stream_arn("efo"))
-                    .consumer_name("a b")
-                    .send()
-                    .await,
-            ),
+            register(&c, "efo", "a b").await,
             "ValidationException",
         ),
         (
             "describe without a consumer",
-            code(
-                c.describe_stream_consumer()
-                    .stream_arn(stream_arn("efo"))
-                    .send()
-                    .await,
-            ),
+            describe(&c, Some(stream_arn("efo")), None, None).await,
             "InvalidArgumentException",
         ),
         (
             "describe an unknown name",
-            code(
-                c.describe_stream_consumer()
-                    .stream_arn(stream_arn("efo"))
-                    .consumer_name("zz")
-                    .send()
-                    .await,
-            ),
+            describe(&c, Some(stream_arn("efo")), Some("zz"), None).await,
             "ResourceNotFoundException",
         ),
         (
             "describe an ARN of an older namesake",
-            code(c.describe_stream_consumer().consumer_arn(&stale).send().await),
+            describe(&c, None, None, Some(stale.clone())).await,
             "ResourceNotFoundException",
         ),
         (
             "describe another account's consumer",
-            code(
-                c.describe_stream_consumer()
-                    .consumer_arn(&other_account)
-                    .send()
-                    .await,
-            ),
+            describe(&c, None, None, Some(other_account.clone())).await,
             "ResourceNotFoundException",
         ),
         (
             "describe with an ARN that is no consumer ARN",
-            code(
-                c.describe_stream_consumer()
-                    .consumer_arn(stream_arn("efo"))
-                    .send()
-                    .await,
-            ),
+            describe(&c, None, None, Some(stream_arn("efo"))).await,
             "ValidationException",
+        ),
+        (
+            "describe with an ARN and another consumer's name",
+            describe(&c, Some(stream_arn("efo")), Some("app-2"), Some(arn.clone())).await,
+            "InvalidArgumentException",
         ),
         (
             "list a missing stream",

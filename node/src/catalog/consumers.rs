@@ -176,10 +176,7 @@ impl Catalog {
             .and_then(|s| s.consumers.get_mut(name))
         {
             Some(c) => {
-                c.tags.extend(add);
-                for k in remove {
-                    c.tags.remove(&k);
-                }
+                super::change_tags(&mut c.tags, add, remove);
                 CatalogReply::Done
             }
             None => CatalogReply::NotFound,

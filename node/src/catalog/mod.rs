@@ -226,6 +226,18 @@ pub enum CatalogReply {
     Conflict(String),
 }
 
+/// Adds (or overwrites) `add`, then removes `remove`.
+pub(crate) fn change_tags(
+    tags: &mut BTreeMap<String, String>,
+    add: BTreeMap<String, String>,
+    remove: Vec<String>,
+) {
+    tags.extend(add);
+    for k in remove {
+        tags.remove(&k);
+    }
+}
+
 impl Catalog {
     pub fn stream(&self, name: &str) -> Option<&StreamRecord> {
         self.streams.get(name)
@@ -310,10 +322,7 @@ impl Catalog {
             },
             CatalogCommand::SetTags { name, add, remove } => match self.streams.get_mut(&name) {
                 Some(s) => {
-                    s.tags.extend(add);
-                    for k in remove {
-                        s.tags.remove(&k);
-                    }
+                    change_tags(&mut s.tags, add, remove);
                     CatalogReply::Done
                 }
                 None => CatalogReply::NotFound,

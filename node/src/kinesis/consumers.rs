@@ -1,12 +1,11 @@
 //! RegisterStreamConsumer, DescribeStreamConsumer, ListStreamConsumers,
 //! DeregisterStreamConsumer.
 
-use std::collections::BTreeMap;
-
 use super::KinesisApi;
 use super::protocol::ApiError;
 use super::protocol::Out;
 use super::protocol::timestamp;
+use super::tags::tag_map;
 use crate::service::ConsumerDescription;
 use crate::service::document::Doc;
 
@@ -26,14 +25,7 @@ fn consumer_doc(c: &ConsumerDescription, with_stream: bool) -> Doc {
 }
 
 pub(super) async fn register_stream_consumer(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    let tags: BTreeMap<String, String> = doc
-        .entries("Tags")
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Doc::Str(s) => Some((k.clone(), s.clone())),
-            _ => None,
-        })
-        .collect();
+    let tags = tag_map(&doc);
     let c = api
         .service()
         .register_consumer(

@@ -9,6 +9,7 @@ use super::protocol::Out;
 use super::protocol::timestamp;
 use super::shards::shard_doc;
 use super::stream_of;
+use super::tags::tag_map;
 use crate::catalog::StreamMode;
 use crate::service::CreateStreamInput;
 use crate::service::ServiceError;
@@ -55,14 +56,7 @@ pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Api
         .get("StreamModeDetails")
         .and_then(|d| d.str("StreamMode"))
         .is_some_and(|m| m == "ON_DEMAND");
-    let tags = doc
-        .entries("Tags")
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Doc::Str(s) => Some((k.clone(), s.clone())),
-            _ => None,
-        })
-        .collect();
+    let tags = tag_map(&doc);
     let input = CreateStreamInput {
         stream_name: doc.str("StreamName").unwrap_or_default().to_string(),
         shard_count: doc.int("ShardCount").map(u32_of),

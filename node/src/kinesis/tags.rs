@@ -9,7 +9,8 @@ use super::protocol::Out;
 use super::stream_of;
 use crate::service::document::Doc;
 
-fn tag_map(doc: &Doc) -> BTreeMap<String, String> {
+/// The `Tags` map of a request.
+pub(super) fn tag_map(doc: &Doc) -> BTreeMap<String, String> {
     doc.entries("Tags")
         .iter()
         .filter_map(|(k, v)| match v {
