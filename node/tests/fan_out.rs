@@ -818,3 +818,50 @@ async fn native_subscribe_as_a_consumer() {
     assert!(ended);
     assert_eq!(data, vec![b"one".to_vec()]);
 }
+
+/// A consumer's reads are not charged to the shard's shared GetRecords budget, nor limited by
+/// it: with that budget deep in debt (1 byte/s, so one read blocks GetRecords for an hour),
+/// GetRecords is throttled and subscriptions still deliver.
+#[tokio::test]
+async fn subscriptions_do_not_share_the_get_records_budget() {
+    let node = Node::start_with(&["--throttling", "all", "--shard-read-bytes-per-sec", "1"]).await;
+    let c = support::sdk::client_without_retries(&node);
+    create_active(&c, "budget", 1).await;
+    let arn = register_active(&c, "budget", "reader").await;
+    // 5 KiB read at 1 byte/s: GetRecords stays blocked for well over an hour.
+    for i in 0..5 {
+        put(&c, "budget", "k", &format!("{i}{}", "x".repeat(1023))).await;
+    }
+    let it = c
+        .get_shard_iterator()
+        .stream_name("budget")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .unwrap()
+        .to_string();
+    let first = c.get_records().shard_iterator(&it).send().await.unwrap();
+    assert_eq!(first.records().len(), 5);
+    let (throttled, _) = code(c.get_records().shard_iterator(&it).send().await);
+    assert_eq!(throttled, "ProvisionedThroughputExceededException");
+
+    let mut out = c
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(position(ShardIteratorType::TrimHorizon, None))
+        .send()
+        .await
+        .unwrap();
+    let mut n = 0;
+    while n < 5 {
+        n += next_event(&mut out).await.expect("events").records().len();
+    }
+    assert_eq!(n, 5);
+    // Still throttled: the subscription took nothing from (and gave nothing to) that budget.
+    let (throttled, _) = code(c.get_records().shard_iterator(&it).send().await);
+    assert_eq!(throttled, "ProvisionedThroughputExceededException");
+}
