@@ -865,3 +865,61 @@ async fn subscriptions_do_not_share_the_get_records_budget() {
     let (throttled, _) = code(c.get_records().shard_iterator(&it).send().await);
     assert_eq!(throttled, "ProvisionedThroughputExceededException");
 }
+
+/// In a 3-node cluster, consumers are in the replicated catalog: registered through one node,
+/// ACTIVE and listed on every node, and any node serves SubscribeToShard for them.
+#[tokio::test]
+async fn consumers_are_replicated_in_a_cluster() {
+    let cluster = support::cluster::Cluster::start(3);
+    cluster.create_stream(0, "repl", 1).await;
+    for endpoint in cluster.endpoints() {
+        support::cluster::wait_ready(&endpoint, "repl").await;
+    }
+    let clients: Vec<Client> = cluster
+        .members
+        .iter()
+        .map(|m| support::sdk::client_for_port(m.kinesis))
+        .collect();
+    clients[0]
+        .wait_until_stream_exists()
+        .stream_name("repl")
+        .wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let arn = register_active(&clients[1], "repl", "reader").await;
+    for c in &clients {
+        // Every node applies the catalog; a follower may lag for a moment.
+        let mut seen = false;
+        for _ in 0..600 {
+            if let Ok(d) = c.describe_stream_consumer().consumer_arn(&arn).send().await
+                && d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active
+            {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            seen,
+            "a node never saw the consumer ACTIVE; logs:\n{}",
+            cluster.logs()
+        );
+    }
+    let mut out = clients[2]
+        .subscribe_to_shard()
+        .consumer_arn(&arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(position(ShardIteratorType::TrimHorizon, None))
+        .send()
+        .await
+        .unwrap();
+    let seq = put(&clients[0], "repl", "k", "through node 1").await;
+    let e = loop {
+        let e = next_event(&mut out).await.expect("events");
+        if !e.records().is_empty() {
+            break e;
+        }
+    };
+    assert_eq!(e.records()[0].sequence_number(), seq);
+    assert_eq!(e.records()[0].data().as_ref(), b"through node 1");
+}
