@@ -159,24 +159,15 @@ impl StreamService {
             shard_id.to_owned(),
         );
         let (cut_tx, mut cut_rx) = oneshot::channel();
-        let reason = format!(
-            "Another active subscription exists for this consumer: {}:{}:{shard_id}",
-            self.config().account,
-            consumer_arn
-        );
-        let id = match self
+        let in_use =
+            format!("Another subscription of consumer {consumer_arn} to shard {shard_id} is active.");
+        let admission = self
             .inner
             .subscriptions
-            .admit(&key, Instant::now(), cut_tx, reason)
-        {
+            .admit(&key, Instant::now(), cut_tx, in_use.clone());
+        let id = match admission {
             Admission::Admitted(id) => id,
-            Admission::InUse => {
-                return Err(ServiceError::ResourceInUse(format!(
-                    "Another active subscription exists for this consumer: {}:{}:{shard_id}",
-                    self.config().account,
-                    consumer_arn
-                )));
-            }
+            Admission::InUse => return Err(ServiceError::ResourceInUse(in_use)),
         };
         let rate = if self.read_throttled(&stream) {
             self.config().consumer_read_bytes_per_sec
