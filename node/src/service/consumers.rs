@@ -255,10 +255,10 @@ impl StreamService {
                         "NextToken and StreamCreationTimestamp cannot be provided together.".into(),
                     ));
                 }
-                let (token_stream, after, issued) = decode_token(token)
+                // A token of another stream is as invalid as a malformed one.
+                let (_, after, issued) = decode_token(token)
                     .filter(|(s, _, _)| *s == stream)
                     .ok_or_else(|| ServiceError::InvalidArgument(format!("Invalid NextToken: {token}")))?;
-                debug_assert_eq!(token_stream, stream);
                 if clock::now_ms() - issued > NEXT_TOKEN_TTL_MS {
                     return Err(ServiceError::ExpiredNextToken(format!(
                         "The NextToken has expired: {token}"
