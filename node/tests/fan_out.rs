@@ -923,3 +923,83 @@ async fn consumers_are_replicated_in_a_cluster() {
     assert_eq!(e.records()[0].sequence_number(), seq);
     assert_eq!(e.records()[0].data().as_ref(), b"through node 1");
 }
+
+/// Every StartingPosition type: where the first delivered record is.
+#[tokio::test]
+async fn every_starting_position() {
+    let node = Node::start().await;
+    let c = client(&node);
+    create_active(&c, "pos", 1).await;
+    let arn = register_active(&c, "pos", "reader").await;
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        seqs.push(put(&c, "pos", "k", &format!("r{i}")).await);
+    }
+    let long_ago = aws_sdk_kinesis::primitives::DateTime::from_secs(1);
+    let cases: Vec<(&str, StartingPosition, Option<&str>)> = vec![
+        (
+            "TRIM_HORIZON",
+            position(ShardIteratorType::TrimHorizon, None),
+            Some("r0"),
+        ),
+        (
+            "AT_SEQUENCE_NUMBER",
+            position(ShardIteratorType::AtSequenceNumber, Some(&seqs[2])),
+            Some("r2"),
+        ),
+        (
+            "AFTER_SEQUENCE_NUMBER",
+            position(ShardIteratorType::AfterSequenceNumber, Some(&seqs[2])),
+            Some("r3"),
+        ),
+        (
+            "AT_TIMESTAMP before the first record",
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::AtTimestamp)
+                .timestamp(long_ago)
+                .build()
+                .unwrap(),
+            Some("r0"),
+        ),
+        // LATEST: only what is written after the subscription started.
+        ("LATEST", position(ShardIteratorType::Latest, None), None),
+    ];
+    for (what, start, first) in cases {
+        // Each case waits for the previous subscription's slot to be free.
+        let mut out = None;
+        for _ in 0..300 {
+            match c
+                .subscribe_to_shard()
+                .consumer_arn(&arn)
+                .shard_id("shardId-000000000000")
+                .starting_position(start.clone())
+                .send()
+                .await
+            {
+                Ok(o) => {
+                    out = Some(o);
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e.code(), Some("ResourceInUseException"), "{what}: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let mut out = out.expect("subscribed");
+        let want = match first {
+            Some(w) => w.to_string(),
+            None => {
+                put(&c, "pos", "k", "after-latest").await;
+                "after-latest".to_string()
+            }
+        };
+        let got = loop {
+            let e = next_event(&mut out).await.expect("events");
+            if let Some(r) = e.records().first() {
+                break String::from_utf8(r.data().as_ref().to_vec()).unwrap();
+            }
+        };
+        assert_eq!(got, want, "{what}");
+    }
+}
