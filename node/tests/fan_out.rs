@@ -82,6 +82,34 @@ async fn next_event(
     }
 }
 
+/// Subscribes once the consumer's slot on the shard is free: a subscription just dropped is
+/// released when the node notices the closed connection (or after 5 s, when a new one takes
+/// over).
+async fn subscribe_when_free(
+    c: &Client,
+    consumer_arn: &str,
+    shard: &str,
+    start: StartingPosition,
+) -> aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput {
+    for _ in 0..300 {
+        match c
+            .subscribe_to_shard()
+            .consumer_arn(consumer_arn)
+            .shard_id(shard)
+            .starting_position(start.clone())
+            .send()
+            .await
+        {
+            Ok(out) => return out,
+            Err(e) => {
+                assert_eq!(e.code(), Some("ResourceInUseException"), "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("the subscription slot never became free");
+}
+
 /// The error of a RegisterStreamConsumer.
 async fn register(c: &Client, stream: &str, name: &str) -> (String, String) {
     code(
@@ -432,30 +460,13 @@ async fn subscribe_to_shard_delivers_records_put_concurrently() {
     put(&c, "sub", "k", "r40").await;
     // The first subscription is gone once its connection closes; until then (or for 5 s) a
     // new one is refused.
-    let mut resumed = None;
-    for _ in 0..300 {
-        match c
-            .subscribe_to_shard()
-            .consumer_arn(&arn)
-            .shard_id(shard)
-            .starting_position(position(
-                ShardIteratorType::AfterSequenceNumber,
-                Some(&continuation),
-            ))
-            .send()
-            .await
-        {
-            Ok(o) => {
-                resumed = Some(o);
-                break;
-            }
-            Err(e) => {
-                assert_eq!(e.code(), Some("ResourceInUseException"), "{e:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    let mut resumed = resumed.expect("resubscribed");
+    let mut resumed = subscribe_when_free(
+        &c,
+        &arn,
+        shard,
+        position(ShardIteratorType::AfterSequenceNumber, Some(&continuation)),
+    )
+    .await;
     let e = loop {
         let e = next_event(&mut resumed).await.unwrap();
         if !e.records().is_empty() {
@@ -966,27 +977,7 @@ async fn every_starting_position() {
     ];
     for (what, start, first) in cases {
         // Each case waits for the previous subscription's slot to be free.
-        let mut out = None;
-        for _ in 0..300 {
-            match c
-                .subscribe_to_shard()
-                .consumer_arn(&arn)
-                .shard_id("shardId-000000000000")
-                .starting_position(start.clone())
-                .send()
-                .await
-            {
-                Ok(o) => {
-                    out = Some(o);
-                    break;
-                }
-                Err(e) => {
-                    assert_eq!(e.code(), Some("ResourceInUseException"), "{what}: {e:?}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-        let mut out = out.expect("subscribed");
+        let mut out = subscribe_when_free(&c, &arn, "shardId-000000000000", start).await;
         let want = match first {
             Some(w) => w.to_string(),
             None => {
