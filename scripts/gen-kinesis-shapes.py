@@ -14,11 +14,12 @@ import sys
 
 OPERATIONS = [
     "AddTagsToStream", "CreateStream", "DecreaseStreamRetentionPeriod", "DeleteStream",
-    "DescribeAccountSettings", "DescribeLimits", "DescribeStream", "DescribeStreamSummary",
-    "GetRecords", "GetShardIterator", "IncreaseStreamRetentionPeriod", "ListShards",
-    "ListStreams", "ListTagsForResource", "ListTagsForStream", "MergeShards", "PutRecord",
-    "PutRecords", "RemoveTagsFromStream", "SplitShard", "TagResource", "UntagResource",
-    "UpdateShardCount", "UpdateStreamMode",
+    "DeregisterStreamConsumer", "DescribeAccountSettings", "DescribeLimits", "DescribeStream",
+    "DescribeStreamConsumer", "DescribeStreamSummary", "GetRecords", "GetShardIterator",
+    "IncreaseStreamRetentionPeriod", "ListShards", "ListStreamConsumers", "ListStreams",
+    "ListTagsForResource", "ListTagsForStream", "MergeShards", "PutRecord", "PutRecords",
+    "RegisterStreamConsumer", "RemoveTagsFromStream", "SplitShard", "SubscribeToShard",
+    "TagResource", "UntagResource", "UpdateShardCount", "UpdateStreamMode",
 ]
 
 

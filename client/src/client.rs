@@ -356,6 +356,7 @@ impl Client {
             stream_name: stream.to_string(),
             shard_id: shard.to_string(),
             position: Some(position.into()),
+            consumer: None,
         };
         let events = self
             .streams

@@ -137,6 +137,14 @@ struct NodeArgs {
     /// with LimitExceededException (AWS: 5).
     #[arg(long, env = "RUNNEL_TRANSITIONING_STREAM_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     transitioning_stream_limit: u32,
+    /// Most enhanced fan-out consumers per stream; RegisterStreamConsumer beyond it fails with
+    /// LimitExceededException (AWS: 20).
+    #[arg(long, env = "RUNNEL_CONSUMERS_PER_STREAM_LIMIT", default_value_t = 20)]
+    consumers_per_stream_limit: u32,
+    /// How long a SubscribeToShard subscription (and a native Subscribe of a consumer) lasts
+    /// before it ends and must be renewed (milliseconds; AWS: 5 minutes).
+    #[arg(long, env = "RUNNEL_SUBSCRIPTION_LIFETIME_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    subscription_lifetime_ms: u64,
     /// Serve the Kinesis API over TLS (HTTP/1.1 and HTTP/2 by ALPN) with this PEM certificate
     /// chain; without it the API is cleartext (HTTP/1.1 and h2c).
     #[arg(long, env = "RUNNEL_TLS_CERT", requires = "tls_key")]
@@ -172,6 +180,10 @@ struct ThroughputArgs {
     /// GetRecords calls per shard per second; 0 = unlimited.
     #[arg(long, env = "RUNNEL_SHARD_READ_CALLS_PER_SEC", default_value_t = 5)]
     shard_read_calls_per_sec: u64,
+    /// Enhanced fan-out reads of one consumer from one shard, bytes/s (independent of other
+    /// consumers and of GetRecords); 0 = unlimited.
+    #[arg(long, env = "RUNNEL_CONSUMER_READ_BYTES_PER_SEC", default_value_t = 2 << 20)]
+    consumer_read_bytes_per_sec: u64,
     /// How much of each rate an idle shard may take at once, in milliseconds of it (the
     /// token-bucket size).
     #[arg(long, env = "RUNNEL_SHARD_BURST_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
@@ -288,6 +300,9 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             replication_factor: 1,
             shard_limits: args.throughput.limits(),
             throttling: args.throughput.throttling,
+            max_consumers_per_stream: args.consumers_per_stream_limit,
+            subscription_lifetime: std::time::Duration::from_millis(args.subscription_lifetime_ms),
+            consumer_read_bytes_per_sec: args.throughput.consumer_read_bytes_per_sec,
             ..ServiceConfig::default()
         },
         kinesis_tls: match (&args.tls_cert, &args.tls_key) {

@@ -464,6 +464,7 @@ async fn invalid_reads_are_rejected() {
             stream_name: STREAM.into(),
             shard_id: shard1.clone(),
             position: Some(support::at_seq(&seq0)),
+            consumer: None,
         })
         .await;
     expect_error(

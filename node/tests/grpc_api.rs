@@ -386,6 +386,7 @@ async fn subscribe_and_put_records_stream() {
             stream_name: stream.into(),
             shard_id: shard.clone(),
             position: Some(support::latest()),
+            consumer: None,
         })
         .await
         .expect("subscribe")
@@ -395,6 +396,7 @@ async fn subscribe_and_put_records_stream() {
             stream_name: stream.into(),
             shard_id: shard.clone(),
             position: Some(support::trim_horizon()),
+            consumer: None,
         })
         .await
         .expect("subscribe")

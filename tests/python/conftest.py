@@ -128,6 +128,8 @@ class KinesisLocal:
             CREATE_STREAM_DURATION="100ms",
             DELETE_STREAM_DURATION="100ms",
             UPDATE_STREAM_MODE_DURATION="100ms",
+            REGISTER_STREAM_CONSUMER_DURATION="100ms",
+            DEREGISTER_STREAM_CONSUMER_DURATION="100ms",
             SHARD_LIMIT="1000",
             LOG_LEVEL="WARN",
         )

@@ -25,6 +25,8 @@ ALLOWED = {
         "ShardCount 0 violates the model's min 1: AWS answers ValidationException",
     ("CreateStream", "error ValidationException/InvalidArgumentException"):
         "a StreamName outside [a-zA-Z0-9_.-]+ violates the model's pattern: ValidationException",
+    ("RegisterStreamConsumer", "error ValidationException/InvalidArgumentException"):
+        "a ConsumerName outside [a-zA-Z0-9_.-]+ violates the model's pattern: ValidationException",
     ("ListStreams", "error ValidationException/InvalidArgumentException"):
         "Limit 0 violates the model's min 1: ValidationException",
     ("GetRecords", "error InvalidArgumentException/500"):
@@ -34,6 +36,9 @@ ALLOWED = {
         "AWS returns StreamSummaries (since 2022); kinesis-local does not",
     ("UpdateShardCount", "StreamARN"):
         "AWS's UpdateShardCountOutput has StreamARN (since 2023); kinesis-local omits it",
+    ("ListStreamConsumers", "NextToken"):
+        "kinesis-local returns a NextToken on the last page too; Runnel returns one only when "
+        "more consumers follow, as the API reference describes it",
     # A known gap of Runnel (docs/COMPATIBILITY.md, GetRecords).
     ("GetRecords", "Records[].EncryptionType"):
         "Runnel does not set EncryptionType on records yet",

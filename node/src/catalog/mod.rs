@@ -1,11 +1,15 @@
 //! The catalog: streams, their shards and where the shards live. It is the state machine of the
 //! catalog Raft group; [`Catalog::apply`] is pure and deterministic so every replica agrees.
 
+pub mod consumers;
 pub mod reshard;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use consumers::ConsumerArn;
+pub use consumers::ConsumerRecord;
+pub use consumers::ConsumerStatus;
 pub use reshard::ReshardStep;
 
 use crate::model::HashKeyRange;
@@ -84,6 +88,9 @@ pub struct StreamRecord {
     /// When UpdateShardCount was accepted, within the last 24 hours.
     #[serde(default)]
     pub scaling_ms: Vec<i64>,
+    /// Enhanced fan-out consumers by name.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, ConsumerRecord>,
 }
 
 impl StreamRecord {
@@ -192,6 +199,34 @@ pub enum CatalogCommand {
         name: String,
         now_ms: i64,
     },
+    /// RegisterStreamConsumer: a new consumer, CREATING, within the stream's `limit`.
+    RegisterConsumer {
+        stream: String,
+        name: String,
+        tags: BTreeMap<String, String>,
+        limit: u32,
+        now_ms: i64,
+    },
+    /// CREATING → ACTIVE, or → DELETING, of the consumer created at `created_ms`.
+    SetConsumerStatus {
+        stream: String,
+        name: String,
+        created_ms: i64,
+        status: ConsumerStatus,
+    },
+    /// Removes the consumer created at `created_ms` (its deregistration completed).
+    RemoveConsumer {
+        stream: String,
+        name: String,
+        created_ms: i64,
+    },
+    /// TagResource / UntagResource on a consumer ARN.
+    SetConsumerTags {
+        stream: String,
+        name: String,
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
 }
 
 impl fmt::Display for CatalogCommand {
@@ -209,6 +244,18 @@ pub enum CatalogReply {
     /// The command does not fit the stream's current state (another round is pending, a shard
     /// is no longer open, ...); nothing changed.
     Conflict(String),
+}
+
+/// Adds (or overwrites) `add`, then removes `remove`.
+pub(crate) fn change_tags(
+    tags: &mut BTreeMap<String, String>,
+    add: BTreeMap<String, String>,
+    remove: Vec<String>,
+) {
+    tags.extend(add);
+    for k in remove {
+        tags.remove(&k);
+    }
 }
 
 impl Catalog {
@@ -262,6 +309,7 @@ impl Catalog {
                         reshard: None,
                         target_shard_count: None,
                         scaling_ms: Vec::new(),
+                        consumers: BTreeMap::new(),
                     },
                 );
                 CatalogReply::Done
@@ -294,10 +342,7 @@ impl Catalog {
             },
             CatalogCommand::SetTags { name, add, remove } => match self.streams.get_mut(&name) {
                 Some(s) => {
-                    s.tags.extend(add);
-                    for k in remove {
-                        s.tags.remove(&k);
-                    }
+                    change_tags(&mut s.tags, add, remove);
                     CatalogReply::Done
                 }
                 None => CatalogReply::NotFound,
@@ -328,6 +373,30 @@ impl Catalog {
                 s.shards.retain(|sh| !expired.contains(&sh.index));
                 CatalogReply::Done
             }
+            CatalogCommand::RegisterConsumer {
+                stream,
+                name,
+                tags,
+                limit,
+                now_ms,
+            } => self.register_consumer(&stream, &name, tags, limit, now_ms),
+            CatalogCommand::SetConsumerStatus {
+                stream,
+                name,
+                created_ms,
+                status,
+            } => self.set_consumer_status(&stream, &name, created_ms, status),
+            CatalogCommand::RemoveConsumer {
+                stream,
+                name,
+                created_ms,
+            } => self.remove_consumer(&stream, &name, created_ms),
+            CatalogCommand::SetConsumerTags {
+                stream,
+                name,
+                add,
+                remove,
+            } => self.set_consumer_tags(&stream, &name, add, remove),
         }
     }
 

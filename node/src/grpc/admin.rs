@@ -69,7 +69,7 @@ impl Admin for AdminApi {
         request: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
         self.service
-            .delete_stream(&request.into_inner().stream_name)
+            .delete_stream(&request.into_inner().stream_name, true)
             .await
             .map_err(convert::status)?;
         Ok(Response::new(pb::DeleteStreamResponse {}))

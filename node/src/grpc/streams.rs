@@ -129,10 +129,14 @@ impl Streams for StreamsApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let r = request.into_inner();
         let position = convert::position(r.position)?;
-        let events = self
-            .service
-            .subscribe(&r.stream_name, &r.shard_id, position)
-            .map_err(convert::status)?;
+        let events = match r.consumer.as_deref() {
+            Some(consumer) => {
+                self.service
+                    .subscribe_as_consumer(&r.stream_name, consumer, &r.shard_id, position)
+            }
+            None => self.service.subscribe(&r.stream_name, &r.shard_id, position),
+        }
+        .map_err(convert::status)?;
         let shard = crate::model::ShardId::parse(&r.shard_id).map_or(0, |s| s.0);
         let created = self.service.shard_created_secs(&r.stream_name, shard);
         let out = events.map(move |e| {

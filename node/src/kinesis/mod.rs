@@ -8,6 +8,8 @@
 //! both from botocore's model in [`crate::service::document`]) and the operation itself.
 
 pub mod auth;
+mod consumers;
+pub mod event_stream;
 pub mod iterator;
 mod limits;
 pub mod protocol;
@@ -15,6 +17,7 @@ mod records;
 mod reshard;
 mod shards;
 mod streams;
+mod subscribe;
 mod tags;
 pub mod tls;
 
@@ -154,6 +157,14 @@ async fn handle(
     if let Err(e) = api.inner.verifier.verify(&sig) {
         return fail(e);
     }
+    if op == "SubscribeToShard" {
+        // The answer is an event stream rather than one document.
+        let subscribed = match check(op, doc) {
+            Ok(doc) => subscribe::subscribe_to_shard(&api, doc, format, &request_id).await,
+            Err(e) => Err(e),
+        };
+        return subscribed.unwrap_or_else(fail);
+    }
     match call(&api, op, doc).await {
         Ok(out) => protocol::ok_response(format, &out, &request_id),
         Err(e) => {
@@ -172,22 +183,27 @@ const SERVED: &[&str] = &[
     "CreateStream",
     "DecreaseStreamRetentionPeriod",
     "DeleteStream",
+    "DeregisterStreamConsumer",
     "DescribeAccountSettings",
     "DescribeLimits",
     "DescribeStream",
+    "DescribeStreamConsumer",
     "DescribeStreamSummary",
     "GetRecords",
     "GetShardIterator",
     "IncreaseStreamRetentionPeriod",
     "ListShards",
+    "ListStreamConsumers",
     "ListStreams",
     "ListTagsForResource",
     "ListTagsForStream",
     "MergeShards",
     "PutRecord",
     "PutRecords",
+    "RegisterStreamConsumer",
     "RemoveTagsFromStream",
     "SplitShard",
+    "SubscribeToShard",
     "TagResource",
     "UntagResource",
     "UpdateShardCount",
@@ -198,8 +214,9 @@ fn is_served(op: &str) -> bool {
     SERVED.contains(&op)
 }
 
-/// Checks the request against the operation's model, then runs it.
-async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
+/// Checks the request against the operation's model and refuses the members this build
+/// cannot honour.
+fn check(op: &str, doc: Doc) -> Result<Doc, ApiError> {
     let doc = match document::operation_input(op) {
         Some(Some(shape)) => {
             let doc = document::coerce(doc, shape).map_err(|e| ApiError::serialization(e.0))?;
@@ -222,6 +239,12 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
             "StreamId is not supported by this Runnel build; use StreamName or StreamARN.",
         ));
     }
+    Ok(doc)
+}
+
+/// Checks the request, then runs it.
+async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
+    let doc = check(op, doc)?;
     match op {
         "CreateStream" => streams::create_stream(api, doc).await,
         "DeleteStream" => streams::delete_stream(api, doc).await,
@@ -247,6 +270,10 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         "SplitShard" => reshard::split_shard(api, doc).await,
         "MergeShards" => reshard::merge_shards(api, doc).await,
         "UpdateShardCount" => reshard::update_shard_count(api, doc).await,
+        "RegisterStreamConsumer" => consumers::register_stream_consumer(api, doc).await,
+        "DescribeStreamConsumer" => consumers::describe_stream_consumer(api, doc),
+        "ListStreamConsumers" => consumers::list_stream_consumers(api, doc),
+        "DeregisterStreamConsumer" => consumers::deregister_stream_consumer(api, doc).await,
         _ => Err(ApiError::bare("UnknownOperationException")),
     }
 }

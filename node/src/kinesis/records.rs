@@ -18,6 +18,7 @@ use crate::service::PutRecordsInput;
 use crate::service::ServiceError;
 use crate::service::StreamService;
 use crate::service::document::Doc;
+use crate::shard::ReadRecord;
 
 fn entry(d: &Doc) -> PutEntryInput {
     PutEntryInput {
@@ -134,18 +135,7 @@ pub(super) async fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
                 .map(|l| u32::try_from(l.max(0)).unwrap_or(u32::MAX)),
         })
         .await?;
-    let records: Vec<Doc> = out
-        .records
-        .iter()
-        .map(|r| {
-            Out::new()
-                .put("SequenceNumber", r.sequence_number.to_string())
-                .put("ApproximateArrivalTimestamp", timestamp(r.arrival_ms))
-                .put("Data", Doc::Blob(r.data.clone()))
-                .put("PartitionKey", r.partition_key.as_str())
-                .doc()
-        })
-        .collect();
+    let records: Vec<Doc> = out.records.iter().map(record_doc).collect();
     let next = out.next.map(|cursor| {
         let next = IteratorPosition {
             cursor,
@@ -160,6 +150,16 @@ pub(super) async fn get_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
         .put("MillisBehindLatest", out.millis_behind_latest)
         .opt("ChildShards", Some(children).filter(|c| !c.is_empty()))
         .doc())
+}
+
+/// A Record of GetRecords (and SubscribeToShard events).
+pub(super) fn record_doc(r: &ReadRecord) -> Doc {
+    Out::new()
+        .put("SequenceNumber", r.sequence_number.to_string())
+        .put("ApproximateArrivalTimestamp", timestamp(r.arrival_ms))
+        .put("Data", Doc::Blob(r.data.clone()))
+        .put("PartitionKey", r.partition_key.as_str())
+        .doc()
 }
 
 /// A ChildShard of GetRecords (and SubscribeToShard events).

@@ -9,6 +9,7 @@ use super::protocol::Out;
 use super::protocol::timestamp;
 use super::shards::shard_doc;
 use super::stream_of;
+use super::tags::tag_map;
 use crate::catalog::StreamMode;
 use crate::service::CreateStreamInput;
 use crate::service::ServiceError;
@@ -55,14 +56,7 @@ pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Api
         .get("StreamModeDetails")
         .and_then(|d| d.str("StreamMode"))
         .is_some_and(|m| m == "ON_DEMAND");
-    let tags = doc
-        .entries("Tags")
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Doc::Str(s) => Some((k.clone(), s.clone())),
-            _ => None,
-        })
-        .collect();
+    let tags = tag_map(&doc);
     let input = CreateStreamInput {
         stream_name: doc.str("StreamName").unwrap_or_default().to_string(),
         shard_count: doc.int("ShardCount").map(u32_of),
@@ -75,9 +69,9 @@ pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Api
 }
 
 pub(super) async fn delete_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    // EnforceConsumerDeletion: streams have no consumers yet, so either value deletes.
     let name = stream_of(api, &doc)?;
-    api.service().delete_stream(&name).await?;
+    let enforce = doc.bool("EnforceConsumerDeletion").unwrap_or(false);
+    api.service().delete_stream(&name, enforce).await?;
     Ok(Out::new().doc())
 }
 
@@ -120,7 +114,7 @@ pub(super) fn describe_stream_summary(api: &KinesisApi, doc: Doc) -> Result<Doc,
         .put("EnhancedMonitoring", enhanced_monitoring())
         .put("EncryptionType", "NONE")
         .put("OpenShardCount", d.open_shard_count)
-        .put("ConsumerCount", 0u32);
+        .put("ConsumerCount", api.service().consumer_count(&name));
     Ok(Out::new().put("StreamDescriptionSummary", summary).doc())
 }
 

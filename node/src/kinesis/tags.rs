@@ -9,7 +9,8 @@ use super::protocol::Out;
 use super::stream_of;
 use crate::service::document::Doc;
 
-fn tag_map(doc: &Doc) -> BTreeMap<String, String> {
+/// The `Tags` map of a request.
+pub(super) fn tag_map(doc: &Doc) -> BTreeMap<String, String> {
     doc.entries("Tags")
         .iter()
         .filter_map(|(k, v)| match v {
@@ -25,10 +26,8 @@ fn tag_list(tags: Vec<(String, String)>) -> Vec<Doc> {
         .collect()
 }
 
-fn resource(api: &KinesisApi, doc: &Doc) -> Result<String, ApiError> {
-    Ok(api
-        .service()
-        .stream_of_resource(doc.str("ResourceARN").unwrap_or_default())?)
+fn resource(doc: &Doc) -> &str {
+    doc.str("ResourceARN").unwrap_or_default()
 }
 
 pub(super) async fn add_tags_to_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
@@ -57,19 +56,18 @@ pub(super) fn list_tags_for_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Ap
 }
 
 pub(super) async fn tag_resource(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    let name = resource(api, &doc)?;
-    api.service().add_tags(&name, tag_map(&doc)).await?;
+    api.service().tag_resource(resource(&doc), tag_map(&doc)).await?;
     Ok(Out::new().doc())
 }
 
 pub(super) async fn untag_resource(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    let name = resource(api, &doc)?;
-    api.service().remove_tags(&name, doc.strings("TagKeys")).await?;
+    api.service()
+        .untag_resource(resource(&doc), doc.strings("TagKeys"))
+        .await?;
     Ok(Out::new().doc())
 }
 
 pub(super) fn list_tags_for_resource(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    let name = resource(api, &doc)?;
-    let out = api.service().list_tags(&name, None, None)?;
-    Ok(Out::new().put("Tags", tag_list(out.tags)).doc())
+    let tags = api.service().list_resource_tags(resource(&doc))?;
+    Ok(Out::new().put("Tags", tag_list(tags)).doc())
 }

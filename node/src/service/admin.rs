@@ -277,7 +277,7 @@ impl StreamService {
         for name in pending {
             self.complete_transition(&name).await?;
         }
-        Ok(())
+        self.resume_consumer_transitions().await
     }
 
     pub fn describe_stream(&self, name: &str) -> Result<StreamDescription, ServiceError> {
@@ -324,7 +324,13 @@ impl StreamService {
         })
     }
 
-    pub async fn delete_stream(&self, name: &str) -> Result<(), ServiceError> {
+    /// DeleteStream; a stream with registered consumers is deleted only with
+    /// `enforce_consumer_deletion` (its consumers go with it).
+    pub async fn delete_stream(
+        &self,
+        name: &str,
+        enforce_consumer_deletion: bool,
+    ) -> Result<(), ServiceError> {
         let mut v = Violations::default();
         v.stream_name(name, "streamName");
         v.into_result()?;
@@ -332,6 +338,7 @@ impl StreamService {
         if record.status == StreamStatus::Deleting {
             return Ok(());
         }
+        self.check_consumers_before_delete(name, enforce_consumer_deletion)?;
         self.check_transitioning_limit()?;
         let reply = self
             .propose(CatalogCommand::SetStatus {

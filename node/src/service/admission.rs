@@ -110,7 +110,7 @@ impl StreamService {
         }
     }
 
-    fn read_throttled(&self, stream: &str) -> bool {
+    pub(super) fn read_throttled(&self, stream: &str) -> bool {
         let throttling = self.inner.config.throttling;
         self.inner
             .view

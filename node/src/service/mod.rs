@@ -3,6 +3,7 @@
 
 mod admin;
 mod admission;
+mod consumers;
 pub mod document;
 mod error;
 mod limits;
@@ -13,6 +14,7 @@ mod retention_period;
 mod shapes;
 mod shards;
 mod subscribe;
+mod subscriptions;
 mod tags;
 mod usage;
 pub mod validate;
@@ -24,6 +26,8 @@ pub use admin::CreateStreamInput;
 pub use admin::ListStreamsOutput;
 pub use admin::ShardDescription;
 pub use admin::StreamDescription;
+pub use consumers::ConsumerDescription;
+pub use consumers::ListConsumersOutput;
 pub use error::FieldViolation;
 pub use error::ServiceError;
 pub use limits::Limits;
@@ -78,6 +82,15 @@ pub struct ServiceConfig {
     pub shard_limits: ShardLimits,
     /// Which streams the per-shard limits apply to.
     pub throttling: Throttling,
+    /// Most enhanced fan-out consumers of one stream (AWS: 20).
+    pub max_consumers_per_stream: u32,
+    /// Most consumers CREATING at once (AWS: 5).
+    pub max_creating_consumers: u32,
+    /// How long a SubscribeToShard (or a native Subscribe of a consumer) lasts (AWS: 5 min).
+    pub subscription_lifetime: Duration,
+    /// Reads of one consumer from one shard, bytes/s (AWS: 2 MiB/s); 0 = unlimited. Applies
+    /// to the streams `throttling` applies to.
+    pub consumer_read_bytes_per_sec: u64,
 }
 
 impl Default for ServiceConfig {
@@ -96,6 +109,10 @@ impl Default for ServiceConfig {
             on_demand_splits: Some(SplitPolicy::default()),
             shard_limits: ShardLimits::default(),
             throttling: Throttling::default(),
+            max_consumers_per_stream: 20,
+            max_creating_consumers: 5,
+            subscription_lifetime: Duration::from_secs(300),
+            consumer_read_bytes_per_sec: 2 << 20,
         }
     }
 }
@@ -108,6 +125,8 @@ struct Inner {
     metrics: Metrics,
     /// Per-shard token buckets of the requests this node admits.
     throttle: ShardThrottle,
+    /// Enhanced fan-out subscriptions served by this node.
+    subscriptions: subscriptions::Subscriptions,
 }
 
 /// Cheap to clone; every protocol front end holds one.
@@ -128,6 +147,7 @@ impl StreamService {
         StreamService {
             inner: Arc::new(Inner {
                 throttle,
+                subscriptions: subscriptions::Subscriptions::default(),
                 config,
                 catalog,
                 view,

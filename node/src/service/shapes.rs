@@ -15,9 +15,11 @@ pub static OPERATIONS: &[(&str, Option<&str>)] = &[
         Some("DecreaseStreamRetentionPeriodInput"),
     ),
     ("DeleteStream", Some("DeleteStreamInput")),
+    ("DeregisterStreamConsumer", Some("DeregisterStreamConsumerInput")),
     ("DescribeAccountSettings", Some("DescribeAccountSettingsInput")),
     ("DescribeLimits", Some("DescribeLimitsInput")),
     ("DescribeStream", Some("DescribeStreamInput")),
+    ("DescribeStreamConsumer", Some("DescribeStreamConsumerInput")),
     ("DescribeStreamSummary", Some("DescribeStreamSummaryInput")),
     ("GetRecords", Some("GetRecordsInput")),
     ("GetShardIterator", Some("GetShardIteratorInput")),
@@ -26,14 +28,17 @@ pub static OPERATIONS: &[(&str, Option<&str>)] = &[
         Some("IncreaseStreamRetentionPeriodInput"),
     ),
     ("ListShards", Some("ListShardsInput")),
+    ("ListStreamConsumers", Some("ListStreamConsumersInput")),
     ("ListStreams", Some("ListStreamsInput")),
     ("ListTagsForResource", Some("ListTagsForResourceInput")),
     ("ListTagsForStream", Some("ListTagsForStreamInput")),
     ("MergeShards", Some("MergeShardsInput")),
     ("PutRecord", Some("PutRecordInput")),
     ("PutRecords", Some("PutRecordsInput")),
+    ("RegisterStreamConsumer", Some("RegisterStreamConsumerInput")),
     ("RemoveTagsFromStream", Some("RemoveTagsFromStreamInput")),
     ("SplitShard", Some("SplitShardInput")),
+    ("SubscribeToShard", Some("SubscribeToShardInput")),
     ("TagResource", Some("TagResourceInput")),
     ("UntagResource", Some("UntagResourceInput")),
     ("UpdateShardCount", Some("UpdateShardCountInput")),
@@ -76,6 +81,24 @@ pub static SHAPES: &[Shape] = &[
         min: None,
         max: None,
         pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "ConsumerARN",
+        kind: Kind::String,
+        min: Some(1),
+        max: Some(2048),
+        pattern: Some(
+            "(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+",
+        ),
+        enums: &[],
+    },
+    Shape {
+        name: "ConsumerName",
+        kind: Kind::String,
+        min: Some(1),
+        max: Some(128),
+        pattern: Some("[a-zA-Z0-9_.-]+"),
         enums: &[],
     },
     Shape {
@@ -189,6 +212,35 @@ pub static SHAPES: &[Shape] = &[
         enums: &[],
     },
     Shape {
+        name: "DeregisterStreamConsumerInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "ConsumerARN",
+                shape: "ConsumerARN",
+                required: false,
+            },
+            Member {
+                name: "ConsumerName",
+                shape: "ConsumerName",
+                required: false,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
         name: "DescribeAccountSettingsInput",
         kind: Kind::Structure(&[]),
         min: None,
@@ -199,6 +251,35 @@ pub static SHAPES: &[Shape] = &[
     Shape {
         name: "DescribeLimitsInput",
         kind: Kind::Structure(&[]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "DescribeStreamConsumerInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "ConsumerARN",
+                shape: "ConsumerARN",
+                required: false,
+            },
+            Member {
+                name: "ConsumerName",
+                shape: "ConsumerName",
+                required: false,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+        ]),
         min: None,
         max: None,
         pattern: None,
@@ -449,6 +530,48 @@ pub static SHAPES: &[Shape] = &[
     },
     Shape {
         name: "ListShardsInputLimit",
+        kind: Kind::Integer,
+        min: Some(1),
+        max: Some(10000),
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "ListStreamConsumersInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "MaxResults",
+                shape: "ListStreamConsumersInputLimit",
+                required: false,
+            },
+            Member {
+                name: "NextToken",
+                shape: "NextToken",
+                required: false,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: true,
+            },
+            Member {
+                name: "StreamCreationTimestamp",
+                shape: "Timestamp",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "ListStreamConsumersInputLimit",
         kind: Kind::Integer,
         min: Some(1),
         max: Some(10000),
@@ -746,6 +869,35 @@ pub static SHAPES: &[Shape] = &[
         enums: &["AUTO", "USER_PARTITION_KEY"],
     },
     Shape {
+        name: "RegisterStreamConsumerInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "ConsumerName",
+                shape: "ConsumerName",
+                required: true,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: true,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+            Member {
+                name: "Tags",
+                shape: "TagMap",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
         name: "RemoveTagsFromStreamInput",
         kind: Kind::Structure(&[
             Member {
@@ -910,6 +1062,30 @@ pub static SHAPES: &[Shape] = &[
         enums: &[],
     },
     Shape {
+        name: "StartingPosition",
+        kind: Kind::Structure(&[
+            Member {
+                name: "SequenceNumber",
+                shape: "SequenceNumber",
+                required: false,
+            },
+            Member {
+                name: "Timestamp",
+                shape: "Timestamp",
+                required: false,
+            },
+            Member {
+                name: "Type",
+                shape: "ShardIteratorType",
+                required: true,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
         name: "StreamARN",
         kind: Kind::String,
         min: Some(1),
@@ -951,6 +1127,40 @@ pub static SHAPES: &[Shape] = &[
         min: Some(1),
         max: Some(128),
         pattern: Some("[a-zA-Z0-9_.-]+"),
+        enums: &[],
+    },
+    Shape {
+        name: "SubscribeToShardInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "ConsumerARN",
+                shape: "ConsumerARN",
+                required: true,
+            },
+            Member {
+                name: "DryRun",
+                shape: "BooleanObject",
+                required: false,
+            },
+            Member {
+                name: "ShardId",
+                shape: "ShardId",
+                required: true,
+            },
+            Member {
+                name: "StartingPosition",
+                shape: "StartingPosition",
+                required: true,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
         enums: &[],
     },
     Shape {

@@ -19,16 +19,43 @@ pub struct ListTagsOutput {
 }
 
 impl StreamService {
-    /// The stream named by a resource ARN (TagResource and friends). Only stream ARNs name a
-    /// resource here: consumers do not exist yet.
-    pub fn stream_of_resource(&self, arn: &str) -> Result<String, ServiceError> {
+    /// The stream named by a resource ARN (TagResource and friends) when it is a stream ARN;
+    /// `None` for a consumer ARN.
+    fn stream_of_resource(&self, arn: &str) -> Result<Option<String>, ServiceError> {
         if arn.contains(":stream/") && !arn.contains("/consumer/") {
-            return self.stream_identity(None, Some(arn));
+            return self.stream_identity(None, Some(arn)).map(Some);
+        }
+        if arn.contains("/consumer/") {
+            return Ok(None);
         }
         Err(ServiceError::ResourceNotFound(format!(
             "Resource {arn} under account {} not found.",
             self.config().account
         )))
+    }
+
+    /// TagResource: a stream ARN or a consumer ARN.
+    pub async fn tag_resource(&self, arn: &str, tags: BTreeMap<String, String>) -> Result<(), ServiceError> {
+        match self.stream_of_resource(arn)? {
+            Some(name) => self.add_tags(&name, tags).await,
+            None => self.set_consumer_tags(arn, tags, Vec::new()).await,
+        }
+    }
+
+    /// UntagResource: a stream ARN or a consumer ARN.
+    pub async fn untag_resource(&self, arn: &str, keys: Vec<String>) -> Result<(), ServiceError> {
+        match self.stream_of_resource(arn)? {
+            Some(name) => self.remove_tags(&name, keys).await,
+            None => self.set_consumer_tags(arn, BTreeMap::new(), keys).await,
+        }
+    }
+
+    /// ListTagsForResource: a stream ARN or a consumer ARN, all tags in key order.
+    pub fn list_resource_tags(&self, arn: &str) -> Result<Vec<(String, String)>, ServiceError> {
+        match self.stream_of_resource(arn)? {
+            Some(name) => Ok(self.list_tags(&name, None, None)?.tags),
+            None => Ok(self.consumer_tags(arn)?.into_iter().collect()),
+        }
     }
 
     fn taggable(&self, name: &str) -> Result<BTreeMap<String, String>, ServiceError> {

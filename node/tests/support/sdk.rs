@@ -23,13 +23,22 @@ pub fn client_without_retries(node: &Node) -> Client {
     Client::from_conf(config(node).retry_config(RetryConfig::disabled()).build())
 }
 
+/// A client with the SDK's default retries for a Kinesis port (e.g. of a cluster member).
+pub fn client_for_port(port: u16) -> Client {
+    Client::from_conf(config_for_port(port).build())
+}
+
 fn config(node: &Node) -> aws_sdk_kinesis::config::Builder {
+    config_for_port(node.kinesis_port)
+}
+
+fn config_for_port(port: u16) -> aws_sdk_kinesis::config::Builder {
     let http = aws_smithy_http_client::Builder::new().build_http();
     aws_sdk_kinesis::Config::builder()
         .behavior_version_latest()
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .endpoint_url(format!("http://127.0.0.1:{}", node.kinesis_port))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
         .http_client(http)
 }
 
