@@ -17,7 +17,9 @@ use tonic::transport::Channel;
 
 use crate::E2eError;
 use crate::Result;
+use crate::cluster::Cluster;
 use crate::cluster::TEST_MANAGER;
+use crate::cluster::install_crds;
 use crate::process::NodeProcess;
 use crate::wait;
 use crate::wait::CONVERGE;
@@ -45,6 +47,17 @@ pub struct Env {
 }
 
 impl Env {
+    /// Connects to the cluster, installs the CRDs and starts a node.
+    pub async fn start(cluster: &Cluster) -> Result<Env> {
+        let client = cluster.client().await?;
+        install_crds(&client).await?;
+        Ok(Env {
+            client,
+            kubeconfig: cluster.kubeconfig.clone(),
+            node: NodeProcess::start()?,
+        })
+    }
+
     pub fn streams(&self, ns: &str) -> Api<Stream> {
         Api::namespaced(self.client.clone(), ns)
     }

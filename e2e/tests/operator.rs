@@ -13,8 +13,6 @@ use kube::api::PatchParams;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::TEST_MANAGER;
 use runnel_e2e::cluster::create_namespace;
-use runnel_e2e::cluster::install_crds;
-use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::streams::Env;
 use runnel_e2e::streams::condition;
@@ -33,14 +31,7 @@ fn operator_against_a_real_api_server() -> TestResult {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = cluster.client().await?;
-        install_crds(&client).await?;
-        let node = NodeProcess::start()?;
-        let env = Env {
-            client,
-            kubeconfig: cluster.kubeconfig.clone(),
-            node,
-        };
+        let env = Env::start(&cluster).await?;
         env.lifecycle().await?;
         env.kill_mid_reconcile().await?;
         env.leader_election().await?;
