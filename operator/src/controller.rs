@@ -54,6 +54,7 @@ use crate::plan::ScalingState;
 use crate::plan::plan;
 use crate::plan::scaling_state;
 use crate::policy::Seconds;
+use crate::policy::autoscaling::AutoscalingConfig;
 use crate::policy::autoscaling::AutoscalingInput;
 use crate::policy::autoscaling::ShardAction;
 use crate::policy::autoscaling::ShardDecision;
@@ -414,65 +415,21 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
         && scaling == ScalingState::Stable
         && observed.status == Some(StreamLifecycle::Active)
         && let Some(config) = &desired.autoscaling
+        && let Some(state) = run_autoscaler(
+            ctx,
+            stream.as_ref(),
+            &desired.name,
+            config,
+            &observed,
+            &mut activity,
+        )
+        .await?
     {
-        let now_secs = unix_now();
-        let decision = {
-            let mut load = ctx.load.lock().map_err(|_| Error::Poisoned)?;
-            let mut config = config.clone();
-            // Windows longer than the kept history could never fill.
-            config.split_window = config.split_window.min(load.horizon());
-            config.merge_window = config.merge_window.min(load.horizon());
-            let shards = load.shard_loads(&desired.name, &observed.shards, now_secs);
-            let last_action_at = activity
-                .last_scaling_time
-                .as_ref()
-                .and_then(|t| Seconds::try_from(t.0.as_second()).ok())
-                .max(ctx.last_scaled(&desired.name));
-            decide(&AutoscalingInput {
-                config: &config,
-                shards: &shards,
-                last_action_at,
-                now: now_secs,
-            })
-        };
-        let auto = activity
-            .autoscaling
-            .get_or_insert_with(AutoscalingStatus::default);
-        auto.last_decision = Some(decision.reason.clone());
-        match autoscale_action(ctx, &desired.name, &decision).await {
-            Ok(None) => {}
-            Ok(Some(action)) => {
-                ctx.scaled(&desired.name, now_secs);
-                activity.last_scaling_time = Some(time_at(now_secs));
-                auto.last_action = Some(action.clone());
-                auto.last_action_reason = Some(decision.reason.clone());
-                let (reason, verb) = match decision.action {
-                    ShardAction::Merge { .. } => ("ShardsMerged", "MergeShards"),
-                    _ => ("ShardSplit", "SplitShard"),
-                };
-                ctx.publish(
-                    stream.as_ref(),
-                    EventType::Normal,
-                    reason,
-                    verb,
-                    format!("{action}: {}", decision.reason),
-                )
-                .await;
-                scaling = ScalingState::InProgress(format!("{action} requested: {}", decision.reason));
-                acted = true;
-                if let Some(o) = ctx.catalog.describe(&desired.name).await? {
-                    observed = o;
-                }
-            }
-            Err(e) if e.is_busy() => {}
-            Err(e) => match e.refusal() {
-                Some(message) => {
-                    scaling =
-                        ScalingState::Blocked(format!("the autoscaler's request was refused: {message}"));
-                }
-                None => return Err(e.into()),
-            },
+        acted = matches!(state, ScalingState::InProgress(_));
+        if acted && let Some(o) = ctx.catalog.describe(&desired.name).await? {
+            observed = o;
         }
+        scaling = state;
     }
 
     let measured = measured(ctx, &desired.name, &observed);
@@ -529,6 +486,75 @@ async fn publish_change(ctx: &Context, obj: &Stream, name: &str, change: &Change
         format!("stream {name:?}: {change}"),
     )
     .await;
+}
+
+/// Asks the autoscaling policy about an ACTIVE, settled stream and makes its split or merge.
+/// Records the decision in `activity`; returns the Scaling state when it acted (InProgress) or
+/// the node refused (Blocked), None when there was nothing to do.
+async fn run_autoscaler(
+    ctx: &Context,
+    stream: &Stream,
+    name: &str,
+    config: &AutoscalingConfig,
+    observed: &ObservedStream,
+    activity: &mut Activity,
+) -> Result<Option<ScalingState>, Error> {
+    let now_secs = unix_now();
+    let decision = {
+        let mut load = ctx.load.lock().map_err(|_| Error::Poisoned)?;
+        let mut config = config.clone();
+        // Windows longer than the kept history could never fill.
+        config.split_window = config.split_window.min(load.horizon());
+        config.merge_window = config.merge_window.min(load.horizon());
+        let shards = load.shard_loads(name, &observed.shards, now_secs);
+        let last_action_at = activity
+            .last_scaling_time
+            .as_ref()
+            .and_then(|t| Seconds::try_from(t.0.as_second()).ok())
+            .max(ctx.last_scaled(name));
+        decide(&AutoscalingInput {
+            config: &config,
+            shards: &shards,
+            last_action_at,
+            now: now_secs,
+        })
+    };
+    let auto = activity
+        .autoscaling
+        .get_or_insert_with(AutoscalingStatus::default);
+    auto.last_decision = Some(decision.reason.clone());
+    match autoscale_action(ctx, name, &decision).await {
+        Ok(None) => Ok(None),
+        Ok(Some(action)) => {
+            ctx.scaled(name, now_secs);
+            activity.last_scaling_time = Some(time_at(now_secs));
+            auto.last_action = Some(action.clone());
+            auto.last_action_reason = Some(decision.reason.clone());
+            let (reason, verb) = match decision.action {
+                ShardAction::Merge { .. } => ("ShardsMerged", "MergeShards"),
+                _ => ("ShardSplit", "SplitShard"),
+            };
+            ctx.publish(
+                stream,
+                EventType::Normal,
+                reason,
+                verb,
+                format!("{action}: {}", decision.reason),
+            )
+            .await;
+            Ok(Some(ScalingState::InProgress(format!(
+                "{action} requested: {}",
+                decision.reason
+            ))))
+        }
+        Err(e) if e.is_busy() => Ok(None),
+        Err(e) => match e.refusal() {
+            Some(message) => Ok(Some(ScalingState::Blocked(format!(
+                "the autoscaler's request was refused: {message}"
+            )))),
+            None => Err(e.into()),
+        },
+    }
 }
 
 /// Makes the autoscaler's split or merge; returns what was done, None for no action.
