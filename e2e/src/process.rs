@@ -112,6 +112,11 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     pub fn start() -> Result<NodeProcess> {
+        Self::start_with(&[])
+    }
+
+    /// A node with extra `runnel-node standalone` flags.
+    pub fn start_with(extra: &[&str]) -> Result<NodeProcess> {
         let dir = tempfile::Builder::new().prefix("runnel-e2e-node-").tempdir()?;
         let (grpc, kinesis, metrics) = (free_port()?, free_port()?, free_port()?);
         let log_path = dir.path().join("node.log");
@@ -125,6 +130,7 @@ impl NodeProcess {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             // Whether a burst of test requests exceeds a per-shard rate would depend on timing.
             .args(["--throttling", "off"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

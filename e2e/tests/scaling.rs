@@ -3,7 +3,9 @@
 //! - `shardCount` 2 → 4 (one UpdateShardCount) and 4 → 1 (two steps: a call may at most halve),
 //!   tags and mode, each checked in the status and in the node's own DescribeStream;
 //! - `runnel-bench` load above the autoscaling target → the operator splits the hot shard
-//!   (SplitShard), and the status shows the children, the rates and the scaling time.
+//!   (SplitShard), and the status shows the children, the rates and the scaling time;
+//! - a shard-count change the node refuses (its daily UpdateShardCount limit) →
+//!   `Scaling=False ScalingBlocked` and a Warning Event, nothing changed.
 //!
 //! Nothing waits on a fixed time: every check polls with a generous deadline.
 //!
@@ -17,6 +19,7 @@ use kube::api::DeleteParams;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::process::BenchProcess;
+use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::streams::Env;
 use runnel_e2e::streams::condition;
@@ -41,6 +44,13 @@ fn operator_changes_and_scales_running_streams() -> TestResult {
         let env = Env::start(&cluster).await?;
         spec_changes(&env).await?;
         autoscaling_splits_the_hot_shard(&env).await?;
+        // A node allowing one UpdateShardCount per day: the second is refused and reported.
+        let limited = Env {
+            client: env.client.clone(),
+            kubeconfig: env.kubeconfig.clone(),
+            node: NodeProcess::start_with(&["--scalings-per-day-limit", "1"])?,
+        };
+        refused_scaling_is_reported(&limited).await?;
         Ok(())
     })
 }
@@ -367,5 +377,57 @@ async fn autoscaling_splits_the_hot_shard(env: &Env) -> TestResult {
     assert_eq!(open_shards(&obj).len(), 2);
     env.streams(&ns).delete(&name, &DeleteParams::default()).await?;
     env.wait_gone(&ns, &name).await?;
+    Ok(())
+}
+
+async fn refused_scaling_is_reported(env: &Env) -> TestResult {
+    let ns = create_namespace(&env.client, "e2e-limit").await?;
+    let _operator = OperatorProcess::start(
+        &env.kubeconfig,
+        &env.node.grpc_addr,
+        "op-limit",
+        &["--namespace", &ns],
+    )?;
+    let name = format!("limited-{ns}");
+    env.apply_stream(
+        &ns,
+        &name,
+        json!({"name": name, "shardCount": 1, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    wait_open_shards(env, &ns, &name, 1).await?;
+    // The one UpdateShardCount of the day.
+    env.apply_stream(
+        &ns,
+        &name,
+        json!({"name": name, "shardCount": 2, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    wait_open_shards(env, &ns, &name, 2).await?;
+    // The second is refused by the node: reported, not retried in a tight loop, nothing changes.
+    env.apply_stream(
+        &ns,
+        &name,
+        json!({"name": name, "shardCount": 4, "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let obj = env
+        .wait_condition(&ns, &name, "Scaling", "False", "ScalingBlocked")
+        .await?;
+    let message = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Scaling")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("UpdateShardCount 2 -> 4"), "{message}");
+    assert!(message.contains("24 hours"), "{message}");
+    assert_eq!(condition(&obj, "Ready").map(|c| c.0), Some("True".to_string()));
+    let events = env.events(&ns, &name).await?;
+    assert!(events.iter().any(|r| r == "ScalingBlocked"), "events {events:?}");
+    assert_eq!(env.describe(&name).await?.map(|d| d.open_shard_count), Some(2));
     Ok(())
 }
