@@ -1,9 +1,9 @@
-//! Real `runnel-node standalone` and `runnel-operator` processes on loopback.
+//! Real `runnel-node standalone`, `runnel-operator` and `runnel-bench` processes on loopback.
 //!
-//! Binaries: `RUNNEL_NODE_BIN` / `RUNNEL_OPERATOR_BIN` when set; otherwise
-//! `cargo build -p runnel-node -p runnel-operator` runs once (a no-op when up to date, so a
-//! stale binary is never tested) and they are taken from this test executable's target
-//! directory.
+//! Binaries: `RUNNEL_NODE_BIN` / `RUNNEL_OPERATOR_BIN` / `RUNNEL_BENCH_BIN` when set; otherwise
+//! `cargo build -p runnel-node -p runnel-operator -p runnel-bench` runs once (a no-op when up
+//! to date, so a stale binary is never tested) and they are taken from this test executable's
+//! target directory.
 
 use std::io::Read;
 use std::io::Write;
@@ -36,7 +36,16 @@ fn build_once() -> std::result::Result<(), String> {
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
             let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "runnel-node", "-p", "runnel-operator"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "runnel-node",
+                    "-p",
+                    "runnel-operator",
+                    "-p",
+                    "runnel-bench",
+                ])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -44,7 +53,7 @@ fn build_once() -> std::result::Result<(), String> {
                 Ok(())
             } else {
                 Err(format!(
-                    "cargo build -p runnel-node -p runnel-operator failed: {status}"
+                    "cargo build -p runnel-node -p runnel-operator -p runnel-bench failed: {status}"
                 ))
             }
         })
@@ -96,11 +105,18 @@ pub struct NodeProcess {
     child: Child,
     /// `127.0.0.1:PORT` of the gRPC (admin) API, as passed to `--nodes`.
     pub grpc_addr: String,
+    /// `127.0.0.1:PORT` of its `/metrics`, as passed to `--node-metrics`.
+    pub metrics_addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl NodeProcess {
     pub fn start() -> Result<NodeProcess> {
+        Self::start_with(&[])
+    }
+
+    /// A node with extra `runnel-node standalone` flags.
+    pub fn start_with(extra: &[&str]) -> Result<NodeProcess> {
         let dir = tempfile::Builder::new().prefix("runnel-e2e-node-").tempdir()?;
         let (grpc, kinesis, metrics) = (free_port()?, free_port()?, free_port()?);
         let log_path = dir.path().join("node.log");
@@ -114,16 +130,29 @@ impl NodeProcess {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             // Whether a burst of test requests exceeds a per-shard rate would depend on timing.
             .args(["--throttling", "off"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], grpc));
         wait_listening(&mut child, addr, "runnel-node", &log_path)?;
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics));
+        wait_listening(&mut child, metrics_addr, "runnel-node metrics", &log_path)?;
         Ok(NodeProcess {
             child,
             grpc_addr: addr.to_string(),
+            metrics_addr: metrics_addr.to_string(),
             _dir: dir,
         })
+    }
+
+    /// The text of its /metrics.
+    pub fn metrics(&self) -> Result<String> {
+        let addr: SocketAddr = self
+            .metrics_addr
+            .parse()
+            .map_err(|e| E2eError::Setup(format!("bad metrics address: {e}")))?;
+        http_get(addr, "/metrics")
     }
 
     /// An admin client connected to this node.
@@ -221,6 +250,52 @@ impl Drop for OperatorProcess {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("---- operator {} log:\n{}", self.identity, self.log());
+        }
+    }
+}
+
+/// A `runnel-bench` run (load generator) against a node. Killed on drop.
+pub struct BenchProcess {
+    child: Child,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchProcess {
+    /// Starts `runnel-bench <args>`.
+    pub fn start(args: &[&str]) -> Result<BenchProcess> {
+        let dir = tempfile::Builder::new().prefix("runnel-e2e-bench-").tempdir()?;
+        let log_path = dir.path().join("bench.log");
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(binary("RUNNEL_BENCH_BIN", "runnel-bench")?)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(BenchProcess {
+            child,
+            log_path,
+            _dir: dir,
+        })
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Still producing?
+    pub fn running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+}
+
+impl Drop for BenchProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- runnel-bench log:\n{}", self.log());
         }
     }
 }

@@ -25,6 +25,11 @@ fn latency_buckets() -> Vec<f64> {
 pub struct StreamMetrics {
     pub incoming_bytes: IntCounterVec,
     pub incoming_records: IntCounterVec,
+    /// IncomingBytes per shard (labels `stream`, `shard`), counted by the node that took the
+    /// request: the operator's autoscaler sums them over the nodes.
+    pub shard_incoming_bytes: IntCounterVec,
+    /// IncomingRecords per shard (labels `stream`, `shard`).
+    pub shard_incoming_records: IntCounterVec,
     pub put_latency: HistogramVec,
     pub put_failed_records: IntCounterVec,
     pub get_records_bytes: IntCounterVec,
@@ -117,6 +122,18 @@ impl Metrics {
                 "incoming_records_total",
                 "IncomingRecords: records put",
                 &["stream"],
+            )?,
+            shard_incoming_bytes: counter(
+                &r,
+                "shard_incoming_bytes_total",
+                "IncomingBytes per shard: bytes of accepted records (data + partition key)",
+                &["stream", "shard"],
+            )?,
+            shard_incoming_records: counter(
+                &r,
+                "shard_incoming_records_total",
+                "IncomingRecords per shard: accepted records",
+                &["stream", "shard"],
             )?,
             put_latency: histogram_vec(
                 &r,

@@ -1,5 +1,5 @@
-//! A thin wrapper over the node admin gRPC API: describe, create, delete and update retention of
-//! streams in the catalog. Any node answers admin calls; the client tries the known nodes in
+//! A thin wrapper over the node admin gRPC API: describe, create and delete streams, and change
+//! their retention, tags, mode and shards. Any node answers admin calls; the client tries the known nodes in
 //! order and moves on when one is unreachable.
 
 use std::collections::BTreeMap;
@@ -127,14 +127,10 @@ impl CatalogClient {
     /// Creates the stream. When it already exists (a concurrent or earlier create), returns its
     /// current description instead.
     pub async fn create(&self, create: &CreateStream) -> Result<ObservedStream, CatalogError> {
-        let mode = match create.mode {
-            StreamMode::Provisioned => pb::StreamMode::Provisioned,
-            StreamMode::OnDemand => pb::StreamMode::OnDemand,
-        };
         let request = pb::CreateStreamRequest {
             stream_name: create.name.clone(),
             shard_count: create.shard_count,
-            mode: mode as i32,
+            mode: proto_mode(create.mode) as i32,
             tags: create.tags.clone().into_iter().collect(),
             retention_period_hours: Some(create.retention_period_hours),
         };
@@ -197,6 +193,94 @@ impl CatalogClient {
         .map(|_| ())
     }
 
+    /// UpdateShardCount (UNIFORM_SCALING) to `target`, at most double or half the open shards.
+    pub async fn update_shard_count(&self, name: &str, target: u32) -> Result<(), CatalogError> {
+        let request = pb::UpdateShardCountRequest {
+            stream_name: name.to_string(),
+            target_shard_count: target,
+        };
+        self.call("UpdateShardCount", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_shard_count(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// SplitShard at `new_starting_hash_key` (the first key of the upper child).
+    pub async fn split_shard(
+        &self,
+        name: &str,
+        shard_id: &str,
+        new_starting_hash_key: u128,
+    ) -> Result<(), CatalogError> {
+        let request = pb::SplitShardRequest {
+            stream_name: name.to_string(),
+            shard_to_split: shard_id.to_string(),
+            new_starting_hash_key: new_starting_hash_key.to_string(),
+        };
+        self.call("SplitShard", name, |mut c| {
+            let request = request.clone();
+            async move { c.split_shard(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// MergeShards of `shard_id` and the adjacent shard above it.
+    pub async fn merge_shards(
+        &self,
+        name: &str,
+        shard_id: &str,
+        adjacent_shard_id: &str,
+    ) -> Result<(), CatalogError> {
+        let request = pb::MergeShardsRequest {
+            stream_name: name.to_string(),
+            shard_to_merge: shard_id.to_string(),
+            adjacent_shard_to_merge: adjacent_shard_id.to_string(),
+        };
+        self.call("MergeShards", name, |mut c| {
+            let request = request.clone();
+            async move { c.merge_shards(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// UpdateStreamMode.
+    pub async fn update_stream_mode(&self, name: &str, mode: StreamMode) -> Result<(), CatalogError> {
+        let request = pb::UpdateStreamModeRequest {
+            stream_name: name.to_string(),
+            mode: proto_mode(mode) as i32,
+        };
+        self.call("UpdateStreamMode", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_stream_mode(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// UpdateTags: sets `add`, then removes `remove`.
+    pub async fn update_tags(
+        &self,
+        name: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), CatalogError> {
+        let request = pb::UpdateTagsRequest {
+            stream_name: name.to_string(),
+            add: add.clone().into_iter().collect(),
+            remove: remove.to_vec(),
+        };
+        self.call("UpdateTags", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_tags(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Runs `call` against each node in turn until one answers (successfully or with an
     /// application error); transport failures move on to the next node.
     async fn call<T, F, Fut>(&self, op: &'static str, stream: &str, call: F) -> Result<T, CatalogError>
@@ -235,6 +319,39 @@ impl CatalogClient {
                 .join(", "),
             last,
         })
+    }
+}
+
+fn proto_mode(mode: StreamMode) -> pb::StreamMode {
+    match mode {
+        StreamMode::Provisioned => pb::StreamMode::Provisioned,
+        StreamMode::OnDemand => pb::StreamMode::OnDemand,
+    }
+}
+
+impl CatalogError {
+    /// The node refused the request for a reason retrying soon will not fix (a limit, an
+    /// invalid request): report it instead of retrying with backoff.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            CatalogError::Rejected {
+                code: Code::ResourceExhausted | Code::InvalidArgument,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The stream is busy (ResourceInUse: not ACTIVE right now): try again shortly.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::Rejected {
+                code: Code::FailedPrecondition,
+                ..
+            }
+        )
     }
 }
 

@@ -1,13 +1,16 @@
 //! The reconcilers (controller-rs shape): `Stream` → catalog through the admin API, and a
 //! minimal `DeliveryStream` reconciler. Decisions are made by pure functions
-//! ([`crate::plan`], [`crate::status`]); this module gathers inputs, applies actions, writes
-//! status with server-side apply and emits Events.
+//! ([`crate::plan`], [`crate::policy::autoscaling`], [`crate::status`]); this module gathers
+//! inputs (the catalog's description, the load the sampler measured), makes the admin calls
+//! they ask for, writes status with server-side apply and emits Events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -31,6 +34,7 @@ use kube::runtime::watcher;
 
 use crate::catalog_client::CatalogClient;
 use crate::catalog_client::CatalogError;
+use crate::crd::AutoscalingStatus;
 use crate::crd::ConditionType;
 use crate::crd::DeletionPolicy;
 use crate::crd::DeliveryStream;
@@ -38,12 +42,25 @@ use crate::crd::DeliveryStreamStatus;
 use crate::crd::Stream;
 use crate::crd::StreamLifecycle;
 use crate::crd::StreamStatus;
+use crate::load::LoadTracker;
 use crate::metrics::Metrics;
+use crate::node_metrics::SeriesKey;
+use crate::observed::ObservedStream;
+use crate::plan::Change;
 use crate::plan::Desired;
 use crate::plan::OWNER_TAG;
 use crate::plan::Plan;
-use crate::plan::drift;
+use crate::plan::ScalingState;
 use crate::plan::plan;
+use crate::plan::scaling_state;
+use crate::policy::Seconds;
+use crate::policy::autoscaling::AutoscalingConfig;
+use crate::policy::autoscaling::AutoscalingInput;
+use crate::policy::autoscaling::ShardAction;
+use crate::policy::autoscaling::ShardDecision;
+use crate::policy::autoscaling::decide;
+use crate::status::Activity;
+use crate::status::Measured;
 use crate::status::Observation;
 use crate::status::changed;
 use crate::status::condition;
@@ -66,6 +83,10 @@ const RESYNC: Duration = Duration::from_secs(60);
 /// Requeue delays after failures: 1 s doubling up to 5 min.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Default time between load samples.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+/// Default seconds of load history kept (the autoscaling windows are capped to it).
+pub const DEFAULT_LOAD_HISTORY: Seconds = 3600;
 
 /// Errors of one reconciliation. Each leads to a requeue with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +101,8 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("resource has no name or namespace")]
     Unnamed,
+    #[error("the load tracker's lock is poisoned")]
+    Poisoned,
 }
 
 /// Shared state of the reconcilers.
@@ -88,7 +111,14 @@ pub struct Context {
     pub catalog: CatalogClient,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Load measured from the nodes' metrics by the sampler.
+    pub load: Arc<Mutex<LoadTracker>>,
+    /// How often the sampler scrapes: autoscaled streams are looked at as often.
+    pub sample_interval: Duration,
     failures: Mutex<HashMap<String, u32>>,
+    /// When this process last changed each stream's layout (unix seconds), in case the status
+    /// write recording it failed.
+    last_scaling: Mutex<HashMap<String, Seconds>>,
 }
 
 impl Context {
@@ -102,8 +132,28 @@ impl Context {
             client,
             catalog,
             metrics,
+            load: Arc::new(Mutex::new(LoadTracker::new(DEFAULT_LOAD_HISTORY))),
+            sample_interval: DEFAULT_SAMPLE_INTERVAL,
             failures: Mutex::new(HashMap::new()),
+            last_scaling: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Uses this load tracker (fed by the sampler every `interval`).
+    pub fn with_load(mut self, load: Arc<Mutex<LoadTracker>>, interval: Duration) -> Context {
+        self.load = load;
+        self.sample_interval = interval;
+        self
+    }
+
+    fn scaled(&self, stream: &str, at: Seconds) {
+        if let Ok(mut m) = self.last_scaling.lock() {
+            m.insert(stream.to_string(), at);
+        }
+    }
+
+    fn last_scaled(&self, stream: &str) -> Option<Seconds> {
+        self.last_scaling.lock().ok()?.get(stream).copied()
     }
 
     fn failed(&self, key: String) -> u32 {
@@ -166,7 +216,19 @@ fn key_of<K: ResourceExt>(kind: &str, obj: &K) -> String {
 /// `now`, truncated to seconds as the API server stores condition times, so a status that did
 /// not change compares equal to the stored one.
 fn now() -> Time {
-    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+    time_at(unix_now())
+}
+
+fn time_at(secs: Seconds) -> Time {
+    Time(Timestamp::from_second(i64::try_from(secs).unwrap_or(i64::MAX)).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// Seconds since the Unix epoch (the clock the autoscaler's samples use).
+fn unix_now() -> Seconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Runs both controllers until the watch streams end.
@@ -261,6 +323,14 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
             return Err(e.into());
         }
     };
+    let mut activity = Activity {
+        last_scaling_time: previous.and_then(|p| p.last_scaling_time.clone()),
+        autoscaling: previous.and_then(|p| p.autoscaling.clone()),
+    };
+    let mut made = Vec::new();
+    let mut blocked = None;
+    let mut autoscale = false;
+    let mut drift = desired.unsupported.clone();
     let observed = match plan(&desired, observed.as_ref()) {
         Plan::Create(request) => {
             let created = ctx.catalog.create(&request).await?;
@@ -295,44 +365,250 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
         }
         Plan::Wait(_) => observed,
         Plan::Converge {
-            update_retention: Some(hours),
-            ..
+            changes,
+            drift: unsupported,
+            autoscale: settled,
         } => {
-            ctx.catalog.update_retention(&desired.name, hours).await?;
-            ctx.publish(
-                stream.as_ref(),
-                EventType::Normal,
-                "Updated",
-                "UpdateRetention",
-                format!("retention of stream {:?} set to {hours} h", desired.name),
-            )
-            .await;
-            ctx.catalog.describe(&desired.name).await?
+            drift = unsupported;
+            autoscale = settled;
+            for change in &changes {
+                match make_change(ctx, &desired.name, change).await {
+                    Ok(()) => {
+                        publish_change(ctx, stream.as_ref(), &desired.name, change).await;
+                        if change.is_scaling() {
+                            let at = unix_now();
+                            ctx.scaled(&desired.name, at);
+                            activity.last_scaling_time = Some(time_at(at));
+                        }
+                        made.push(change.clone());
+                    }
+                    // The stream left ACTIVE meanwhile: look again shortly.
+                    Err(e) if e.is_busy() => break,
+                    Err(e) => match e.refusal() {
+                        Some(message) if change.is_scaling() => {
+                            blocked = Some(format!("{change} was refused: {message}"));
+                            break;
+                        }
+                        _ => return Err(e.into()),
+                    },
+                }
+            }
+            if made.is_empty() {
+                observed
+            } else {
+                ctx.catalog.describe(&desired.name).await?
+            }
         }
-        Plan::Converge {
-            update_retention: None,
-            ..
-        } => observed,
     };
-    let Some(observed) = observed else {
+    let Some(mut observed) = observed else {
         // Deleted between calls: start over soon.
         return Ok(Action::requeue(TRANSITION_REQUEUE));
     };
-    let drift = drift(&desired, &observed);
+
+    let mut scaling = match blocked {
+        Some(message) => ScalingState::Blocked(message),
+        None => scaling_state(&desired, &observed, &made),
+    };
+    let mut acted = false;
+    if autoscale
+        && made.is_empty()
+        && scaling == ScalingState::Stable
+        && observed.status == Some(StreamLifecycle::Active)
+        && let Some(config) = &desired.autoscaling
+        && let Some(state) = run_autoscaler(
+            ctx,
+            stream.as_ref(),
+            &desired.name,
+            config,
+            &observed,
+            &mut activity,
+        )
+        .await?
+    {
+        acted = matches!(state, ScalingState::InProgress(_));
+        if acted && let Some(o) = ctx.catalog.describe(&desired.name).await? {
+            observed = o;
+        }
+        scaling = state;
+    }
+
+    let measured = measured(ctx, &desired.name, &observed);
     let status = stream_status(
         generation,
         previous,
         Observation::Observed {
             stream: &observed,
             drift: &drift,
+            scaling: &scaling,
+            measured: &measured,
+            activity: &activity,
         },
         &now(),
     );
     events_for_changes(ctx, stream.as_ref(), previous, &status).await;
     write_stream_status(api, &stream, previous, &status).await?;
-    let settled = observed.status == Some(StreamLifecycle::Active)
-        && observed.retention_period_hours == desired.retention_period_hours;
-    Ok(Action::requeue(if settled { RESYNC } else { TRANSITION_REQUEUE }))
+    let in_transition = !made.is_empty()
+        || acted
+        || observed.status != Some(StreamLifecycle::Active)
+        || matches!(scaling, ScalingState::InProgress(_));
+    let requeue = if in_transition {
+        TRANSITION_REQUEUE
+    } else if desired.autoscaling.is_some() && !matches!(scaling, ScalingState::Blocked(_)) {
+        ctx.sample_interval.clamp(TRANSITION_REQUEUE, RESYNC)
+    } else {
+        RESYNC
+    };
+    Ok(Action::requeue(requeue))
+}
+
+/// Makes one admin call of the plan.
+async fn make_change(ctx: &Context, name: &str, change: &Change) -> Result<(), CatalogError> {
+    match change {
+        Change::UpdateRetention(hours) => ctx.catalog.update_retention(name, *hours).await,
+        Change::UpdateTags { add, remove } => ctx.catalog.update_tags(name, add, remove).await,
+        Change::UpdateStreamMode(mode) => ctx.catalog.update_stream_mode(name, *mode).await,
+        Change::UpdateShardCount { target, .. } => ctx.catalog.update_shard_count(name, *target).await,
+    }
+}
+
+async fn publish_change(ctx: &Context, obj: &Stream, name: &str, change: &Change) {
+    let (reason, action) = match change {
+        Change::UpdateRetention(_) => ("Updated", "UpdateRetention"),
+        Change::UpdateTags { .. } => ("TagsUpdated", "UpdateTags"),
+        Change::UpdateStreamMode(_) => ("ModeUpdated", "UpdateStreamMode"),
+        Change::UpdateShardCount { .. } => ("ShardCountUpdated", "UpdateShardCount"),
+    };
+    ctx.publish(
+        obj,
+        EventType::Normal,
+        reason,
+        action,
+        format!("stream {name:?}: {change}"),
+    )
+    .await;
+}
+
+/// Asks the autoscaling policy about an ACTIVE, settled stream and makes its split or merge.
+/// Records the decision in `activity`; returns the Scaling state when it acted (InProgress) or
+/// the node refused (Blocked), None when there was nothing to do.
+async fn run_autoscaler(
+    ctx: &Context,
+    stream: &Stream,
+    name: &str,
+    config: &AutoscalingConfig,
+    observed: &ObservedStream,
+    activity: &mut Activity,
+) -> Result<Option<ScalingState>, Error> {
+    let now_secs = unix_now();
+    let decision = {
+        let mut load = ctx.load.lock().map_err(|_| Error::Poisoned)?;
+        let mut config = config.clone();
+        // Windows longer than the kept history could never fill.
+        config.split_window = config.split_window.min(load.horizon());
+        config.merge_window = config.merge_window.min(load.horizon());
+        let shards = load.shard_loads(name, &observed.shards, now_secs);
+        let last_action_at = activity
+            .last_scaling_time
+            .as_ref()
+            .and_then(|t| Seconds::try_from(t.0.as_second()).ok())
+            .max(ctx.last_scaled(name));
+        decide(&AutoscalingInput {
+            config: &config,
+            shards: &shards,
+            last_action_at,
+            now: now_secs,
+        })
+    };
+    let auto = activity
+        .autoscaling
+        .get_or_insert_with(AutoscalingStatus::default);
+    auto.last_decision = Some(decision.reason.clone());
+    match autoscale_action(ctx, name, &decision).await {
+        Ok(None) => Ok(None),
+        Ok(Some(action)) => {
+            ctx.scaled(name, now_secs);
+            activity.last_scaling_time = Some(time_at(now_secs));
+            auto.last_action = Some(action.clone());
+            auto.last_action_reason = Some(decision.reason.clone());
+            let (reason, verb) = match decision.action {
+                ShardAction::Merge { .. } => ("ShardsMerged", "MergeShards"),
+                _ => ("ShardSplit", "SplitShard"),
+            };
+            ctx.publish(
+                stream,
+                EventType::Normal,
+                reason,
+                verb,
+                format!("{action}: {}", decision.reason),
+            )
+            .await;
+            Ok(Some(ScalingState::InProgress(format!(
+                "{action} requested: {}",
+                decision.reason
+            ))))
+        }
+        Err(e) if e.is_busy() => Ok(None),
+        Err(e) => match e.refusal() {
+            Some(message) => Ok(Some(ScalingState::Blocked(format!(
+                "the autoscaler's request was refused: {message}"
+            )))),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// Makes the autoscaler's split or merge; returns what was done, None for no action.
+async fn autoscale_action(
+    ctx: &Context,
+    name: &str,
+    decision: &ShardDecision,
+) -> Result<Option<String>, CatalogError> {
+    match &decision.action {
+        ShardAction::None => Ok(None),
+        ShardAction::Split {
+            shard_id,
+            new_starting_hash_key,
+        } => {
+            ctx.catalog
+                .split_shard(name, shard_id, *new_starting_hash_key)
+                .await?;
+            Ok(Some(format!(
+                "SplitShard {shard_id} at hash key {new_starting_hash_key}"
+            )))
+        }
+        ShardAction::Merge {
+            shard_id,
+            adjacent_shard_id,
+        } => {
+            ctx.catalog
+                .merge_shards(name, shard_id, adjacent_shard_id)
+                .await?;
+            Ok(Some(format!("MergeShards {shard_id} + {adjacent_shard_id}")))
+        }
+    }
+}
+
+/// The latest measured rates of the stream's open shards and of the whole stream.
+fn measured(ctx: &Context, name: &str, observed: &ObservedStream) -> Measured {
+    let Ok(load) = ctx.load.lock() else {
+        return Measured::default();
+    };
+    let shard_rates = observed
+        .shards
+        .iter()
+        .filter(|s| !s.closed)
+        .filter_map(|s| {
+            let key = SeriesKey {
+                stream: name.to_string(),
+                shard: Some(s.shard_id.clone()),
+            };
+            load.latest(&key).map(|r| (s.shard_id.clone(), r))
+        })
+        .collect();
+    Measured {
+        shard_rates,
+        stream_rates: load.stream_rates(name),
+    }
 }
 
 async fn cleanup_stream(stream: Arc<Stream>, ctx: &Context) -> Result<Action, Error> {
@@ -390,7 +666,7 @@ async fn cleanup_stream(stream: Arc<Stream>, ctx: &Context) -> Result<Action, Er
 }
 
 /// Emits an Event when a condition moves to a state worth telling (invalid spec, conflict,
-/// unsupported change, ready).
+/// unsupported change, refused scaling, ready).
 async fn events_for_changes<K>(ctx: &Context, obj: &K, previous: Option<&StreamStatus>, status: &StreamStatus)
 where
     K: Resource<DynamicType = ()>,
@@ -407,19 +683,22 @@ where
         let Some(c) = find(&status.conditions, type_) else {
             continue;
         };
-        let (event_type, action) = match (type_, c.status.as_str(), c.reason.as_str()) {
-            (ConditionType::Ready, "True", _) => (EventType::Normal, "Reconcile"),
-            (ConditionType::Ready, _, reason::INVALID_SPEC) => (EventType::Warning, "Validate"),
-            (ConditionType::Ready, _, reason::NAME_CONFLICT) => (EventType::Warning, "Reconcile"),
-            (ConditionType::Scaling | ConditionType::Degraded, _, reason::NOT_SUPPORTED_YET) => {
-                (EventType::Warning, "Reconcile")
+        let was_ready = find(prev, ConditionType::Ready).is_some_and(|p| p.status == "True");
+        let (event_type, action, reason) = match (type_, c.status.as_str(), c.reason.as_str()) {
+            (ConditionType::Ready, "True", _) if !was_ready => (EventType::Normal, "Reconcile", "Ready"),
+            (ConditionType::Ready, _, reason::INVALID_SPEC) => {
+                (EventType::Warning, "Validate", reason::INVALID_SPEC)
+            }
+            (ConditionType::Ready, _, reason::NAME_CONFLICT) => {
+                (EventType::Warning, "Reconcile", reason::NAME_CONFLICT)
+            }
+            (ConditionType::Scaling, _, reason::SCALING_BLOCKED) => {
+                (EventType::Warning, "Reconcile", reason::SCALING_BLOCKED)
+            }
+            (ConditionType::Degraded, _, reason::NOT_SUPPORTED_YET) => {
+                (EventType::Warning, "Reconcile", reason::NOT_SUPPORTED_YET)
             }
             _ => continue,
-        };
-        let reason = if c.status == "True" && type_ == ConditionType::Ready {
-            "Ready"
-        } else {
-            c.reason.as_str()
         };
         ctx.publish(obj, event_type, reason, action, c.message.clone())
             .await;

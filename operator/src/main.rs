@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,8 +17,11 @@ use runnel_operator::controller::Context;
 use runnel_operator::discovery::NodeSet;
 use runnel_operator::leader::Elector;
 use runnel_operator::leader::LeaseTiming;
+use runnel_operator::load::LoadTracker;
 use runnel_operator::metrics;
 use runnel_operator::metrics::Metrics;
+use runnel_operator::node_metrics;
+use runnel_operator::node_metrics::MetricsTargets;
 
 /// How often in-cluster discovery re-reads the node StatefulSet.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -73,6 +77,23 @@ struct Args {
     #[arg(long, default_value_t = 4568)]
     node_grpc_port: u16,
 
+    /// Metrics addresses of the nodes (HOST:PORT,...), read for the autoscaler's load samples.
+    /// Overrides in-cluster discovery; with `--nodes` and without this flag no load is measured.
+    #[arg(long, env = "RUNNEL_NODE_METRICS", value_delimiter = ',')]
+    node_metrics: Vec<String>,
+
+    /// The nodes' metrics port (in-cluster discovery).
+    #[arg(long, default_value_t = 4569)]
+    node_metrics_port: u16,
+
+    /// Seconds between two reads of the nodes' metrics (load samples).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    load_sample_seconds: u64,
+
+    /// Seconds of load history kept; autoscaling windows longer than this are capped to it.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    load_history_seconds: u64,
+
     /// Replication factor of shard groups. Recorded for placement; the data plane does not
     /// replicate yet, so it has no effect today.
     #[arg(long, default_value_t = 3)]
@@ -105,35 +126,56 @@ async fn main() -> anyhow::Result<()> {
         .context("reaching the Kubernetes API server")?;
     tracing::info!(version = %version.git_version, "connected to the API server");
 
+    let targets = MetricsTargets::new(args.node_metrics.clone());
     let catalog = if args.nodes.is_empty() {
         let set = NodeSet {
             statefulset: args.node_statefulset.clone(),
             service: args.node_service.clone(),
             namespace: args.node_namespace.clone(),
             grpc_port: args.node_grpc_port,
+            metrics_port: args.node_metrics_port,
         };
-        let addrs = set.discover(client.clone()).await.unwrap_or_else(|e| {
+        let replicas = set.replicas(client.clone()).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "node StatefulSet not readable yet; assuming one node");
-            set.addrs(1)
+            1
         });
-        let catalog = CatalogClient::new(&addrs)?;
-        tokio::spawn(refresh_nodes(set, client.clone(), catalog.clone()));
+        let catalog = CatalogClient::new(&set.addrs(replicas))?;
+        let discovered_metrics = args.node_metrics.is_empty().then(|| targets.clone());
+        if let Some(t) = &discovered_metrics {
+            t.set(set.metrics_addrs(replicas));
+        }
+        tokio::spawn(refresh_nodes(
+            set,
+            client.clone(),
+            catalog.clone(),
+            discovered_metrics,
+        ));
         catalog
     } else {
         CatalogClient::new(&args.nodes)?
     };
-    tracing::info!(nodes = ?catalog.addrs(), replication_factor = args.replication_factor, "runnel nodes");
+    tracing::info!(
+        nodes = ?catalog.addrs(),
+        metrics = ?targets.get(),
+        replication_factor = args.replication_factor,
+        "runnel nodes"
+    );
+    let sample_interval = Duration::from_secs(args.load_sample_seconds);
+    let load = Arc::new(Mutex::new(LoadTracker::new(args.load_history_seconds)));
+    tokio::spawn(node_metrics::sample_forever(
+        targets,
+        load.clone(),
+        sample_interval,
+    ));
 
     let identity = args
         .identity
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        catalog,
-        metrics.clone(),
-        identity.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client.clone(), catalog, metrics.clone(), identity.clone())
+            .with_load(load, sample_interval),
+    );
     metrics.set_ready(true);
 
     if !args.leader_election {
@@ -167,18 +209,28 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Re-reads the StatefulSet's replica count and updates the node list.
-async fn refresh_nodes(set: NodeSet, client: Client, catalog: CatalogClient) {
+/// Re-reads the StatefulSet's replica count and updates the node lists.
+async fn refresh_nodes(
+    set: NodeSet,
+    client: Client,
+    catalog: CatalogClient,
+    metrics: Option<MetricsTargets>,
+) {
     loop {
         tokio::time::sleep(DISCOVERY_INTERVAL).await;
-        match set.discover(client.clone()).await {
-            Ok(addrs) if addrs != catalog.addrs() => {
-                tracing::info!(nodes = ?addrs, "node set changed");
-                if let Err(e) = catalog.set_nodes(&addrs) {
-                    tracing::warn!(error = %e, "invalid node address");
+        match set.replicas(client.clone()).await {
+            Ok(replicas) => {
+                let addrs = set.addrs(replicas);
+                if addrs != catalog.addrs() {
+                    tracing::info!(nodes = ?addrs, "node set changed");
+                    if let Err(e) = catalog.set_nodes(&addrs) {
+                        tracing::warn!(error = %e, "invalid node address");
+                    }
+                }
+                if let Some(m) = &metrics {
+                    m.set(set.metrics_addrs(replicas));
                 }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reading the node StatefulSet failed"),
         }
     }

@@ -1,5 +1,5 @@
-//! Pure diffing of a `Stream`'s spec against the catalog's description into the action the
-//! reconciler takes, plus the differences the data plane cannot apply yet.
+//! Pure diffing of a `Stream`'s spec against the catalog's description into the changes the
+//! reconciler makes, plus the differences the data plane cannot apply yet.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +10,7 @@ use crate::crd::Stream;
 use crate::crd::StreamLifecycle;
 use crate::crd::StreamMode;
 use crate::observed::ObservedStream;
+use crate::policy::autoscaling::AutoscalingConfig;
 
 /// Tag the operator puts on streams it creates: `<namespace>/<name>` of the owning resource. A
 /// stream without it (created through the API) or with another owner is never modified.
@@ -20,7 +21,7 @@ pub const DEFAULT_RETENTION_HOURS: u32 = 24;
 pub const ON_DEMAND_INITIAL_SHARDS: u32 = 4;
 
 /// The catalog state a valid `Stream` asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub name: String,
     pub owner: String,
@@ -31,6 +32,8 @@ pub struct Desired {
     pub initial_shard_count: Option<u32>,
     pub retention_period_hours: u32,
     pub tags: BTreeMap<String, String>,
+    /// The autoscaler's tunables, when autoscaling is on.
+    pub autoscaling: Option<AutoscalingConfig>,
     /// Spec fields the data plane has no API for yet, with the requested value.
     pub unsupported: Vec<Drift>,
 }
@@ -46,11 +49,7 @@ impl Desired {
         );
         let spec = &stream.spec;
         let mode = spec.mode();
-        let autoscaling = spec
-            .autoscaling
-            .as_ref()
-            .and_then(|a| a.enabled)
-            .unwrap_or(mode == StreamMode::OnDemand);
+        let autoscaling = AutoscalingConfig::from_spec(spec);
         let shard_count = spec.shard_count.and_then(|n| u32::try_from(n).ok());
         let initial_shard_count = match mode {
             StreamMode::Provisioned => shard_count,
@@ -79,16 +78,13 @@ impl Desired {
                 count: spec.consumers.len(),
             });
         }
-        if autoscaling {
-            unsupported.push(Drift::Autoscaling);
-        }
         let mut tags = spec.tags.clone();
         tags.insert(OWNER_TAG.to_string(), owner.clone());
         Some(Desired {
             name,
             owner,
             mode,
-            fixed_shard_count: if mode == StreamMode::Provisioned && !autoscaling {
+            fixed_shard_count: if mode == StreamMode::Provisioned && autoscaling.is_none() {
                 shard_count
             } else {
                 None
@@ -99,6 +95,7 @@ impl Desired {
                 .and_then(|h| u32::try_from(h).ok())
                 .unwrap_or(DEFAULT_RETENTION_HOURS),
             tags,
+            autoscaling,
             unsupported,
         })
     }
@@ -118,67 +115,34 @@ impl Desired {
 /// A difference between spec and catalog that the data plane cannot apply (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drift {
-    /// The open shard count differs from `spec.shardCount` (needs resharding).
-    ShardCount { desired: u32, observed: u32 },
-    /// The capacity mode differs (needs UpdateStreamMode).
-    Mode {
-        desired: StreamMode,
-        observed: Option<StreamMode>,
-    },
-    /// Tags differ (needs AddTagsToStream / RemoveTagsFromStream).
-    Tags,
     /// A maximum record size other than 1 MiB.
     MaxRecordSize { kib: i32 },
     /// KMS encryption.
     Encryption,
     /// Enhanced fan-out consumers.
     Consumers { count: usize },
-    /// Automatic split and merge (needs resharding).
-    Autoscaling,
-}
-
-impl Drift {
-    /// True for differences in shard layout, reported on the Scaling condition; the others go
-    /// on Degraded.
-    pub fn is_scaling(&self) -> bool {
-        matches!(
-            self,
-            Drift::ShardCount { .. } | Drift::Mode { .. } | Drift::Autoscaling
-        )
-    }
 }
 
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::ShardCount { desired, observed } => write!(
-                f,
-                "spec.shardCount is {desired} but the stream has {observed} open shards (resharding is not supported by the data plane yet)"
-            ),
-            Drift::Mode { desired, observed } => write!(
-                f,
-                "spec.streamModeDetails.streamMode is {} but the stream is {} (changing the mode is not supported yet)",
-                mode_name(Some(*desired)),
-                mode_name(*observed)
-            ),
-            Drift::Tags => f.write_str("spec.tags differ from the stream's tags (changing tags is not supported yet)"),
             Drift::MaxRecordSize { kib } => write!(
                 f,
                 "spec.maxRecordSizeKiB {kib} is not applied (the data plane accepts records up to 1024 KiB)"
             ),
-            Drift::Encryption => f.write_str("spec.encryption KMS is not applied (no encryption at rest yet)"),
+            Drift::Encryption => {
+                f.write_str("spec.encryption KMS is not applied (no encryption at rest yet)")
+            }
             Drift::Consumers { count } => write!(
                 f,
                 "spec.consumers ({count}) are not registered (enhanced fan-out is not supported yet)"
-            ),
-            Drift::Autoscaling => f.write_str(
-                "autoscaling is enabled but not applied (split and merge are not supported by the data plane yet)",
             ),
         }
     }
 }
 
-fn mode_name(mode: Option<StreamMode>) -> &'static str {
+/// The name of a mode in the Kinesis API.
+pub fn mode_name(mode: Option<StreamMode>) -> &'static str {
     match mode {
         Some(StreamMode::Provisioned) => "PROVISIONED",
         Some(StreamMode::OnDemand) => "ON_DEMAND",
@@ -186,8 +150,72 @@ fn mode_name(mode: Option<StreamMode>) -> &'static str {
     }
 }
 
-/// What the reconciler does next for one stream.
+/// One admin call that brings the stream closer to its spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// UpdateRetention.
+    UpdateRetention(u32),
+    /// UpdateTags: add or overwrite `add`, then remove `remove`.
+    UpdateTags {
+        add: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    /// UpdateStreamMode (the stream is UPDATING for a moment).
+    UpdateStreamMode(StreamMode),
+    /// One UpdateShardCount call to `target`, a step towards `desired`: a call may at most
+    /// double or halve the open shard count, as on AWS.
+    UpdateShardCount { from: u32, target: u32, desired: u32 },
+}
+
+impl Change {
+    /// True for changes of the stream's capacity (reported on the Scaling condition).
+    pub fn is_scaling(&self) -> bool {
+        matches!(
+            self,
+            Change::UpdateStreamMode(_) | Change::UpdateShardCount { .. }
+        )
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::UpdateRetention(hours) => write!(f, "UpdateRetention to {hours} h"),
+            Change::UpdateTags { add, remove } => write!(
+                f,
+                "UpdateTags (set {}, remove {})",
+                join(add.keys()),
+                join(remove.iter())
+            ),
+            Change::UpdateStreamMode(mode) => write!(f, "UpdateStreamMode to {}", mode_name(Some(*mode))),
+            Change::UpdateShardCount {
+                from,
+                target,
+                desired,
+            } if target == desired => write!(f, "UpdateShardCount {from} -> {target}"),
+            Change::UpdateShardCount {
+                from,
+                target,
+                desired,
+            } => write!(
+                f,
+                "UpdateShardCount {from} -> {target} (a step towards spec.shardCount {desired}: one call may at most double or halve the shards)"
+            ),
+        }
+    }
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = items.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// What the reconciler does next for one stream.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
     /// The catalog has no such stream: create it.
     Create(CreateStream),
@@ -195,10 +223,12 @@ pub enum Plan {
     Conflict { owner: Option<String> },
     /// The stream is in a transition (CREATING, UPDATING, DELETING): look again shortly.
     Wait(StreamLifecycle),
-    /// The stream is ACTIVE: apply what the data plane supports, report the rest.
+    /// The stream is ACTIVE: make `changes` in order, report `drift`; when `autoscale` is set
+    /// the layout is settled and the autoscaler may split or merge.
     Converge {
-        update_retention: Option<u32>,
+        changes: Vec<Change>,
         drift: Vec<Drift>,
+        autoscale: bool,
     },
 }
 
@@ -218,36 +248,98 @@ pub fn plan(desired: &Desired, observed: Option<&ObservedStream>) -> Plan {
         Some(other) => return Plan::Wait(other),
         None => return Plan::Wait(StreamLifecycle::Updating),
     }
+    let mut changes = Vec::new();
+    if observed.retention_period_hours != desired.retention_period_hours {
+        changes.push(Change::UpdateRetention(desired.retention_period_hours));
+    }
+    if let Some(tags) = tag_change(&desired.tags, &observed.tags) {
+        changes.push(tags);
+    }
+    // Capacity last: each of these puts the stream in UPDATING, so at most one per pass.
+    let layout_change = if observed.mode != Some(desired.mode) {
+        Some(Change::UpdateStreamMode(desired.mode))
+    } else {
+        shard_count_change(desired, observed)
+    };
+    let autoscale = layout_change.is_none() && desired.autoscaling.is_some();
+    changes.extend(layout_change);
     Plan::Converge {
-        update_retention: (observed.retention_period_hours != desired.retention_period_hours)
-            .then_some(desired.retention_period_hours),
-        drift: drift(desired, observed),
+        changes,
+        drift: desired.unsupported.clone(),
+        autoscale,
     }
 }
 
-/// Every difference that no admin call can apply yet, in a stable order.
-pub fn drift(desired: &Desired, observed: &ObservedStream) -> Vec<Drift> {
-    let mut drift = Vec::new();
+/// UpdateTags to turn `observed` into `desired`, or None when they are equal.
+pub fn tag_change(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Option<Change> {
+    let add: BTreeMap<String, String> = desired
+        .iter()
+        .filter(|(k, v)| observed.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove: Vec<String> = observed
+        .keys()
+        .filter(|k| !desired.contains_key(*k))
+        .cloned()
+        .collect();
+    (!add.is_empty() || !remove.is_empty()).then_some(Change::UpdateTags { add, remove })
+}
+
+fn shard_count_change(desired: &Desired, observed: &ObservedStream) -> Option<Change> {
+    let want = desired.fixed_shard_count?;
+    let open = u32::try_from(observed.open_shard_count()).unwrap_or(u32::MAX);
+    (open != want).then(|| Change::UpdateShardCount {
+        from: open,
+        target: shard_count_step(open, want),
+        desired: want,
+    })
+}
+
+/// The shard count one UpdateShardCount call may reach from `open` towards `want`: at most
+/// double, at least half (rounded up), as AWS allows.
+pub fn shard_count_step(open: u32, want: u32) -> u32 {
+    let open = open.max(1);
+    want.clamp(open.div_ceil(2), open.saturating_mul(2))
+}
+
+/// How the Scaling condition reads for an observed stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScalingState {
+    /// Nothing to change in the layout.
+    Stable,
+    /// A reshard or mode change is running or still to be made (message says which).
+    InProgress(String),
+    /// The node refused the change (limit reached, invalid for the stream): message is its answer.
+    Blocked(String),
+}
+
+/// The Scaling state of an observed stream the reconciler made `made` changes to (pure).
+pub fn scaling_state(desired: &Desired, observed: &ObservedStream, made: &[Change]) -> ScalingState {
+    let open = observed.open_shard_count();
+    if let Some(change) = made.iter().rev().find(|c| c.is_scaling()) {
+        return ScalingState::InProgress(format!("{change} requested"));
+    }
+    if observed.status == Some(StreamLifecycle::Updating) {
+        return ScalingState::InProgress(format!(
+            "stream is UPDATING (resharding or changing mode); {open} open shards"
+        ));
+    }
+    if observed.status != Some(StreamLifecycle::Active) {
+        return ScalingState::Stable;
+    }
     if observed.mode != Some(desired.mode) {
-        drift.push(Drift::Mode {
-            desired: desired.mode,
-            observed: observed.mode,
-        });
+        return ScalingState::InProgress(format!(
+            "mode is {}, spec asks for {}",
+            mode_name(observed.mode),
+            mode_name(Some(desired.mode))
+        ));
     }
-    if let Some(want) = desired.fixed_shard_count {
-        let open = u32::try_from(observed.open_shard_count()).unwrap_or(u32::MAX);
-        if open != want {
-            drift.push(Drift::ShardCount {
-                desired: want,
-                observed: open,
-            });
+    match desired.fixed_shard_count {
+        Some(want) if usize::try_from(want).ok() != Some(open) => {
+            ScalingState::InProgress(format!("{open} open shards, spec.shardCount is {want}"))
         }
+        _ => ScalingState::Stable,
     }
-    if observed.tags != desired.tags {
-        drift.push(Drift::Tags);
-    }
-    drift.extend(desired.unsupported.iter().cloned());
-    drift
 }
 
 #[cfg(test)]
@@ -343,7 +435,7 @@ mod tests {
         let d = Desired::from_stream(&stream(spec.clone())).ok_or("no desired state")?;
         assert_eq!(d.initial_shard_count, Some(4));
         assert_eq!(d.fixed_shard_count, None);
-        assert!(d.unsupported.contains(&Drift::Autoscaling));
+        assert!(d.autoscaling.is_some());
         spec.autoscaling = Some(Autoscaling {
             min_shards: Some(6),
             ..Autoscaling::default()
@@ -380,17 +472,23 @@ mod tests {
         Ok(())
     }
 
+    fn converge(d: &Desired, o: &ObservedStream) -> Result<(Vec<Change>, Vec<Drift>, bool), String> {
+        match plan(d, Some(o)) {
+            Plan::Converge {
+                changes,
+                drift,
+                autoscale,
+            } => Ok((changes, drift, autoscale)),
+            other => Err(format!("expected Converge, got {other:?}")),
+        }
+    }
+
     #[test]
     fn matching_stream_needs_nothing() -> Result<(), String> {
         let d = Desired::from_stream(&stream(provisioned(2))).ok_or("no desired state")?;
         let o = observed(&d, 2);
-        assert_eq!(
-            plan(&d, Some(&o)),
-            Plan::Converge {
-                update_retention: None,
-                drift: vec![]
-            }
-        );
+        assert_eq!(converge(&d, &o)?, (vec![], vec![], false));
+        assert_eq!(scaling_state(&d, &o, &[]), ScalingState::Stable);
         Ok(())
     }
 
@@ -401,49 +499,140 @@ mod tests {
         let d = Desired::from_stream(&stream(spec)).ok_or("no desired state")?;
         let mut o = observed(&d, 2);
         o.retention_period_hours = 24;
+        assert_eq!(converge(&d, &o)?.0, vec![Change::UpdateRetention(72)]);
+        Ok(())
+    }
+
+    #[test]
+    fn shard_count_change_steps_by_at_most_double_or_half() -> Result<(), String> {
+        let d = Desired::from_stream(&stream(provisioned(4))).ok_or("no desired state")?;
+        let o = observed(&d, 2);
         assert_eq!(
-            plan(&d, Some(&o)),
-            Plan::Converge {
-                update_retention: Some(72),
-                drift: vec![]
+            converge(&d, &o)?.0,
+            vec![Change::UpdateShardCount {
+                from: 2,
+                target: 4,
+                desired: 4
+            }]
+        );
+        assert!(
+            matches!(scaling_state(&d, &o, &[]), ScalingState::InProgress(m) if m.contains("spec.shardCount is 4"))
+        );
+        assert_eq!(shard_count_step(2, 9), 4);
+        assert_eq!(shard_count_step(4, 9), 8);
+        assert_eq!(shard_count_step(8, 9), 9);
+        assert_eq!(shard_count_step(4, 1), 2);
+        assert_eq!(shard_count_step(5, 1), 3);
+        assert_eq!(shard_count_step(3, 1), 2);
+        assert_eq!(shard_count_step(2, 1), 1);
+        assert_eq!(shard_count_step(0, 3), 2);
+        // Stepping always ends at the target.
+        for (from, to) in [(1u32, 200u32), (200, 1), (7, 13), (13, 7)] {
+            let mut n = from;
+            let mut calls = 0;
+            while n != to {
+                n = shard_count_step(n, to);
+                calls += 1;
+                assert!(calls < 20, "{from} -> {to} does not converge");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tags_are_added_changed_and_removed_but_the_owner_tag_stays() -> Result<(), String> {
+        let mut spec = provisioned(1);
+        spec.tags.insert("team".into(), "payments".into());
+        spec.tags.insert("tier".into(), "gold".into());
+        let d = Desired::from_stream(&stream(spec)).ok_or("no desired state")?;
+        let mut o = observed(&d, 1);
+        o.tags.insert("tier".into(), "silver".into());
+        o.tags.remove("team");
+        o.tags.insert("old".into(), "x".into());
+        let (changes, _, _) = converge(&d, &o)?;
+        let expected_add: BTreeMap<String, String> = [("team", "payments"), ("tier", "gold")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![Change::UpdateTags {
+                add: expected_add,
+                remove: vec!["old".into()]
+            }]
+        );
+        assert!(!changes[0].is_scaling());
+        Ok(())
+    }
+
+    #[test]
+    fn mode_change_comes_before_any_shard_count_change() -> Result<(), String> {
+        let mut spec = provisioned(4);
+        spec.consumers = vec!["fraud".into()];
+        spec.retention_period_hours = Some(48);
+        let d = Desired::from_stream(&stream(spec)).ok_or("no desired state")?;
+        let mut o = observed(&d, 2);
+        o.mode = Some(StreamMode::OnDemand);
+        o.retention_period_hours = 24;
+        let (changes, drift, autoscale) = converge(&d, &o)?;
+        assert_eq!(
+            changes,
+            vec![
+                Change::UpdateRetention(48),
+                Change::UpdateStreamMode(StreamMode::Provisioned)
+            ]
+        );
+        assert_eq!(drift, vec![Drift::Consumers { count: 1 }]);
+        assert!(!autoscale);
+        // Once the mode matches, the shard count follows.
+        o.mode = Some(StreamMode::Provisioned);
+        o.retention_period_hours = 48;
+        assert_eq!(
+            converge(&d, &o)?.0,
+            vec![Change::UpdateShardCount {
+                from: 2,
+                target: 4,
+                desired: 4
+            }]
         );
         Ok(())
     }
 
     #[test]
-    fn unsupported_changes_are_drift_not_actions() -> Result<(), String> {
-        let mut spec = provisioned(4);
-        spec.tags.insert("team".into(), "payments".into());
-        spec.consumers = vec!["fraud".into()];
+    fn autoscaled_streams_leave_the_count_to_the_autoscaler() -> Result<(), String> {
+        let mut spec = provisioned(2);
+        spec.autoscaling = Some(Autoscaling {
+            enabled: Some(true),
+            ..Autoscaling::default()
+        });
         let d = Desired::from_stream(&stream(spec)).ok_or("no desired state")?;
-        let mut o = observed(&d, 2);
-        o.tags.remove("team");
-        o.mode = Some(StreamMode::OnDemand);
-        let Plan::Converge {
-            update_retention,
-            drift,
-        } = plan(&d, Some(&o))
-        else {
-            return Err("expected Converge".into());
-        };
-        assert_eq!(update_retention, None);
-        assert_eq!(
-            drift,
-            vec![
-                Drift::Mode {
-                    desired: StreamMode::Provisioned,
-                    observed: Some(StreamMode::OnDemand)
-                },
-                Drift::ShardCount {
-                    desired: 4,
-                    observed: 2
-                },
-                Drift::Tags,
-                Drift::Consumers { count: 1 },
-            ]
+        assert_eq!(d.fixed_shard_count, None);
+        let o = observed(&d, 5);
+        assert_eq!(converge(&d, &o)?, (vec![], vec![], true));
+        let mut changing = o.clone();
+        changing.mode = Some(StreamMode::OnDemand);
+        assert!(
+            !converge(&d, &changing)?.2,
+            "no autoscaling while the mode changes"
         );
-        assert!(drift[0].is_scaling() && drift[1].is_scaling() && !drift[2].is_scaling());
+        Ok(())
+    }
+
+    #[test]
+    fn scaling_state_follows_the_stream() -> Result<(), String> {
+        let d = Desired::from_stream(&stream(provisioned(2))).ok_or("no desired state")?;
+        let mut o = observed(&d, 2);
+        o.status = Some(StreamLifecycle::Updating);
+        assert!(matches!(scaling_state(&d, &o, &[]), ScalingState::InProgress(m) if m.contains("UPDATING")));
+        o.status = Some(StreamLifecycle::Active);
+        let made = [Change::UpdateShardCount {
+            from: 1,
+            target: 2,
+            desired: 2,
+        }];
+        assert!(
+            matches!(scaling_state(&d, &o, &made), ScalingState::InProgress(m) if m.contains("UpdateShardCount 1 -> 2"))
+        );
         Ok(())
     }
 
@@ -452,7 +641,7 @@ mod tests {
         let d = Desired::from_stream(&stream(provisioned(1))).ok_or("no desired state")?;
         let mut o = observed(&d, 2);
         o.shards[0].closed = true;
-        assert_eq!(drift(&d, &o), vec![]);
+        assert_eq!(converge(&d, &o)?.0, vec![]);
         Ok(())
     }
 }

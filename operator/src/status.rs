@@ -4,12 +4,19 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use std::collections::BTreeMap;
+
+use crate::crd::AutoscalingStatus;
 use crate::crd::ConditionType;
+use crate::crd::ObservedRates;
 use crate::crd::ShardStatus;
 use crate::crd::StreamLifecycle;
 use crate::crd::StreamStatus;
+use crate::load::Rates;
+use crate::observed::ObservedShard;
 use crate::observed::ObservedStream;
 use crate::plan::Drift;
+use crate::plan::ScalingState;
 
 /// Condition reasons the operator writes.
 pub mod reason {
@@ -25,6 +32,23 @@ pub mod reason {
     pub const STABLE: &str = "Stable";
     pub const AS_EXPECTED: &str = "AsExpected";
     pub const NO_LEADER: &str = "NoLeader";
+    pub const RESHARDING: &str = "Resharding";
+    pub const SCALING_BLOCKED: &str = "ScalingBlocked";
+}
+
+/// Load measured from the nodes' metrics (empty when the operator reads no metrics).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measured {
+    /// Latest write rates of open shards, by shard id.
+    pub shard_rates: BTreeMap<String, Rates>,
+    pub stream_rates: Option<ObservedRates>,
+}
+
+/// What the operator did to the layout, carried from status to status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Activity {
+    pub last_scaling_time: Option<Time>,
+    pub autoscaling: Option<AutoscalingStatus>,
 }
 
 /// What the reconciler learnt about one `Stream` in this pass.
@@ -36,10 +60,14 @@ pub enum Observation<'a> {
     CatalogUnavailable(&'a str),
     /// A stream of that name exists in the catalog and is not this resource's.
     Conflict { name: &'a str, owner: Option<&'a str> },
-    /// The stream as the catalog describes it, and what of the spec cannot be applied.
+    /// The stream as the catalog describes it, what of the spec cannot be applied, where
+    /// scaling stands, the measured load and the operator's scaling activity.
     Observed {
         stream: &'a ObservedStream,
         drift: &'a [Drift],
+        scaling: &'a ScalingState,
+        measured: &'a Measured,
+        activity: &'a Activity,
     },
 }
 
@@ -56,7 +84,12 @@ pub fn stream_status(
         condition(t, status, reason, message, generation, prev_conditions, now)
     };
     let mut status = match observation {
-        Observation::Observed { stream, .. } => observed_fields(stream),
+        Observation::Observed {
+            stream,
+            measured,
+            activity,
+            ..
+        } => observed_fields(stream, measured, activity),
         Observation::Conflict { .. } => StreamStatus::default(),
         Observation::InvalidSpec(_) | Observation::CatalogUnavailable(_) => {
             let mut kept = previous.cloned().unwrap_or_default();
@@ -129,55 +162,74 @@ pub fn stream_status(
                 cond(ConditionType::Degraded, "True", reason::NAME_CONFLICT, message),
             ]
         }
-        Observation::Observed { stream, drift } => observed_conditions(stream, drift, &cond),
+        Observation::Observed {
+            stream,
+            drift,
+            scaling,
+            ..
+        } => observed_conditions(stream, drift, scaling, &cond),
     };
     status
 }
 
-fn observed_fields(stream: &ObservedStream) -> StreamStatus {
+fn observed_fields(stream: &ObservedStream, measured: &Measured, activity: &Activity) -> StreamStatus {
     StreamStatus {
         stream_arn: (!stream.arn.is_empty()).then(|| stream.arn.clone()),
         stream_status: stream.status,
-        shards: stream
-            .shards
-            .iter()
-            .map(|s| ShardStatus {
-                shard_id: s.shard_id.clone(),
-                parent_shard_id: s.parent_shard_id.clone(),
-                adjacent_parent_shard_id: s.adjacent_parent_shard_id.clone(),
-                starting_hash_key: s.starting_hash_key.clone(),
-                ending_hash_key: s.ending_hash_key.clone(),
-                closed: s.closed,
-                replicas: s.replicas.iter().map(u64::to_string).collect(),
-                leader: s.leader.map(|l| l.to_string()),
+        shards: listed_shards(stream)
+            .map(|s| {
+                let rates = measured.shard_rates.get(&s.shard_id).filter(|_| !s.closed);
+                ShardStatus {
+                    shard_id: s.shard_id.clone(),
+                    parent_shard_id: s.parent_shard_id.clone(),
+                    adjacent_parent_shard_id: s.adjacent_parent_shard_id.clone(),
+                    starting_hash_key: s.starting_hash_key.clone(),
+                    ending_hash_key: s.ending_hash_key.clone(),
+                    closed: s.closed,
+                    replicas: s.replicas.iter().map(u64::to_string).collect(),
+                    leader: s.leader.map(|l| l.to_string()),
+                    incoming_bytes_per_second: rates.map(|r| r.write_bytes.round()),
+                    incoming_records_per_second: rates.map(|r| r.write_records.round()),
+                }
             })
             .collect(),
         open_shard_count: i32::try_from(stream.open_shard_count()).ok(),
+        observed_rates: measured.stream_rates.clone(),
+        autoscaling: activity.autoscaling.clone(),
+        last_scaling_time: activity.last_scaling_time.clone(),
         ..StreamStatus::default()
     }
+}
+
+/// Open shards and the closed shards they came from (their parents), in catalog order. Older
+/// ancestors stay in the catalog (DescribeStream) but not in the status.
+fn listed_shards(stream: &ObservedStream) -> impl Iterator<Item = &ObservedShard> {
+    let is_parent_of_open = |id: &str| {
+        stream.shards.iter().any(|s| {
+            !s.closed
+                && (s.parent_shard_id.as_deref() == Some(id)
+                    || s.adjacent_parent_shard_id.as_deref() == Some(id))
+        })
+    };
+    stream
+        .shards
+        .iter()
+        .filter(move |s| !s.closed || is_parent_of_open(&s.shard_id))
 }
 
 fn observed_conditions(
     stream: &ObservedStream,
     drift: &[Drift],
+    scaling: &ScalingState,
     cond: &dyn Fn(ConditionType, &str, &str, String) -> Condition,
 ) -> Vec<Condition> {
     let open = stream.open_shard_count();
-    let not_applied: Vec<String> = drift
-        .iter()
-        .filter(|d| !d.is_scaling())
-        .map(Drift::to_string)
-        .collect();
-    let scaling: Vec<String> = drift
-        .iter()
-        .filter(|d| d.is_scaling())
-        .map(Drift::to_string)
-        .collect();
+    let not_applied: Vec<String> = drift.iter().map(Drift::to_string).collect();
     let ready = match stream.status {
         Some(StreamLifecycle::Active) => {
             let mut message = format!("stream {:?} is ACTIVE with {open} open shards", stream.name);
             if !drift.is_empty() {
-                message.push_str("; part of the spec is not applied (see Scaling and Degraded)");
+                message.push_str("; part of the spec is not applied (see Degraded)");
             }
             cond(ConditionType::Ready, "True", reason::ACTIVE, message)
         }
@@ -187,11 +239,15 @@ fn observed_conditions(
             reason::CREATING,
             format!("stream {:?} is being created", stream.name),
         ),
+        // An UPDATING stream keeps serving reads and writes, as on AWS.
         Some(StreamLifecycle::Updating) => cond(
             ConditionType::Ready,
-            "False",
+            "True",
             reason::UPDATING,
-            format!("stream {:?} is being updated", stream.name),
+            format!(
+                "stream {:?} is being updated (resharding or changing mode) and serves reads and writes meanwhile",
+                stream.name
+            ),
         ),
         Some(StreamLifecycle::Deleting) => cond(
             ConditionType::Ready,
@@ -203,20 +259,25 @@ fn observed_conditions(
             ),
         ),
     };
-    let scaling = if scaling.is_empty() {
-        cond(
+    let scaling = match scaling {
+        ScalingState::Stable => cond(
             ConditionType::Scaling,
             "False",
             reason::STABLE,
             format!("{open} open shards, no resharding in progress"),
-        )
-    } else {
-        cond(
+        ),
+        ScalingState::InProgress(message) => cond(
+            ConditionType::Scaling,
+            "True",
+            reason::RESHARDING,
+            message.clone(),
+        ),
+        ScalingState::Blocked(message) => cond(
             ConditionType::Scaling,
             "False",
-            reason::NOT_SUPPORTED_YET,
-            scaling.join("; "),
-        )
+            reason::SCALING_BLOCKED,
+            message.clone(),
+        ),
     };
     let leaderless: Vec<&str> = stream
         .shards
@@ -296,7 +357,25 @@ mod tests {
 
     use super::*;
     use crate::crd::StreamMode;
-    use crate::observed::ObservedShard;
+
+    fn observed(o: &ObservedStream) -> Observation<'_> {
+        Observation::Observed {
+            stream: o,
+            drift: &[],
+            scaling: &ScalingState::Stable,
+            measured: &NO_MEASUREMENT,
+            activity: &NO_ACTIVITY,
+        }
+    }
+
+    static NO_MEASUREMENT: Measured = Measured {
+        shard_rates: BTreeMap::new(),
+        stream_rates: None,
+    };
+    static NO_ACTIVITY: Activity = Activity {
+        last_scaling_time: None,
+        autoscaling: None,
+    };
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
@@ -330,15 +409,7 @@ mod tests {
     #[test]
     fn active_stream_is_ready_with_shards() {
         let o = active(2);
-        let s = stream_status(
-            Some(3),
-            None,
-            Observation::Observed {
-                stream: &o,
-                drift: &[],
-            },
-            &at(10),
-        );
+        let s = stream_status(Some(3), None, observed(&o), &at(10));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.open_shard_count, Some(2));
         assert_eq!(s.stream_status, Some(StreamLifecycle::Active));
@@ -362,15 +433,7 @@ mod tests {
     fn creating_stream_is_not_ready() {
         let mut o = active(1);
         o.status = Some(StreamLifecycle::Creating);
-        let s = stream_status(
-            Some(1),
-            None,
-            Observation::Observed {
-                stream: &o,
-                drift: &[],
-            },
-            &at(10),
-        );
+        let s = stream_status(Some(1), None, observed(&o), &at(10));
         let ready = get(&s, ConditionType::Ready);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -381,15 +444,7 @@ mod tests {
     #[test]
     fn invalid_spec_is_reported_and_keeps_last_shards() {
         let o = active(2);
-        let before = stream_status(
-            Some(1),
-            None,
-            Observation::Observed {
-                stream: &o,
-                drift: &[],
-            },
-            &at(10),
-        );
+        let before = stream_status(Some(1), None, observed(&o), &at(10));
         let errors = vec!["spec.shardCount must be at least 1, got 0".to_string()];
         let s = stream_status(Some(2), Some(&before), Observation::InvalidSpec(&errors), &at(20));
         let ready = get(&s, ConditionType::Ready);
@@ -407,24 +462,8 @@ mod tests {
     #[test]
     fn transition_time_is_kept_while_status_holds() {
         let o = active(1);
-        let first = stream_status(
-            Some(1),
-            None,
-            Observation::Observed {
-                stream: &o,
-                drift: &[],
-            },
-            &at(10),
-        );
-        let second = stream_status(
-            Some(1),
-            Some(&first),
-            Observation::Observed {
-                stream: &o,
-                drift: &[],
-            },
-            &at(99),
-        );
+        let first = stream_status(Some(1), None, observed(&o), &at(10));
+        let second = stream_status(Some(1), Some(&first), observed(&o), &at(99));
         assert_eq!(get(&second, ConditionType::Ready).last_transition_time, at(10));
         assert!(!changed(
             &first.conditions,
@@ -434,52 +473,141 @@ mod tests {
     }
 
     #[test]
-    fn drift_goes_to_scaling_and_degraded() {
+    fn drift_goes_to_degraded_and_scaling_follows_the_state() {
         let o = active(2);
-        let drift = vec![
-            Drift::ShardCount {
-                desired: 4,
-                observed: 2,
-            },
-            Drift::Tags,
-        ];
+        let drift = vec![Drift::Consumers { count: 2 }];
+        let scaling = ScalingState::InProgress("UpdateShardCount 2 -> 4 requested".into());
         let s = stream_status(
             Some(2),
             None,
             Observation::Observed {
                 stream: &o,
                 drift: &drift,
+                scaling: &scaling,
+                measured: &Measured::default(),
+                activity: &Activity::default(),
             },
             &at(10),
         );
-        let scaling = get(&s, ConditionType::Scaling);
+        let c = get(&s, ConditionType::Scaling);
         assert_eq!(
-            (scaling.status.as_str(), scaling.reason.as_str()),
-            ("False", reason::NOT_SUPPORTED_YET)
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", reason::RESHARDING)
         );
-        assert!(scaling.message.contains("spec.shardCount is 4"));
+        assert!(c.message.contains("2 -> 4"));
         let degraded = get(&s, ConditionType::Degraded);
         assert_eq!(
             (degraded.status.as_str(), degraded.reason.as_str()),
             ("True", reason::NOT_SUPPORTED_YET)
         );
-        assert!(degraded.message.contains("spec.tags"));
+        assert!(degraded.message.contains("spec.consumers"));
         assert_eq!(get(&s, ConditionType::Ready).status, "True");
+        let blocked = ScalingState::Blocked("limit reached".into());
+        let s = stream_status(
+            Some(2),
+            Some(&s),
+            Observation::Observed {
+                stream: &o,
+                drift: &[],
+                scaling: &blocked,
+                measured: &Measured::default(),
+                activity: &Activity::default(),
+            },
+            &at(20),
+        );
+        let c = get(&s, ConditionType::Scaling);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            ("False", reason::SCALING_BLOCKED, "limit reached")
+        );
     }
 
     #[test]
-    fn leaderless_shard_is_degraded() {
+    fn updating_stream_stays_ready_and_lists_lineage_with_rates() {
         let mut o = active(2);
-        o.shards[1].leader = None;
+        o.status = Some(StreamLifecycle::Updating);
+        // shard 0 was split into 2 and 3; shard 1 is open; an older closed shard 9 is no parent.
+        o.shards[0].closed = true;
+        for (id, parent) in [
+            ("shardId-000000000002", "shardId-000000000000"),
+            ("shardId-000000000003", "shardId-000000000000"),
+        ] {
+            o.shards.push(ObservedShard {
+                shard_id: id.into(),
+                parent_shard_id: Some(parent.into()),
+                ..ObservedShard::default()
+            });
+        }
+        o.shards.push(ObservedShard {
+            shard_id: "shardId-000000000009".into(),
+            closed: true,
+            ..ObservedShard::default()
+        });
+        let measured = Measured {
+            shard_rates: [(
+                "shardId-000000000002".to_string(),
+                Rates {
+                    write_bytes: 1234.4,
+                    write_records: 9.6,
+                    read_bytes: 0.0,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            stream_rates: Some(ObservedRates {
+                incoming_bytes_per_second: 1234.0,
+                incoming_records_per_second: 10.0,
+                outgoing_bytes_per_second: 0.0,
+            }),
+        };
+        let activity = Activity {
+            last_scaling_time: Some(at(5)),
+            autoscaling: Some(AutoscalingStatus {
+                last_action: Some("SplitShard shardId-000000000000".into()),
+                ..AutoscalingStatus::default()
+            }),
+        };
         let s = stream_status(
             Some(1),
             None,
             Observation::Observed {
                 stream: &o,
                 drift: &[],
+                scaling: &ScalingState::InProgress("UPDATING".into()),
+                measured: &measured,
+                activity: &activity,
             },
             &at(10),
         );
+        let ready = get(&s, ConditionType::Ready);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::UPDATING)
+        );
+        let ids: Vec<&str> = s.shards.iter().map(|s| s.shard_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "shardId-000000000000",
+                "shardId-000000000001",
+                "shardId-000000000002",
+                "shardId-000000000003"
+            ]
+        );
+        assert_eq!(s.open_shard_count, Some(3));
+        assert_eq!(s.shards[2].incoming_bytes_per_second, Some(1234.0));
+        assert_eq!(s.shards[2].incoming_records_per_second, Some(10.0));
+        assert_eq!(s.shards[1].incoming_bytes_per_second, None);
+        assert_eq!(s.observed_rates, measured.stream_rates);
+        assert_eq!(s.last_scaling_time, Some(at(5)));
+        assert_eq!(s.autoscaling, activity.autoscaling);
+    }
+
+    #[test]
+    fn leaderless_shard_is_degraded() {
+        let mut o = active(2);
+        o.shards[1].leader = None;
+        let s = stream_status(Some(1), None, observed(&o), &at(10));
         let degraded = get(&s, ConditionType::Degraded);
         assert_eq!(
             (degraded.status.as_str(), degraded.reason.as_str()),

@@ -103,6 +103,9 @@ fn check_capacity(spec: &StreamSpec, errors: &mut Vec<String>) {
     }
 }
 
+/// Longest autoscaling observation window: one day.
+pub const MAX_WINDOW_SECONDS: i32 = 86_400;
+
 fn check_autoscaling(spec: &StreamSpec, a: &Autoscaling, errors: &mut Vec<String>) {
     if let Some(min) = a.min_shards
         && min < 1
@@ -140,6 +143,18 @@ fn check_autoscaling(spec: &StreamSpec, a: &Autoscaling, errors: &mut Vec<String
             && v < 0
         {
             errors.push(format!("spec.autoscaling.{field} must not be negative, got {v}"));
+        }
+    }
+    for (field, value) in [
+        ("scaleUpWindowSeconds", a.scale_up_window_seconds),
+        ("scaleDownWindowSeconds", a.scale_down_window_seconds),
+    ] {
+        if let Some(v) = value
+            && !(1..=MAX_WINDOW_SECONDS).contains(&v)
+        {
+            errors.push(format!(
+                "spec.autoscaling.{field} must be between 1 and {MAX_WINDOW_SECONDS}, got {v}"
+            ));
         }
     }
     let enabled = a.enabled.unwrap_or(spec.mode() == StreamMode::OnDemand);
@@ -395,11 +410,21 @@ mod tests {
                 max_shards: Some(2),
                 target_utilization_percent: Some(0),
                 scale_up_cooldown_seconds: Some(-1),
+                scale_up_window_seconds: Some(0),
+                scale_down_window_seconds: Some(86_401),
                 ..Default::default()
             }),
             ..on_demand()
         };
         let errs = errors(&spec);
+        assert!(has(
+            &errs,
+            "scaleUpWindowSeconds must be between 1 and 86400, got 0"
+        ));
+        assert!(has(
+            &errs,
+            "scaleDownWindowSeconds must be between 1 and 86400, got 86401"
+        ));
         assert!(has(&errs, "minShards (5) must not be greater than maxShards (2)"));
         assert!(has(
             &errs,

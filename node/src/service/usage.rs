@@ -7,6 +7,7 @@ use super::StreamService;
 use super::admission::THROTTLED;
 use crate::capacity::usage::put_payload_units;
 use crate::capacity::usage::record_bytes;
+use crate::model::ShardId;
 use crate::shard::ReadRecord;
 
 /// What a PutRecords did, counted from its results and the sizes of its records.
@@ -34,6 +35,24 @@ impl PutTally {
             }
         }
         t
+    }
+
+    /// Accepted records and bytes per shard, in first-seen order.
+    pub fn per_shard(sizes: &[usize], results: &[PutEntryResult]) -> Vec<(ShardId, u64, u64)> {
+        let mut out: Vec<(ShardId, u64, u64)> = Vec::new();
+        for (size, result) in sizes.iter().zip(results) {
+            let PutEntryResult::Ok { shard_id, .. } = result else {
+                continue;
+            };
+            match out.iter_mut().find(|(s, _, _)| s == shard_id) {
+                Some((_, records, bytes)) => {
+                    *records += 1;
+                    *bytes += *size as u64;
+                }
+                None => out.push((*shard_id, 1, *size as u64)),
+            }
+        }
+        out
     }
 }
 
@@ -72,6 +91,18 @@ impl StreamService {
             .put_payload_units
             .with_label_values(label)
             .inc_by(t.payload_units);
+        for (shard, records, bytes) in PutTally::per_shard(sizes, results) {
+            let shard = shard.to_string();
+            let labels = &[stream, shard.as_str()];
+            m.streams
+                .shard_incoming_records
+                .with_label_values(labels)
+                .inc_by(records);
+            m.streams
+                .shard_incoming_bytes
+                .with_label_values(labels)
+                .inc_by(bytes);
+        }
     }
 
     /// Counts records delivered to a reader (GetRecords or a subscription) as bytes out;
@@ -95,7 +126,6 @@ impl StreamService {
 mod tests {
     use super::*;
     use crate::model::SequenceNumber;
-    use crate::model::ShardId;
 
     fn ok() -> PutEntryResult {
         PutEntryResult::Ok {
@@ -115,6 +145,26 @@ mod tests {
             error_code: code.into(),
             error_message: String::new(),
         }
+    }
+
+    #[test]
+    fn accepted_records_are_counted_per_shard() {
+        let on = |shard: u32| PutEntryResult::Ok {
+            shard_id: ShardId(shard),
+            sequence_number: SequenceNumber {
+                shard_created_secs: 0,
+                shard_index: shard,
+                log_index: 1,
+                position: 0,
+                arrival_secs: 0,
+            },
+        };
+        let sizes = [10, 20, 30, 40];
+        let results = [on(1), on(0), failed(THROTTLED), on(1)];
+        assert_eq!(
+            PutTally::per_shard(&sizes, &results),
+            vec![(ShardId(1), 2, 50), (ShardId(0), 1, 20)]
+        );
     }
 
     #[test]

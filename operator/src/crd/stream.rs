@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -146,6 +147,14 @@ pub struct Autoscaling {
     /// Least time between a scaling action and the next merge, in seconds. Defaults to 600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_cooldown_seconds: Option<i32>,
+    /// How long a shard must stay above the target (every sample) before it is split, in
+    /// seconds: 1 to 86400. Defaults to 120, so a short spike splits nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up_window_seconds: Option<i32>,
+    /// How long two adjacent shards must stay cold together before they are merged, in
+    /// seconds: 1 to 86400. Defaults to 900.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_window_seconds: Option<i32>,
 }
 
 /// Fate of the stream in the catalog when the resource is deleted.
@@ -176,7 +185,8 @@ pub struct StreamStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "stream_lifecycle_schema")]
     pub stream_status: Option<StreamLifecycle>,
-    /// Shards of the stream (open and recently closed), with their placement.
+    /// Open shards, and the closed shards they were split or merged from (lineage), with
+    /// their placement and observed write rates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
     /// Number of open shards.
@@ -185,6 +195,28 @@ pub struct StreamStatus {
     /// Throughput over the last observation window, for the whole stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_rates: Option<ObservedRates>,
+    /// What the autoscaler last did and decided (autoscaled streams only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingStatus>,
+    /// When the operator last changed the shard layout (UpdateShardCount, SplitShard or
+    /// MergeShards); the autoscaler's cooldowns count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scaling_time: Option<Time>,
+}
+
+/// The autoscaler's latest decision and action.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// The last split or merge the operator made, e.g. `SplitShard shardId-000000000000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<String>,
+    /// Why it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action_reason: Option<String>,
+    /// The most recent decision, including "within target" and waiting for a cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_decision: Option<String>,
 }
 
 /// The schema of an optional [`StreamLifecycle`]: schemars would list `null` among the enum
@@ -232,6 +264,13 @@ pub struct ShardStatus {
     /// Node id of the current Raft leader, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// Bytes per second written to the shard over the last sampling interval (open shards,
+    /// when the operator reads the nodes' metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_bytes_per_second: Option<f64>,
+    /// Records per second written to the shard over the last sampling interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_records_per_second: Option<f64>,
 }
 
 /// Stream throughput, as rates (per second).

@@ -85,6 +85,8 @@ impl AutoscalingConfig {
                 .map_or(d.target_utilization, |p| f64::from(p) / 100.0),
             scale_up_cooldown: secs(block.scale_up_cooldown_seconds, d.scale_up_cooldown),
             scale_down_cooldown: secs(block.scale_down_cooldown_seconds, d.scale_down_cooldown),
+            split_window: secs(block.scale_up_window_seconds, d.split_window).max(1),
+            merge_window: secs(block.scale_down_window_seconds, d.merge_window).max(1),
             ..d
         })
     }
@@ -576,6 +578,22 @@ mod tests {
         };
         let cfg = AutoscalingConfig::from_spec(&on_demand);
         assert_eq!(cfg.as_ref().map(|c| c.min_shards), Some(4));
+        assert_eq!(cfg.as_ref().map(|c| c.split_window), Some(120));
         assert_eq!(cfg.map(|c| c.target_utilization), Some(0.5));
+        let windows = StreamSpec {
+            autoscaling: Some(Autoscaling {
+                enabled: Some(true),
+                scale_up_window_seconds: Some(5),
+                scale_down_window_seconds: Some(30),
+                ..Default::default()
+            }),
+            ..provisioned
+        };
+        let cfg = AutoscalingConfig::from_spec(&windows);
+        assert_eq!(
+            cfg.as_ref().map(|c| (c.split_window, c.merge_window)),
+            Some((5, 30))
+        );
+        assert_eq!(cfg.map(|c| c.min_shards), Some(1));
     }
 }

@@ -1,0 +1,204 @@
+//! Working with `Stream` resources and the node under test: apply a spec, wait for a status
+//! condition, read the node's own description, list Events.
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::Client;
+use kube::api::ListParams;
+use kube::api::Patch;
+use kube::api::PatchParams;
+use runnel_operator::crd::Stream;
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::admin_client::AdminClient;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::E2eError;
+use crate::Result;
+use crate::cluster::Cluster;
+use crate::cluster::TEST_MANAGER;
+use crate::cluster::install_crds;
+use crate::process::NodeProcess;
+use crate::wait;
+use crate::wait::CONVERGE;
+
+/// A condition of a resource's status: (status, reason, observedGeneration).
+pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String, Option<i64>)> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["observedGeneration"].as_i64(),
+            )
+        })
+}
+
+/// The cluster client, the kubeconfig for operator processes, and the node under test.
+pub struct Env {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub node: NodeProcess,
+}
+
+impl Env {
+    /// Connects to the cluster, installs the CRDs and starts a node.
+    pub async fn start(cluster: &Cluster) -> Result<Env> {
+        let client = cluster.client().await?;
+        install_crds(&client).await?;
+        Ok(Env {
+            client,
+            kubeconfig: cluster.kubeconfig.clone(),
+            node: NodeProcess::start()?,
+        })
+    }
+
+    pub fn streams(&self, ns: &str) -> Api<Stream> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub async fn admin(&self) -> Result<AdminClient<Channel>> {
+        self.node.admin().await
+    }
+
+    /// Server-side applies a Stream with this spec (field manager `runnel-e2e`).
+    pub async fn apply_stream(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<()> {
+        let obj = json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Stream",
+            "metadata": {"name": name},
+            "spec": spec,
+        });
+        self.streams(ns)
+            .patch(
+                name,
+                &PatchParams::apply(TEST_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Waits until the Stream's condition has this status and reason for its current generation.
+    pub async fn wait_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> Result<serde_json::Value> {
+        let what = format!("Stream {ns}/{name} {type_}={status} ({reason})");
+        self.wait_stream(ns, name, &what, CONVERGE, |value, generation| {
+            match condition(value, type_) {
+                Some((st, re, og)) if st == status && re == reason && og == generation => Ok(()),
+                other => Err(format!("{other:?} at generation {generation:?}")),
+            }
+        })
+        .await
+    }
+
+    /// Waits until `check(status as JSON, generation)` passes; returns the object as JSON.
+    pub async fn wait_stream<F>(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        timeout: std::time::Duration,
+        check: F,
+    ) -> Result<serde_json::Value>
+    where
+        F: Fn(&serde_json::Value, Option<i64>) -> std::result::Result<(), String>,
+    {
+        let api = self.streams(ns);
+        let check = &check;
+        wait::until(what, timeout, || {
+            let api = api.clone();
+            async move {
+                let s = api.get(name).await.map_err(|e| e.to_string())?;
+                let generation = s.metadata.generation;
+                let value = serde_json::to_value(&s).map_err(|e| e.to_string())?;
+                check(&value, generation).map(|()| Some(value))
+            }
+        })
+        .await
+    }
+
+    /// The node's DescribeStream, None when the stream does not exist.
+    pub async fn describe(&self, name: &str) -> Result<Option<pb::StreamDescription>> {
+        let mut admin = self.admin().await?;
+        match admin
+            .describe_stream(pb::DescribeStreamRequest {
+                stream_name: name.to_string(),
+            })
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().stream),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(E2eError::Setup(format!("DescribeStream {name}: {s}"))),
+        }
+    }
+
+    /// Waits until the node's description of the stream named by the first word of `what`
+    /// passes `check`.
+    pub async fn wait_node<F>(&self, what: &str, check: F) -> Result<Option<pb::StreamDescription>>
+    where
+        F: Fn(Option<&pb::StreamDescription>) -> bool,
+    {
+        let name = what.split_whitespace().next().unwrap_or_default();
+        let check = &check;
+        wait::until(what, CONVERGE, || async move {
+            let d = self.describe(name).await.map_err(|e| e.to_string())?;
+            if check(d.as_ref()) {
+                Ok(Some(d))
+            } else {
+                Err(format!(
+                    "{:?}",
+                    d.map(|d| (d.status, d.retention_period_hours, d.open_shard_count))
+                ))
+            }
+        })
+        .await
+    }
+
+    /// Waits until the Stream resource is gone (finalizer removed).
+    pub async fn wait_gone(&self, ns: &str, name: &str) -> Result<()> {
+        let api = self.streams(ns);
+        wait::until(&format!("Stream {ns}/{name} gone"), CONVERGE, || {
+            let api = api.clone();
+            async move {
+                match api.get_opt(name).await.map_err(|e| e.to_string())? {
+                    None => Ok(Some(())),
+                    Some(s) => Err(format!("finalizers {:?}", s.metadata.finalizers)),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reasons of the Events about the object `name` in `ns`, one per occurrence (the
+    /// recorder folds repeats of an Event into one object with a `series.count`).
+    pub async fn events(&self, ns: &str, name: &str) -> Result<Vec<String>> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let list = api.list(&ListParams::default()).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .flat_map(|e| {
+                let n = e
+                    .series
+                    .as_ref()
+                    .and_then(|s| usize::try_from(s.count).ok())
+                    .unwrap_or(1)
+                    .max(1);
+                std::iter::repeat_n(e.reason, n).flatten()
+            })
+            .collect())
+    }
+}
