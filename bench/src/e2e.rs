@@ -41,7 +41,7 @@ pub struct ReceiveStats {
 }
 
 impl ReceiveStats {
-    fn new() -> Self {
+    pub fn new() -> Self {
         ReceiveStats {
             latency: histogram(),
             records: 0,
@@ -63,7 +63,7 @@ impl ReceiveStats {
         self.received.fetch_add(records.len() as u64, Ordering::Relaxed);
     }
 
-    fn merge(&mut self, other: ReceiveStats) {
+    pub fn merge(&mut self, other: ReceiveStats) {
         let _ = self.latency.add(&other.latency);
         self.records += other.records;
         self.bytes += other.bytes;
@@ -89,6 +89,17 @@ pub struct Receivers {
 
 impl Receivers {
     pub fn start(client: &Client, stream: &str, shards: &[String], via: Via) -> Self {
+        Receivers::start_as(client, stream, shards, via, None)
+    }
+
+    /// [`Receivers::start`]; subscriptions are made as the enhanced fan-out `consumer`.
+    pub fn start_as(
+        client: &Client,
+        stream: &str,
+        shards: &[String],
+        via: Via,
+        consumer: Option<String>,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let received = Arc::new(AtomicU64::new(0));
         let tasks = shards
@@ -97,11 +108,15 @@ impl Receivers {
                 let (client, stream, shard, stopped) =
                     (client.clone(), stream.to_string(), shard.clone(), stopped.clone());
                 let received = received.clone();
+                let consumer = consumer.clone();
                 tokio::spawn(async move {
                     let mut stats = ReceiveStats::new();
                     stats.received = received;
                     let result = match via {
-                        Via::Subscribe => subscribe(&client, &stream, &shard, stopped, &mut stats).await,
+                        Via::Subscribe => {
+                            subscribe(&client, &stream, &shard, consumer.as_deref(), stopped, &mut stats)
+                                .await
+                        }
                         Via::Poll => poll(&client, &stream, &shard, stopped, &mut stats).await,
                     };
                     if let Err(err) = result {
@@ -144,12 +159,15 @@ async fn subscribe(
     client: &Client,
     stream: &str,
     shard: &str,
+    consumer: Option<&str>,
     mut stopped: watch::Receiver<bool>,
     stats: &mut ReceiveStats,
 ) -> Result<(), runnel_client::Error> {
     let mut position = Position::Latest;
     while !*stopped.borrow() {
-        let mut events = client.subscribe(stream, shard, position.clone()).await?;
+        let mut events = client
+            .subscribe_as(stream, shard, position.clone(), consumer)
+            .await?;
         loop {
             tokio::select! {
                 event = events.next() => match event {

@@ -2,11 +2,12 @@
 //!
 //! Modes: `produce` (ingest throughput and PutRecords latency), `consume` (drain rate from the
 //! trim horizon of a pre-filled stream), `e2e` (put-to-subscribe latency) and `mixed` (produce and
-//! consume at once), `throttle` (accepted vs configured per-shard rates) and `split` (splitting a
-//! loaded shard). Every run is bounded by `--duration` and stops by itself.
+//! consume at once), `throttle` (accepted vs configured per-shard rates), `split` (splitting a
+//! loaded shard) and `fan-out` (one stream to many enhanced fan-out consumers). Every run is bounded by `--duration` and stops by itself.
 
 mod consume;
 mod e2e;
+mod fan_out;
 mod mixed;
 mod produce;
 mod report;
@@ -41,6 +42,8 @@ enum Mode {
     Throttle(throttle::ThrottleOptions),
     /// Split a loaded shard: time until the children take writes, failed records meanwhile.
     Split(split::SplitOptions),
+    /// Enhanced fan-out: --consumers subscriptions per shard, put-to-deliver latency.
+    FanOut(fan_out::FanOutOptions),
 }
 
 /// Flags shared by every mode.
@@ -117,6 +120,10 @@ fn main() -> ExitCode {
             }
             Mode::Split(options) => {
                 let report = split::run(&options).await?;
+                (options.common, report)
+            }
+            Mode::FanOut(options) => {
+                let report = fan_out::run(&options).await?;
                 (options.common, report)
             }
         };

@@ -287,6 +287,69 @@ impl Client {
         Ok(())
     }
 
+    /// Registers an enhanced fan-out consumer (CREATING at first; see
+    /// [`Client::wait_for_consumer`]).
+    pub async fn register_consumer(&self, stream: &str, name: &str) -> Result<proto::Consumer, Error> {
+        let request = proto::RegisterConsumerRequest {
+            stream_name: stream.to_string(),
+            consumer_name: name.to_string(),
+        };
+        let response = self
+            .admin
+            .clone()
+            .register_consumer(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Stream(stream)))?;
+        Ok(response.into_inner())
+    }
+
+    /// The stream's enhanced fan-out consumers.
+    pub async fn list_consumers(&self, stream: &str) -> Result<Vec<proto::Consumer>, Error> {
+        let request = proto::ListConsumersRequest {
+            stream_name: stream.to_string(),
+        };
+        let response = self
+            .admin
+            .clone()
+            .list_consumers(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Stream(stream)))?;
+        Ok(response.into_inner().consumers)
+    }
+
+    /// Waits until the consumer is ACTIVE, polling every 100 ms, for at most `timeout`.
+    pub async fn wait_for_consumer(&self, stream: &str, name: &str, timeout: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let consumers = self.list_consumers(stream).await?;
+            if consumers
+                .iter()
+                .any(|c| c.consumer_name == name && c.status == "ACTIVE")
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "consumer {name} of {stream} is not ACTIVE after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn deregister_consumer(&self, stream: &str, name: &str) -> Result<(), Error> {
+        let request = proto::DeregisterConsumerRequest {
+            stream_name: stream.to_string(),
+            consumer_name: name.to_string(),
+        };
+        self.admin
+            .clone()
+            .deregister_consumer(request)
+            .await
+            .map_err(|s| Error::from_status(s, Subject::Stream(stream)))?;
+        Ok(())
+    }
+
     /// One PutRecords call; `entries` must respect the batch limits. Results are in input order.
     pub async fn put_batch(&self, stream: &str, entries: Vec<PutEntry>) -> Result<Vec<PutResult>, Error> {
         let count = entries.len();
@@ -352,11 +415,24 @@ impl Client {
         shard: &str,
         position: Position,
     ) -> Result<BoxStream<'static, Result<SubscribeEvent, Error>>, Error> {
+        self.subscribe_as(stream, shard, position, None).await
+    }
+
+    /// [`Client::subscribe`] as a registered enhanced fan-out consumer (its name or ARN): one
+    /// subscription per consumer and shard, ending after the server's subscription lifetime,
+    /// with the consumer's own read budget.
+    pub async fn subscribe_as(
+        &self,
+        stream: &str,
+        shard: &str,
+        position: Position,
+        consumer: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<SubscribeEvent, Error>>, Error> {
         let request = proto::SubscribeRequest {
             stream_name: stream.to_string(),
             shard_id: shard.to_string(),
             position: Some(position.into()),
-            consumer: None,
+            consumer: consumer.map(str::to_string),
         };
         let events = self
             .streams

@@ -211,6 +211,39 @@ fn bench_produce_runs_and_stops() {
     );
 }
 
+/// `runnel-bench fan-out` registers consumers over the admin API (in waves: at most 5 may be
+/// CREATING), subscribes as each of them, and every consumer receives records.
+#[test]
+fn bench_fan_out_delivers_to_every_consumer() {
+    let node = Node::start();
+    let output = node.bench(&[
+        "fan-out",
+        "--consumers",
+        "6",
+        "--duration",
+        "2",
+        "--stream",
+        "fan",
+        "--shards",
+        "2",
+        "--rate",
+        "500",
+        "--batch-size",
+        "50",
+        "--concurrency",
+        "1",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let put = report["records_put"].as_u64().unwrap();
+    assert!(put > 0, "{report}");
+    // Every consumer receives; how much within the run's short grace period depends on the
+    // machine (complete delivery is asserted by node/tests/fan_out.rs without time limits).
+    assert!(report["fewest_received"].as_u64() > Some(0), "{report}");
+    assert!(report["records_received"].as_u64() <= Some(6 * put), "{report}");
+}
+
 #[test]
 fn get_waits_out_read_throttling() {
     // 1,000 bytes/s of reads per shard: reading ~3 KB puts the shard ~2 s into read debt, so

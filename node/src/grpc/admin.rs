@@ -7,6 +7,7 @@ use tonic::Response;
 use tonic::Status;
 
 use super::convert;
+use crate::service::ConsumerDescription;
 use crate::service::CreateStreamInput;
 use crate::service::StreamService;
 
@@ -162,5 +163,62 @@ impl Admin for AdminApi {
                 .map_err(convert::status)?;
         }
         Ok(Response::new(pb::UpdateTagsResponse {}))
+    }
+    async fn register_consumer(
+        &self,
+        request: Request<pb::RegisterConsumerRequest>,
+    ) -> Result<Response<pb::Consumer>, Status> {
+        let r = request.into_inner();
+        let arn = self.service.arn(&r.stream_name);
+        let c = self
+            .service
+            .register_consumer(&arn, &r.consumer_name, Default::default())
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(consumer(c)))
+    }
+
+    async fn list_consumers(
+        &self,
+        request: Request<pb::ListConsumersRequest>,
+    ) -> Result<Response<pb::ListConsumersResponse>, Status> {
+        let r = request.into_inner();
+        let arn = self.service.arn(&r.stream_name);
+        let mut consumers = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .service
+                .list_consumers(&arn, token.as_deref(), None, None)
+                .map_err(convert::status)?;
+            consumers.extend(page.consumers.into_iter().map(consumer));
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        Ok(Response::new(pb::ListConsumersResponse { consumers }))
+    }
+
+    async fn deregister_consumer(
+        &self,
+        request: Request<pb::DeregisterConsumerRequest>,
+    ) -> Result<Response<pb::DeregisterConsumerResponse>, Status> {
+        let r = request.into_inner();
+        let arn = self.service.arn(&r.stream_name);
+        self.service
+            .deregister_consumer(Some(&arn), Some(&r.consumer_name), None)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DeregisterConsumerResponse {}))
+    }
+}
+
+fn consumer(c: ConsumerDescription) -> pb::Consumer {
+    pb::Consumer {
+        consumer_name: c.name,
+        consumer_arn: c.arn,
+        status: c.status.aws_name().to_string(),
+        creation_timestamp_ms: c.created_ms,
     }
 }
