@@ -7,6 +7,7 @@ use openraft::async_runtime::WatchReceiver;
 use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
+use crate::catalog::Catalog;
 use crate::catalog::CatalogCommand;
 use crate::catalog::CatalogReply;
 use crate::catalog::ShardRecord;
@@ -225,8 +226,9 @@ impl StreamService {
         });
     }
 
-    /// Brings the shard replicas in line with the catalog and finishes a pending transition.
-    pub async fn complete_transition(&self, name: &str) -> Result<(), ServiceError> {
+    /// Starts and stops this node's shard replicas to match the applied catalog; returns the
+    /// catalog it matched.
+    pub(super) async fn reconcile_replicas(&self) -> Result<Catalog, ServiceError> {
         let catalog = self.inner.view.read(|c| c.clone());
         self.inner
             .router
@@ -234,6 +236,12 @@ impl StreamService {
             .reconcile(&catalog)
             .await
             .map_err(ServiceError::internal)?;
+        Ok(catalog)
+    }
+
+    /// Brings the shard replicas in line with the catalog and finishes a pending transition.
+    pub async fn complete_transition(&self, name: &str) -> Result<(), ServiceError> {
+        let catalog = self.reconcile_replicas().await?;
         let Some(stream) = catalog.stream(name) else {
             return Ok(());
         };
@@ -267,13 +275,7 @@ impl StreamService {
                 .map(|s| s.name.clone())
                 .collect()
         });
-        let catalog = self.inner.view.read(|c| c.clone());
-        self.inner
-            .router
-            .host()
-            .reconcile(&catalog)
-            .await
-            .map_err(ServiceError::internal)?;
+        self.reconcile_replicas().await?;
         for name in pending {
             self.complete_transition(&name).await?;
         }

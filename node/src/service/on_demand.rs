@@ -8,6 +8,7 @@
 //! one leader saw it hot for the whole sustained period.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -106,13 +107,13 @@ impl StreamService {
     /// Closes a window for every shard this node leads; forgets the others. (Whether a shard
     /// is open is the catalog's business: `plan_splits` sees open shards only.)
     fn observe(&self, observed: &mut HashMap<u64, Observed>, now_ms: i64, keep: Duration) {
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for (_, replica) in self.inner.router.host().all() {
             if replica.leadership().is_err() {
                 continue;
             }
             let group = replica.shard.group;
-            seen.push(group);
+            seen.insert(group);
             let totals = replica.group().writes.totals();
             let Some(o) = observed.get_mut(&group) else {
                 observed.insert(

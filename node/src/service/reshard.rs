@@ -309,13 +309,7 @@ impl StreamService {
             }
         }
         if expired > 0 {
-            let catalog = self.inner.view.read(|c| c.clone());
-            self.inner
-                .router
-                .host()
-                .reconcile(&catalog)
-                .await
-                .map_err(ServiceError::internal)?;
+            self.reconcile_replicas().await?;
         }
         Ok(expired)
     }
@@ -354,13 +348,7 @@ impl StreamService {
             }
             if let Some(pending) = &stream.reshard {
                 // The children's groups must exist before they take writes.
-                let catalog = self.inner.view.read(|c| c.clone());
-                self.inner
-                    .router
-                    .host()
-                    .reconcile(&catalog)
-                    .await
-                    .map_err(ServiceError::internal)?;
+                self.reconcile_replicas().await?;
                 let parents: Vec<ShardRecord> = pending
                     .parents
                     .iter()
