@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/runnel/v1/streams.proto",
         "proto/runnel/v1/admin.proto",
         "proto/runnel/v1/raft.proto",
+        "proto/runnel/v1/leases.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

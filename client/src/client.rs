@@ -7,6 +7,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use runnel_proto::v1 as proto;
 use runnel_proto::v1::admin_client::AdminClient;
+use runnel_proto::v1::leases_client::LeasesClient;
 use runnel_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
@@ -74,6 +75,7 @@ impl CreateStream {
 pub struct Client {
     streams: StreamsClient<Channel>,
     admin: AdminClient<Channel>,
+    pub(crate) leases: LeasesClient<Channel>,
     limits: BatchLimits,
     endpoint: String,
 }
@@ -113,6 +115,7 @@ impl Client {
             streams: StreamsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            leases: LeasesClient::new(channel.clone()),
             admin: AdminClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),

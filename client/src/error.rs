@@ -35,6 +35,13 @@ pub enum Error {
     InvalidPosition { input: String, reason: String },
     #[error("malformed response from server: {0}")]
     Protocol(String),
+    /// A lease change refused because its condition no longer held (another worker took the
+    /// lease, or its counter moved).
+    #[error("lease conflict: {0}")]
+    LeaseConflict(String),
+    /// The consumer no longer holds the lease of the shard a delivery came from.
+    #[error("the lease of shard '{0}' is no longer held by this worker")]
+    LeaseLost(String),
 }
 
 impl Error {
@@ -68,6 +75,7 @@ impl Error {
                 Error::InvalidArgument(message)
             }
             tonic::Code::ResourceExhausted => Error::Throttled(message),
+            tonic::Code::Aborted => Error::LeaseConflict(message),
             tonic::Code::Unavailable => Error::Unavailable(describe_unavailable(&status)),
             code => Error::Rpc { code, message },
         }

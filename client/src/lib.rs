@@ -2,8 +2,9 @@
 //!
 //! [`Client`] wraps the `Streams` (data plane) and `Admin` gRPC services with typed helpers;
 //! [`StreamReader`] reads every shard of a stream, parents before children, which is what the
-//! `runnel get` and `runnel tail` commands use. [`aggregation`] writes and reads KPL-aggregated
-//! records.
+//! `runnel get` and `runnel tail` commands use. [`Consumer`] is one worker of a consuming
+//! application: shard leases balanced across the application's workers and checkpoints kept in
+//! the cluster (`runnel tail --app`). [`aggregation`] writes and reads KPL-aggregated records.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), runnel_client::Error> {
@@ -18,6 +19,7 @@
 pub mod aggregation;
 mod batch;
 mod client;
+pub mod consumer;
 mod error;
 mod position;
 mod reader;
@@ -32,6 +34,9 @@ pub use batch::split_batches;
 pub use client::Client;
 pub use client::CreateStream;
 pub use client::StreamMode;
+pub use consumer::Consumer;
+pub use consumer::ConsumerConfig;
+pub use consumer::Delivery;
 pub use error::Error;
 pub use position::Position;
 pub use reader::ReaderOptions;

@@ -13,6 +13,7 @@ use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
 use runnel_log::LogConfig;
 use runnel_proto::v1::admin_server::AdminServer;
+use runnel_proto::v1::leases_server::LeasesServer;
 use runnel_proto::v1::raft_server::RaftServer;
 use runnel_proto::v1::streams_server::StreamsServer;
 use tokio::net::TcpListener;
@@ -184,6 +185,12 @@ impl Node {
                 ))
                 .add_service(InterceptedService::new(
                     AdminServer::new(grpc::AdminApi {
+                        service: service.clone(),
+                    }),
+                    until_ready(ready.clone()),
+                ))
+                .add_service(InterceptedService::new(
+                    LeasesServer::new(grpc::LeasesApi {
                         service: service.clone(),
                     }),
                     until_ready(ready.clone()),

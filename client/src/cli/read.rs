@@ -1,7 +1,12 @@
-//! `runnel get` and `runnel tail`: reading a stream with a StreamReader.
+//! `runnel get` and `runnel tail`: reading a stream with a StreamReader, or (`tail --app`) as
+//! one worker of a consuming application with checkpoints in the cluster.
+
+use std::time::Duration;
 
 use clap::Args;
 use runnel_client::Client;
+use runnel_client::Consumer;
+use runnel_client::ConsumerConfig;
 use runnel_client::Position;
 use runnel_client::ReaderOptions;
 use runnel_client::Record;
@@ -45,6 +50,18 @@ pub struct TailArgs {
     /// Print KPL-aggregated records as stored instead of their user records.
     #[arg(long)]
     raw: bool,
+    /// Read as a worker of this consuming application: the application's `tail --app` workers
+    /// share the shards (leases in the cluster), each batch is checkpointed once printed, and
+    /// a restart resumes after the last checkpoint (`--from` applies only to shards without
+    /// one). Runs until Ctrl-C, then releases its leases.
+    #[arg(long)]
+    app: Option<String>,
+    /// This worker's id within the application (default: host name and process id).
+    #[arg(long, requires = "app")]
+    worker: Option<String>,
+    /// Take over the leases of a worker that stopped renewing them after this many seconds.
+    #[arg(long, default_value_t = 10, requires = "app")]
+    failover_secs: u64,
 }
 
 fn parse_position(input: &str) -> Result<Position, String> {
@@ -68,6 +85,9 @@ pub async fn get(client: &Client, out: &Output, args: GetArgs) -> anyhow::Result
 }
 
 pub async fn tail(client: &Client, out: &Output, args: TailArgs) -> anyhow::Result<()> {
+    if let Some(app) = args.app.clone() {
+        return consume(client, out, args, app).await;
+    }
     let options = ReaderOptions {
         start: args.from,
         follow: args.follow,
@@ -77,6 +97,41 @@ pub async fn tail(client: &Client, out: &Output, args: TailArgs) -> anyhow::Resu
         result = read(client, out, &args.stream, options, None, args.raw) => result,
         signal = tokio::signal::ctrl_c() => Ok(signal?),
     }
+}
+
+/// `tail --app`: one worker of a consuming application.
+async fn consume(client: &Client, out: &Output, args: TailArgs, app: String) -> anyhow::Result<()> {
+    client.describe_stream(&args.stream).await?;
+    let worker = args.worker.unwrap_or_else(default_worker_id);
+    let mut config = ConsumerConfig::new(&args.stream, app, worker)
+        .with_failover_time(Duration::from_secs(args.failover_secs.max(1)));
+    config.initial_position = args.from;
+    config.deaggregate = !args.raw;
+    let mut consumer = Consumer::start(client.clone(), config);
+    let printed = async {
+        while let Some(delivery) = consumer.next().await {
+            out.records(&delivery.records)?;
+            match consumer.checkpoint(&delivery).await {
+                // Another worker took the shard over; it resumes from the last checkpoint.
+                Err(runnel_client::Error::LeaseLost(_)) => {}
+                other => other?,
+            }
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        result = printed => result,
+        signal = tokio::signal::ctrl_c() => Ok(signal?),
+    };
+    consumer.shutdown().await;
+    result
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 async fn read(

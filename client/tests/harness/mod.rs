@@ -86,51 +86,103 @@ impl Node {
 
     /// A node started with extra command-line arguments.
     pub fn start_with(args: &[&str]) -> Node {
-        let data = tempfile::tempdir().expect("temporary data directory");
         let (grpc, kinesis, metrics) = (free_port(), free_port(), free_port());
+        let mut all = vec!["standalone".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let node = Node::spawn(&all, grpc, kinesis, metrics);
+        node.wait_serving();
+        node
+    }
+
+    /// `count` `runnel-node cluster` processes on loopback forming one cluster (replication
+    /// factor 3 by default), each serving once the cluster has formed.
+    pub fn start_cluster(count: u64) -> Vec<Node> {
+        let ports: Vec<(u16, u16, u16)> = (0..count)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let peers: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (grpc, _, _))| format!("{}=127.0.0.1:{grpc}", i + 1))
+            .collect();
+        let peers = peers.join(",");
+        let nodes: Vec<Node> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(grpc, kinesis, metrics))| {
+                let args: Vec<String> = [
+                    "cluster",
+                    "--node-id",
+                    &(i + 1).to_string(),
+                    "--peers",
+                    &peers,
+                    "--throttling",
+                    "off",
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                Node::spawn(&args, grpc, kinesis, metrics)
+            })
+            .collect();
+        for node in &nodes {
+            node.wait_serving();
+        }
+        nodes
+    }
+
+    fn spawn(args: &[String], grpc: u16, kinesis: u16, metrics: u16) -> Node {
+        let data = tempfile::tempdir().expect("temporary data directory");
         let log = std::fs::File::create(data.path().join("node.log")).expect("node log file");
-        let mut child = Command::new(node_bin())
-            .arg("standalone")
+        let (mode, rest) = args.split_first().expect("a mode");
+        let child = Command::new(node_bin())
+            .arg(mode)
             .arg("--data-dir")
             .arg(data.path().join("data"))
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
             .args(["--kinesis-addr", &format!("127.0.0.1:{kinesis}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(args)
+            .args(rest)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start runnel-node");
-        let addr: SocketAddr = format!("127.0.0.1:{grpc}").parse().expect("address");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(data.path().join("node.log")).unwrap_or_default();
-                panic!("runnel-node exited early ({status}):\n{log}");
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "runnel-node did not listen on {addr} within 30s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let node = Node {
+        Node {
             child,
-            endpoint: format!("http://{addr}"),
+            endpoint: format!("http://127.0.0.1:{grpc}"),
             _data: data,
-        };
-        // Listening is not serving: the node answers Unavailable until its catalog is ready.
-        while !node.cli(&["stream", "list"], None).status.success() {
+        }
+    }
+
+    /// Waits until the node listens and answers (its catalog is ready).
+    fn wait_serving(&self) {
+        let addr: SocketAddr = self
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("address");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "runnel-node did not serve on {addr} within 30s"
+                "runnel-node did not listen on {addr} within 60s:\n{}",
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        node
+        // Listening is not serving: the node answers Unavailable until its catalog is ready.
+        while !self.cli(&["stream", "list"], None).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "runnel-node did not serve within 60s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._data.path().join("node.log")).unwrap_or_default()
     }
 
     /// Runs the CLI against this node with `args` and optional stdin.

@@ -2,6 +2,7 @@
 //! catalog Raft group; [`Catalog::apply`] is pure and deterministic so every replica agrees.
 
 pub mod consumers;
+pub mod leases;
 pub mod reshard;
 
 use std::collections::BTreeMap;
@@ -10,6 +11,9 @@ use std::fmt;
 pub use consumers::ConsumerArn;
 pub use consumers::ConsumerRecord;
 pub use consumers::ConsumerStatus;
+pub use leases::Checkpoint;
+pub use leases::Lease;
+pub use leases::LeaseCommand;
 pub use reshard::ReshardStep;
 
 use crate::model::HashKeyRange;
@@ -91,6 +95,9 @@ pub struct StreamRecord {
     /// Enhanced fan-out consumers by name.
     #[serde(default)]
     pub consumers: BTreeMap<String, ConsumerRecord>,
+    /// Shard leases and checkpoints of consuming applications, by application name.
+    #[serde(default)]
+    pub applications: BTreeMap<String, leases::Leases>,
 }
 
 impl StreamRecord {
@@ -227,6 +234,12 @@ pub enum CatalogCommand {
         add: BTreeMap<String, String>,
         remove: Vec<String>,
     },
+    /// A change to the leases of a consuming application of the stream.
+    Lease {
+        stream: String,
+        application: String,
+        command: LeaseCommand,
+    },
 }
 
 impl fmt::Display for CatalogCommand {
@@ -244,6 +257,10 @@ pub enum CatalogReply {
     /// The command does not fit the stream's current state (another round is pending, a shard
     /// is no longer open, ...); nothing changed.
     Conflict(String),
+    /// A lease after a successful take.
+    Lease(Lease),
+    /// The shards whose leases a renewal kept.
+    Held(Vec<u32>),
 }
 
 /// Adds (or overwrites) `add`, then removes `remove`.
@@ -310,6 +327,7 @@ impl Catalog {
                         target_shard_count: None,
                         scaling_ms: Vec::new(),
                         consumers: BTreeMap::new(),
+                        applications: BTreeMap::new(),
                     },
                 );
                 CatalogReply::Done
@@ -371,6 +389,9 @@ impl Catalog {
                 };
                 let expired = s.expired_shards(now_ms);
                 s.shards.retain(|sh| !expired.contains(&sh.index));
+                for leases in s.applications.values_mut() {
+                    leases.retain(|shard, _| !expired.contains(shard));
+                }
                 CatalogReply::Done
             }
             CatalogCommand::RegisterConsumer {
@@ -397,6 +418,11 @@ impl Catalog {
                 add,
                 remove,
             } => self.set_consumer_tags(&stream, &name, add, remove),
+            CatalogCommand::Lease {
+                stream,
+                application,
+                command,
+            } => self.apply_lease(&stream, &application, command),
         }
     }
 

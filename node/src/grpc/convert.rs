@@ -22,6 +22,7 @@ pub fn status(e: ServiceError) -> Status {
             tonic::Code::ResourceExhausted
         }
         ServiceError::ExpiredIterator(_) | ServiceError::ExpiredNextToken(_) => tonic::Code::OutOfRange,
+        ServiceError::ConditionFailed(_) => tonic::Code::Aborted,
         ServiceError::Internal(_) => tonic::Code::Internal,
     };
     let mut status = Status::new(code, e.to_string());

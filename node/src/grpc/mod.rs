@@ -3,9 +3,11 @@
 
 mod admin;
 mod convert;
+mod leases;
 mod streams;
 
 pub use admin::AdminApi;
+pub use leases::LeasesApi;
 pub use streams::StreamsApi;
 
 /// Largest request or response message (a full PutRecords batch is 5 MiB of data plus keys;

@@ -185,7 +185,10 @@ impl StreamService {
                     input.stream_name, cfg.account
                 )));
             }
-            CatalogReply::NotFound | CatalogReply::Conflict(_) => {
+            CatalogReply::NotFound
+            | CatalogReply::Conflict(_)
+            | CatalogReply::Lease(_)
+            | CatalogReply::Held(_) => {
                 return Err(ServiceError::internal("catalog lost the new stream"));
             }
         }

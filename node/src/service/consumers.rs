@@ -197,6 +197,11 @@ impl StreamService {
             CatalogReply::Done => {}
             CatalogReply::AlreadyExists => return Err(self.consumer_exists(&stream, name)),
             CatalogReply::NotFound => return Err(self.not_found(&stream)),
+            CatalogReply::Lease(_) | CatalogReply::Held(_) => {
+                return Err(ServiceError::internal(
+                    "unexpected catalog reply to RegisterConsumer",
+                ));
+            }
             CatalogReply::Conflict(_) => {
                 let status = self.stream_record(&stream)?.status;
                 if !matches!(status, StreamStatus::Active | StreamStatus::Updating) {

@@ -27,6 +27,10 @@ pub enum ServiceError {
     ExpiredIterator(String),
     #[error("{0}")]
     ExpiredNextToken(String),
+    /// A lease change whose condition no longer held (native API only; DynamoDB's name for
+    /// it, as the Kinesis Client Library's lease table reports it).
+    #[error("{0}")]
+    ConditionFailed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -43,6 +47,7 @@ impl ServiceError {
             ServiceError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
             ServiceError::ExpiredIterator(_) => "ExpiredIteratorException",
             ServiceError::ExpiredNextToken(_) => "ExpiredNextTokenException",
+            ServiceError::ConditionFailed(_) => "ConditionalCheckFailedException",
             ServiceError::Internal(_) => "InternalFailure",
         }
     }

@@ -261,7 +261,10 @@ impl StreamService {
             CatalogReply::Done => {}
             CatalogReply::NotFound => return Err(self.not_found(stream_name)),
             // Raced with another change of the stream: report it as AWS reports a busy stream.
-            CatalogReply::Conflict(_) | CatalogReply::AlreadyExists => {
+            CatalogReply::Conflict(_)
+            | CatalogReply::AlreadyExists
+            | CatalogReply::Lease(_)
+            | CatalogReply::Held(_) => {
                 let status = self.stream_record(stream_name)?.status;
                 return Err(ServiceError::ResourceInUse(format!(
                     "Stream {stream_name} under account {} not ACTIVE, instead in state {}",
