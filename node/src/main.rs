@@ -47,8 +47,17 @@ struct ClusterArgs {
     #[arg(long, env = "RUNNEL_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
     node_id: u64,
     /// The initial members, this node included, by their gRPC addresses: `1=host:port,2=...`.
-    #[arg(long, env = "RUNNEL_PEERS", value_parser = parse_peer, value_delimiter = ',', required = true)]
+    #[arg(long, env = "RUNNEL_PEERS", value_parser = parse_peer, value_delimiter = ',', required_unless_present = "join", conflicts_with = "join")]
     peers: Vec<(u64, String)>,
+    /// Join a running cluster through any member's gRPC address instead of forming one with
+    /// `--peers` (the node becomes a catalog learner, then a voter while there are fewer than
+    /// five; new shards are placed on it). Harmless on restarts.
+    #[arg(long, env = "RUNNEL_JOIN")]
+    join: Option<String>,
+    /// The gRPC address other nodes reach this node at (default: the `--peers` entry, else
+    /// `--grpc-addr`).
+    #[arg(long, env = "RUNNEL_ADVERTISE_ADDR")]
+    advertise_addr: Option<String>,
     /// Replicas of each new shard.
     #[arg(long, env = "RUNNEL_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     replication_factor: u64,
@@ -313,6 +322,8 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             _ => None,
         },
         peers: BTreeMap::new(),
+        join: None,
+        advertise: None,
     }
 }
 
@@ -342,7 +353,7 @@ async fn serve(mode: &str, args: &NodeArgs, config: NodeConfig) -> anyhow::Resul
 
 async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let peers: BTreeMap<u64, String> = args.peers.iter().cloned().collect();
-    if !peers.contains_key(&args.node_id) {
+    if args.join.is_none() && !peers.contains_key(&args.node_id) {
         anyhow::bail!(
             "--peers must list this node (id {}) with its gRPC address",
             args.node_id
@@ -357,6 +368,8 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let mut config = node_config(&args.node);
     config.node_id = args.node_id;
     config.peers = peers;
+    config.join = args.join.clone();
+    config.advertise = args.advertise_addr.clone();
     config.service.replication_factor = args.replication_factor as usize;
     serve("cluster", &args.node, config).await
 }

@@ -75,8 +75,13 @@ pub struct NodeConfig {
     /// Serve the Kinesis API over TLS with this certificate and key (cleartext when `None`).
     pub kinesis_tls: Option<TlsFiles>,
     /// The initial members of a cluster (node id → gRPC address), this node included; empty
-    /// for a standalone node.
+    /// for a standalone node and for a node that joins a running cluster.
     pub peers: BTreeMap<u64, String>,
+    /// Join the running cluster of this member (its gRPC address) instead of forming one.
+    pub join: Option<String>,
+    /// The gRPC address other nodes reach this one at (default: `peers`' entry, else the
+    /// bound gRPC address).
+    pub advertise: Option<String>,
 }
 
 /// Voters of the catalog group at most; further nodes follow it as learners.
@@ -123,11 +128,12 @@ impl Node {
         let metrics_addr = metrics_listener
             .local_addr()
             .map_err(|e| start_err("metrics")(e.to_string()))?;
-        let cluster = !config.peers.is_empty();
+        let cluster = !config.peers.is_empty() || config.join.is_some();
         let advertised = config
             .peers
             .get(&config.node_id)
             .cloned()
+            .or_else(|| config.advertise.clone())
             .unwrap_or_else(|| grpc_addr.to_string());
 
         let metrics = Metrics::new().map_err(|e| start_err("metrics")(e.to_string()))?;
@@ -150,7 +156,7 @@ impl Node {
         let catalog = start_catalog_group(&config.data_dir.join("catalog"), &env, members)
             .await
             .map_err(|e| start_err("catalog")(e.to_string()))?;
-        let directory = node_directory(catalog.raft.clone(), config.node_id, advertised);
+        let directory = node_directory(catalog.raft.clone(), config.node_id, advertised.clone());
         let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
         let router = ShardRouter::new(host.clone(), peers.clone());
         let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
@@ -168,7 +174,7 @@ impl Node {
         // Serve right away: in a cluster the other nodes' Raft traffic must get through before
         // this node can learn the catalog.
         let raft_api = RaftApi {
-            catalog: catalog_client,
+            catalog: catalog_client.clone(),
             view: catalog.view.clone(),
             router,
         };
@@ -220,6 +226,13 @@ impl Node {
             catalog.view.clone(),
         )));
         if cluster {
+            if let Some(seed) = config.join.clone() {
+                tasks.push(tokio::spawn(join_cluster(
+                    seed,
+                    config.node_id,
+                    advertised.clone(),
+                )));
+            }
             wait_for_catalog_leader(&catalog.raft).await;
             // A barrier through the leader: once it is applied here, this replica holds every
             // stream that existed before (a restarted node does not answer "not found" for
@@ -229,6 +242,11 @@ impl Node {
                 .await
                 .map_err(|e| start_err("catalog catch-up")(e.to_string()))?;
             tasks.push(tokio::spawn(follow_catalog(host.clone(), catalog.view.clone())));
+            tasks.push(tokio::spawn(crate::cluster::membership::drive_replica_changes(
+                host.clone(),
+                catalog.view.clone(),
+                catalog_client.clone(),
+            )));
         }
         ready.store(true, Ordering::Release);
         service
@@ -330,6 +348,37 @@ fn node_directory(catalog: CatalogRaftHandle, me: u64, my_addr: String) -> NodeD
         nodes.entry(me).or_insert_with(|| my_addr.clone());
         nodes
     })
+}
+
+/// Asks a member of a running cluster to add this node, until one accepts (the member forwards
+/// the request to the catalog leader, which makes this node a learner and then, while the
+/// catalog has fewer than five voters, a voter).
+async fn join_cluster(seed: String, id: u64, advertised: String) {
+    use runnel_proto::v1::admin_client::AdminClient;
+    let seed = if seed.contains("://") {
+        seed
+    } else {
+        format!("http://{seed}")
+    };
+    loop {
+        let request = runnel_proto::v1::AddNodeRequest {
+            node_id: id,
+            address: advertised.clone(),
+        };
+        match AdminClient::connect(seed.clone()).await {
+            Ok(mut admin) => match admin.add_node(request).await {
+                Ok(_) => {
+                    tracing::info!(seed = %seed, "joined the cluster");
+                    return;
+                }
+                Err(status) => {
+                    tracing::warn!(seed = %seed, error = %status.message(), "join refused; retrying")
+                }
+            },
+            Err(e) => tracing::warn!(seed = %seed, error = %e, "cannot reach the cluster to join; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn wait_for_catalog_leader(catalog: &CatalogRaftHandle) {

@@ -42,6 +42,8 @@ async fn start(dir: &std::path::Path) -> Node {
         },
         kinesis_tls: None,
         peers: Default::default(),
+        join: None,
+        advertise: None,
     };
     Node::start(config).await.expect("node starts")
 }

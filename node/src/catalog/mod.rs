@@ -3,6 +3,7 @@
 
 pub mod consumers;
 pub mod leases;
+pub mod replicas;
 pub mod reshard;
 
 use std::collections::BTreeMap;
@@ -55,6 +56,9 @@ pub struct ShardRecord {
     /// When the shard closed (the reshard round completed).
     #[serde(default)]
     pub closed_ms: Option<i64>,
+    /// A replica change under way: the nodes the shard's group moves to (see `replicas`).
+    #[serde(default)]
+    pub target_replicas: Option<Vec<u64>>,
 }
 
 impl ShardRecord {
@@ -141,6 +145,9 @@ pub struct Catalog {
     pub streams: BTreeMap<String, StreamRecord>,
     /// Next shard group id; 0 is the catalog's own group.
     pub next_group: u64,
+    /// Nodes being drained: new replicas are not placed on them.
+    #[serde(default)]
+    pub draining: std::collections::BTreeSet<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -234,6 +241,23 @@ pub enum CatalogCommand {
         add: BTreeMap<String, String>,
         remove: Vec<String>,
     },
+    /// Moves the shard's replicas to `target` (carried out by the shard's leader).
+    SetReplicaTarget {
+        stream: String,
+        shard: u32,
+        target: Vec<u64>,
+    },
+    /// The shard's group has `replicas` as its voters now.
+    FinishReplicaChange {
+        stream: String,
+        shard: u32,
+        replicas: Vec<u64>,
+    },
+    /// Marks a node as draining, or not.
+    SetDraining {
+        node: u64,
+        draining: bool,
+    },
     /// A change to the leases of a consuming application of the stream.
     Lease {
         stream: String,
@@ -309,6 +333,7 @@ impl Catalog {
                         replicas: placement.get(i).cloned().unwrap_or_default(),
                         pending: false,
                         closed_ms: None,
+                        target_replicas: None,
                     })
                     .collect();
                 self.next_group = first_group + shards.len() as u64;
@@ -423,6 +448,17 @@ impl Catalog {
                 application,
                 command,
             } => self.apply_lease(&stream, &application, command),
+            CatalogCommand::SetReplicaTarget {
+                stream,
+                shard,
+                target,
+            } => self.set_replica_target(&stream, shard, target),
+            CatalogCommand::FinishReplicaChange {
+                stream,
+                shard,
+                replicas,
+            } => self.finish_replica_change(&stream, shard, replicas),
+            CatalogCommand::SetDraining { node, draining } => self.set_draining(node, draining),
         }
     }
 
@@ -467,6 +503,7 @@ impl Catalog {
                 replicas: placement.get(i).cloned().unwrap_or_default(),
                 pending: true,
                 closed_ms: None,
+                target_replicas: None,
             });
         }
         let mut parents: Vec<u32> = steps

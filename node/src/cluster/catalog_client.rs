@@ -43,6 +43,11 @@ impl CatalogClient {
         &self.raft
     }
 
+    /// True in cluster mode (the node has peers); false for a standalone node.
+    pub fn is_cluster(&self) -> bool {
+        self.peers.is_some()
+    }
+
     /// Applies `cmd` through the catalog leader; returns once this node's replica has applied
     /// it too (so a read right after sees it), with the reply and the command's log index.
     pub async fn propose(&self, cmd: CatalogCommand, hops: u32) -> Result<(CatalogReply, u64), ProposeError> {

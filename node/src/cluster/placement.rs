@@ -59,9 +59,75 @@ pub fn load_of<'a>(replica_lists: impl Iterator<Item = &'a [u64]>) -> BTreeMap<u
     load
 }
 
+/// A shard's replica set with `node` replaced by the least loaded of `nodes` that holds none of
+/// its replicas (fewest replicas, then lowest id), added last (the first replica keeps being an
+/// old member: it is the one that would form the group); `None` when no node is left. Updates
+/// `load` with the move.
+pub fn replace(
+    replicas: &[u64],
+    node: u64,
+    nodes: &[u64],
+    load: &mut BTreeMap<u64, NodeLoad>,
+) -> Option<Vec<u64>> {
+    let to = nodes
+        .iter()
+        .filter(|n| **n != node && !replicas.contains(n))
+        .min_by_key(|n| (load.get(n).map_or(0, |l| l.replicas), **n))
+        .copied()?;
+    load.entry(to).or_default().replicas += 1;
+    if let Some(l) = load.get_mut(&node) {
+        l.replicas = l.replicas.saturating_sub(1);
+    }
+    let mut moved: Vec<u64> = replicas.iter().copied().filter(|n| *n != node).collect();
+    moved.push(to);
+    Some(moved)
+}
+
+/// Moves every replica off `node` (draining it): for each replica set holding it, the set with
+/// `node` replaced (see [`replace`]), spreading the moved replicas over the least loaded of
+/// `nodes`. Sets that cannot move (no node left to take the replica) are returned apart.
+pub fn plan_drain<K: Clone>(
+    node: u64,
+    shards: &[(K, Vec<u64>)],
+    nodes: &[u64],
+) -> (Vec<(K, Vec<u64>)>, Vec<K>) {
+    let mut load = load_of(shards.iter().map(|(_, r)| r.as_slice()));
+    let mut moves = Vec::new();
+    let mut stuck = Vec::new();
+    for (key, replicas) in shards.iter().filter(|(_, r)| r.contains(&node)) {
+        match replace(replicas, node, nodes, &mut load) {
+            Some(target) => moves.push((key.clone(), target)),
+            None => stuck.push(key.clone()),
+        }
+    }
+    (moves, stuck)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn draining_spreads_the_moved_replicas() {
+        // Four nodes, six shards on 1, 2, 3: draining 3 moves all six to the new node 4 (the
+        // only node without a replica of each), and node 3 ends with nothing.
+        let shards: Vec<(u32, Vec<u64>)> = (0..6).map(|i| (i, vec![1, 2, 3])).collect();
+        let (moves, stuck) = plan_drain(3, &shards, &[1, 2, 3, 4]);
+        assert!(stuck.is_empty());
+        assert_eq!(moves.len(), 6);
+        assert!(moves.iter().all(|(_, r)| r == &vec![1, 2, 4]));
+        // Five nodes: the moved replicas alternate between the two free nodes.
+        let (moves, _) = plan_drain(3, &shards, &[1, 2, 3, 4, 5]);
+        let on4 = moves.iter().filter(|(_, r)| r.contains(&4)).count();
+        assert_eq!(on4, 3);
+        // Nowhere to go: three nodes, three replicas.
+        let (moves, stuck) = plan_drain(3, &shards, &[1, 2, 3]);
+        assert!(moves.is_empty());
+        assert_eq!(stuck.len(), 6);
+        // Sets without the node are left alone.
+        let (moves, stuck) = plan_drain(9, &shards, &[1, 2, 3, 4]);
+        assert!(moves.is_empty() && stuck.is_empty());
+    }
 
     fn counts(p: &[Vec<u64>]) -> BTreeMap<u64, NodeLoad> {
         load_of(p.iter().map(|v| v.as_slice()))

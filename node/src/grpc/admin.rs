@@ -212,6 +212,76 @@ impl Admin for AdminApi {
             .map_err(convert::status)?;
         Ok(Response::new(pb::DeregisterConsumerResponse {}))
     }
+
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .add_node(r.node_id, &r.address)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::AddNodeResponse {}))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .remove_node(r.node_id)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        let r = request.into_inner();
+        let moving = self
+            .service
+            .drain_node(r.node_id)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DrainNodeResponse { moving }))
+    }
+
+    async fn move_replica(
+        &self,
+        request: Request<pb::MoveReplicaRequest>,
+    ) -> Result<Response<pb::MoveReplicaResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .move_replica(&r.stream_name, &r.shard_id, r.from_node, r.to_node)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::MoveReplicaResponse {}))
+    }
+
+    async fn describe_cluster(
+        &self,
+        _request: Request<pb::DescribeClusterRequest>,
+    ) -> Result<Response<pb::DescribeClusterResponse>, Status> {
+        let (nodes, leader) = self.service.describe_cluster();
+        Ok(Response::new(pb::DescribeClusterResponse {
+            nodes: nodes
+                .into_iter()
+                .map(|n| pb::ClusterNode {
+                    node_id: n.node_id,
+                    address: n.address,
+                    voter: n.voter,
+                    draining: n.draining,
+                    replicas: n.replicas,
+                    moving: n.moving,
+                })
+                .collect(),
+            catalog_leader: leader.unwrap_or(0),
+        }))
+    }
 }
 
 fn consumer(c: ConsumerDescription) -> pb::Consumer {

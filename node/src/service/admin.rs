@@ -411,7 +411,12 @@ impl StreamService {
     /// Replica sets for `count` new shards across the cluster's nodes.
     pub(super) fn place(&self, count: u32) -> Vec<Vec<u64>> {
         let host = self.inner.router.host();
-        let nodes: Vec<u64> = host.nodes().into_keys().collect();
+        let draining = self.inner.view.read(|c| c.draining.clone());
+        let nodes: Vec<u64> = host
+            .nodes()
+            .into_keys()
+            .filter(|n| !draining.contains(n))
+            .collect();
         let nodes = if nodes.is_empty() {
             vec![host.node_id()]
         } else {

@@ -94,7 +94,10 @@ impl ShardHost {
             .values()
             .filter(|s| s.status != StreamStatus::Deleting)
             .flat_map(|s| s.shards.iter().map(move |sh| (s.name.clone(), sh.clone())))
-            .filter(|(_, sh)| sh.replicas.contains(&node))
+            // Nodes a replica change moves the shard to start theirs as learners-to-be.
+            .filter(|(_, sh)| {
+                sh.replicas.contains(&node) || sh.target_replicas.as_ref().is_some_and(|t| t.contains(&node))
+            })
             .collect();
         let wanted: BTreeSet<u64> = desired.iter().map(|(_, sh)| sh.group).collect();
         for (_, replica) in self.all() {

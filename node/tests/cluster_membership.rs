@@ -1,0 +1,275 @@
+//! Membership changes under load, with real processes: a fourth node joins a running 3-node
+//! cluster (`--join`), a replica moves to it, a node is drained and removed, while producers
+//! keep writing through every node. Afterwards every acknowledged record is present exactly
+//! once where its acknowledgement said, every remaining node reads every shard identically, and
+//! the removed node's shard data is gone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::admin_client::AdminClient;
+use support::cluster::Cluster;
+use support::workload::check_exactly_once;
+use support::workload::produce;
+use support::workload::read_agreeing;
+use support::workload::wait_progress;
+use tonic::transport::Channel;
+
+const STREAM: &str = "moving";
+
+/// A node process started with `--join`.
+struct Joiner {
+    child: Child,
+    grpc: u16,
+    metrics: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Joiner {
+    fn start(id: u64, seed: u16) -> Joiner {
+        let dir = tempfile::tempdir().unwrap();
+        let (grpc, metrics) = (support::free_port(), support::free_port());
+        let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
+        let child = Command::new(support::node_bin())
+            .arg("cluster")
+            .args(["--node-id", &id.to_string()])
+            .args(["--join", &format!("127.0.0.1:{seed}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--kinesis-addr", &format!("127.0.0.1:{}", support::free_port())])
+            .args(["--throttling", "off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Joiner {
+            child,
+            grpc,
+            metrics,
+            dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Joiner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn cluster_nodes(admin: &mut AdminClient<Channel>) -> Vec<pb::ClusterNode> {
+    admin
+        .describe_cluster(pb::DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes
+}
+
+/// Polls `check` every 100 ms, up to `what`'s generous bound; panics with the logs otherwise.
+async fn eventually<F, Fut>(what: &str, logs: impl Fn() -> String, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}; logs:\n{}", logs());
+}
+
+/// Applied log index of every shard group (not the catalog, group 0) a node reports.
+async fn applied(metrics_port: u16) -> std::collections::BTreeMap<u64, u64> {
+    let text = support::http_get(metrics_port, "/metrics").await;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("runnel_raft_applied_index{group=\""))
+        .filter_map(|l| {
+            let (group, rest) = l.split_once('"')?;
+            let value = rest.rsplit(' ').next()?;
+            Some((group.parse().ok()?, value.parse::<f64>().ok()? as u64))
+        })
+        .filter(|(g, _)| *g != 0)
+        .collect()
+}
+
+async fn replicas(admin: &mut AdminClient<Channel>) -> Vec<Vec<u64>> {
+    let d = admin
+        .describe_stream(pb::DescribeStreamRequest {
+            stream_name: STREAM.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stream
+        .unwrap();
+    d.shards.into_iter().map(|s| s.replicas).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
+    let mut cluster = Cluster::start(3);
+    let mut admin = cluster.create_stream(0, STREAM, 3).await;
+    let shards = support::wait_active(&mut admin, STREAM).await;
+
+    // Three nodes, three replicas per shard: there is nowhere to drain a node to.
+    let refused = admin
+        .drain_node(pb::DrainNodeRequest { node_id: 3 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("Cannot drain node 3"),
+        "{}",
+        refused.message()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            tokio::spawn(produce(
+                STREAM,
+                p,
+                cluster.endpoints(),
+                stop.clone(),
+                acked.clone(),
+            ))
+        })
+        .collect();
+    wait_progress(&acked, 0, &cluster).await;
+
+    // Node 4 joins through node 2 and becomes a catalog voter.
+    let joiner = Joiner::start(4, cluster.members[1].grpc);
+    let logs = || format!("{}\n--- node 4\n{}", cluster.logs(), joiner.log());
+    eventually("node 4 to join", &logs, || {
+        let mut admin = admin.clone();
+        async move {
+            cluster_nodes(&mut admin)
+                .await
+                .iter()
+                .any(|n| n.node_id == 4 && n.voter)
+        }
+    })
+    .await;
+    support::cluster::wait_ready(&joiner.endpoint(), STREAM).await;
+
+    // Move shard 0's replica from node 1 to node 4 while writes go on.
+    let before = acked.load(Ordering::SeqCst);
+    admin
+        .move_replica(pb::MoveReplicaRequest {
+            stream_name: STREAM.into(),
+            shard_id: shards[0].clone(),
+            from_node: 1,
+            to_node: 4,
+        })
+        .await
+        .unwrap();
+    eventually("the move to node 4", &logs, || {
+        let mut admin = admin.clone();
+        async move { replicas(&mut admin).await[0] == vec![2, 3, 4] }
+    })
+    .await;
+    wait_progress(&acked, before, &cluster).await;
+
+    // Drain node 3: every replica it holds moves (to node 4 or node 1, the nodes without one).
+    let moving = admin
+        .drain_node(pb::DrainNodeRequest { node_id: 3 })
+        .await
+        .unwrap()
+        .into_inner()
+        .moving;
+    assert_eq!(moving, 3);
+    eventually("node 3 to be drained", &logs, || {
+        let mut admin = admin.clone();
+        async move {
+            let nodes = cluster_nodes(&mut admin).await;
+            let n3 = nodes.iter().find(|n| n.node_id == 3).unwrap();
+            n3.draining && n3.replicas == 0 && nodes.iter().all(|n| n.moving == 0)
+        }
+    })
+    .await;
+    let sets = replicas(&mut admin).await;
+    assert!(sets.iter().all(|r| r.len() == 3 && !r.contains(&3)), "{sets:?}");
+    // A drained node keeps no shard data.
+    let data3 = cluster.members[2].dir.join("shards");
+    eventually("node 3 to delete its shard data", &logs, || {
+        let data3 = data3.clone();
+        async move { std::fs::read_dir(&data3).map(|d| d.count() == 0).unwrap_or(true) }
+    })
+    .await;
+
+    // A node with replicas cannot be removed; a drained one can.
+    let refused = admin
+        .remove_node(pb::RemoveNodeRequest { node_id: 4 })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    admin
+        .remove_node(pb::RemoveNodeRequest { node_id: 3 })
+        .await
+        .unwrap();
+    let nodes = cluster_nodes(&mut admin).await;
+    assert_eq!(nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(), vec![1, 2, 4]);
+    cluster.members[2].kill9();
+    let logs = || format!("{}\n--- node 4\n{}", cluster.logs(), joiner.log());
+
+    // Writes go on without node 3.
+    let endpoints = vec![
+        cluster.members[0].endpoint(),
+        cluster.members[1].endpoint(),
+        joiner.endpoint(),
+    ];
+    let before = acked.load(Ordering::SeqCst);
+    wait_progress(&acked, before + 100, &cluster).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut acks = Vec::new();
+    for p in producers {
+        acks.extend(p.await.unwrap());
+    }
+    assert!(!acks.is_empty());
+    let stored = read_agreeing(&endpoints, STREAM, &shards).await;
+    // The replicas that moved to node 4 hold the whole log: it applies every shard group up to
+    // where the other replicas are (Raft's log matching makes equal indexes equal logs).
+    eventually("node 4 to apply every shard group's log", &logs, || async {
+        let mine = applied(joiner.metrics).await;
+        let mut others = applied(cluster.members[0].metrics).await;
+        for (g, i) in applied(cluster.members[1].metrics).await {
+            let e = others.entry(g).or_default();
+            *e = (*e).max(i);
+        }
+        mine.len() == 3 && mine.iter().all(|(g, i)| others.get(g) == Some(i))
+    })
+    .await;
+    let where_stored = check_exactly_once(&stored, &acks);
+    println!(
+        "cluster_membership: {} acknowledged, {} stored",
+        acks.len(),
+        where_stored.len()
+    );
+}
