@@ -247,6 +247,10 @@ impl Node {
                 catalog.view.clone(),
                 catalog_client.clone(),
             )));
+            tasks.push(tokio::spawn(crate::cluster::leadership::rebalance_leaders(
+                host.clone(),
+                catalog.view.clone(),
+            )));
         }
         ready.store(true, Ordering::Release);
         service

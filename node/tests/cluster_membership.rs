@@ -273,3 +273,48 @@ async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
         where_stored.len()
     );
 }
+
+/// Shard groups (not the catalog) a member leads, from its metrics.
+async fn shard_leaderships(metrics_port: u16) -> usize {
+    // A restarting member may not listen yet.
+    if tokio::net::TcpStream::connect(("127.0.0.1", metrics_port))
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    let text = support::http_get(metrics_port, "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("runnel_raft_is_leader{") && l.ends_with(" 1"))
+        .filter(|l| !l.contains("group=\"0\""))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaders_go_back_to_their_preferred_nodes_after_a_restart() {
+    let mut cluster = Cluster::start(3);
+    let mut admin = cluster.create_stream(0, STREAM, 6).await;
+    support::wait_active(&mut admin, STREAM).await;
+    let ports: Vec<u16> = cluster.members.iter().map(|m| m.metrics).collect();
+    let balanced = || async {
+        let mut counts = Vec::new();
+        for p in &ports {
+            counts.push(shard_leaderships(*p).await);
+        }
+        counts == vec![2, 2, 2]
+    };
+    let logs = || cluster.logs();
+    eventually("two shard leaders per node", &logs, balanced).await;
+    // Node 1 crashes: its groups elect leaders elsewhere; when it is back and caught up, they
+    // hand leadership back.
+    cluster.members[0].kill9();
+    let (p2, p3) = (ports[1], ports[2]);
+    let logs = || String::new();
+    eventually("nodes 2 and 3 to lead every shard", &logs, || async move {
+        shard_leaderships(p2).await + shard_leaderships(p3).await == 6
+    })
+    .await;
+    cluster.restart(0);
+    let logs = || cluster.logs();
+    eventually("leaders to spread again", &logs, balanced).await;
+}

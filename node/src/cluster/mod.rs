@@ -3,6 +3,7 @@
 
 mod api;
 mod catalog_client;
+pub mod leadership;
 pub mod membership;
 pub mod placement;
 
