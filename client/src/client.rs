@@ -74,7 +74,7 @@ impl CreateStream {
 #[derive(Debug, Clone)]
 pub struct Client {
     streams: StreamsClient<Channel>,
-    admin: AdminClient<Channel>,
+    pub(crate) admin: AdminClient<Channel>,
     pub(crate) leases: LeasesClient<Channel>,
     limits: BatchLimits,
     endpoint: String,

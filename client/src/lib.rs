@@ -21,6 +21,7 @@ mod batch;
 mod client;
 pub mod consumer;
 mod error;
+mod membership;
 mod position;
 mod reader;
 mod record;

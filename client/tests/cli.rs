@@ -429,3 +429,43 @@ fn tail_as_an_application_resumes_after_its_checkpoints() {
     interrupt(&mut other);
     assert_eq!(seen.lines().count(), 8, "{seen}");
 }
+
+#[test]
+fn cluster_describe_and_refused_changes() {
+    let nodes = Node::start_cluster(3);
+    let described: serde_json::Value =
+        serde_json::from_str(&nodes[1].cli_ok(&["--json", "cluster", "describe"], None)).unwrap();
+    let ids: Vec<u64> = described["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert!((1..=3).contains(&described["catalog_leader"].as_u64().unwrap()));
+    let table = nodes[0].cli_ok(&["cluster", "describe"], None);
+    assert_eq!(
+        table.lines().filter(|l| l.contains("127.0.0.1:")).count(),
+        3,
+        "{table}"
+    );
+
+    // Three nodes and three replicas per shard: nowhere to drain a node to.
+    nodes[0].cli_ok(&["stream", "create", "s", "--shards", "1"], None);
+    let refused = nodes[2].cli(&["cluster", "drain", "3"], None);
+    assert!(!refused.status.success());
+    assert!(
+        describe(&refused).contains("Cannot drain node 3"),
+        "{}",
+        describe(&refused)
+    );
+
+    // A standalone node has no membership to change.
+    let single = Node::start();
+    let refused = single.cli(&["cluster", "drain", "1"], None);
+    assert!(
+        describe(&refused).contains("standalone"),
+        "{}",
+        describe(&refused)
+    );
+}

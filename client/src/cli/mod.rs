@@ -1,5 +1,6 @@
 //! Command-line arguments and dispatch to one module per command group.
 
+mod cluster;
 pub mod output;
 mod put;
 mod read;
@@ -39,6 +40,9 @@ enum Command {
     Get(read::GetArgs),
     /// Read new records of a stream; with --follow, keep reading until Ctrl-C.
     Tail(read::TailArgs),
+    /// Nodes of a replicated cluster: describe, add, drain, remove; move replicas.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,5 +53,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put(args) => put::run(&client, &out, args).await,
         Command::Get(args) => read::get(&client, &out, args).await,
         Command::Tail(args) => read::tail(&client, &out, args).await,
+        Command::Cluster(command) => cluster::run(&client, &out, command).await,
     }
 }
