@@ -8,6 +8,7 @@
 mod consume;
 mod e2e;
 mod fan_out;
+mod idle;
 mod mixed;
 mod produce;
 mod report;
@@ -44,6 +45,8 @@ enum Mode {
     Split(split::SplitOptions),
     /// Enhanced fan-out: --consumers subscriptions per shard, put-to-deliver latency.
     FanOut(fan_out::FanOutOptions),
+    /// Idle cost: create --shards shards, then each node's CPU share with no traffic.
+    Idle(idle::IdleOptions),
 }
 
 /// Flags shared by every mode.
@@ -124,6 +127,10 @@ fn main() -> ExitCode {
             }
             Mode::FanOut(options) => {
                 let report = fan_out::run(&options).await?;
+                (options.common, report)
+            }
+            Mode::Idle(options) => {
+                let report = idle::run(&options).await?;
                 (options.common, report)
             }
         };

@@ -268,8 +268,28 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        if let Some(cpu) = process_cpu_seconds() {
+            text.push_str(&format!(
+                "# HELP process_cpu_seconds_total CPU time of the process (user and system).\n\
+                 # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n"
+            ));
+        }
+        text
     }
+}
+
+/// CPU time this process has used (Linux: utime + stime of `/proc/self/stat`, in USER_HZ
+/// ticks of 1/100 s); `None` elsewhere.
+fn process_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, inside parentheses); the first of
+    // them is field 3 (state), so utime (14) and stime (15) are at 11 and 12.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Serves `/metrics` (Prometheus text) and `/healthz` until the listener fails.
