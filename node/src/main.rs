@@ -253,7 +253,8 @@ struct OnDemandArgs {
     #[arg(long, env = "RUNNEL_ON_DEMAND_MERGES", default_value_t = true, action = clap::ArgAction::Set)]
     on_demand_merges: bool,
     /// A shard writing at most this many bytes/s (encoded batches) and at most
-    /// `--cold-shard-records-per-sec` is cold (default: a quarter of the hot threshold).
+    /// `--cold-shard-records-per-sec` is cold (default: a quarter of the hot threshold; 0 and 0:
+    /// only a shard without writes is cold).
     #[arg(long, env = "RUNNEL_COLD_SHARD_BYTES_PER_SEC", default_value_t = (1 << 20) / 5)]
     cold_shard_bytes_per_sec: u64,
     /// A shard writing at most this many records/s (and at most the cold bytes/s) is cold.
