@@ -8,6 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
 use runnel_log::LogConfig;
+use runnel_node::capacity::api_limits::ApiLimits;
+use runnel_node::capacity::api_limits::RateSetting;
+use runnel_node::capacity::cold_shards::MergePolicy;
 use runnel_node::capacity::hot_shards::SplitPolicy;
 use runnel_node::capacity::throughput::ShardLimits;
 use runnel_node::capacity::throughput::Throttling;
@@ -197,6 +200,21 @@ struct ThroughputArgs {
     /// token-bucket size).
     #[arg(long, env = "RUNNEL_SHARD_BURST_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     shard_burst_ms: u64,
+    /// Overrides AWS's per-second limit of an API operation, `Operation=count` (0 = unlimited;
+    /// repeatable or comma-separated): GetShardIterator (5 per shard), SubscribeToShard (1 per
+    /// consumer and shard), RegisterStreamConsumer and DeregisterStreamConsumer (5),
+    /// DescribeStreamConsumer (20 per stream), ListStreamConsumers (5 per stream),
+    /// DescribeStream (10), DescribeStreamSummary (20), ListShards (1000 per stream),
+    /// ListStreams (5). Applied unless `--throttling off`.
+    #[arg(
+        long = "api-rate-limit",
+        env = "RUNNEL_API_RATE_LIMITS",
+        value_delimiter = ','
+    )]
+    api_rate_limits: Vec<RateSetting>,
+    /// The period the API limits count calls in, milliseconds (AWS: one second).
+    #[arg(long, env = "RUNNEL_API_RATE_WINDOW_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    api_rate_window_ms: u64,
 }
 
 impl ThroughputArgs {
@@ -209,10 +227,17 @@ impl ThroughputArgs {
             burst: std::time::Duration::from_millis(self.shard_burst_ms),
         }
     }
+
+    fn api_limits(&self) -> ApiLimits {
+        ApiLimits::new(
+            &self.api_rate_limits,
+            std::time::Duration::from_millis(self.api_rate_window_ms),
+        )
+    }
 }
 
-/// When a node splits a hot shard of an ON_DEMAND stream (defaults: 80 % of AWS's per-shard
-/// write limits for a minute).
+/// When a node splits a hot shard or merges cold shards of an ON_DEMAND stream (defaults: hot
+/// at 80 % of AWS's per-shard write limits for a minute; cold at 20 % for 15 minutes).
 #[derive(clap::Args)]
 struct OnDemandArgs {
     /// Split hot ON_DEMAND shards automatically.
@@ -233,6 +258,27 @@ struct OnDemandArgs {
     /// Automatic splits stop at this many open shards per stream.
     #[arg(long, env = "RUNNEL_ON_DEMAND_MAX_SHARDS", default_value_t = 200)]
     on_demand_max_shards: u32,
+    /// Merge adjacent cold ON_DEMAND shards automatically.
+    #[arg(long, env = "RUNNEL_ON_DEMAND_MERGES", default_value_t = true, action = clap::ArgAction::Set)]
+    on_demand_merges: bool,
+    /// A shard writing at most this many bytes/s (encoded batches) and at most
+    /// `--cold-shard-records-per-sec` is cold (default: a quarter of the hot threshold; 0 and 0:
+    /// only a shard without writes is cold).
+    #[arg(long, env = "RUNNEL_COLD_SHARD_BYTES_PER_SEC", default_value_t = (1 << 20) / 5)]
+    cold_shard_bytes_per_sec: u64,
+    /// A shard writing at most this many records/s (and at most the cold bytes/s) is cold.
+    #[arg(long, env = "RUNNEL_COLD_SHARD_RECORDS_PER_SEC", default_value_t = 200)]
+    cold_shard_records_per_sec: u64,
+    /// How long two adjacent shards must both stay cold before they are merged, seconds.
+    #[arg(long, env = "RUNNEL_COLD_SHARD_SUSTAINED_SECS", default_value_t = 900)]
+    cold_shard_sustained_secs: u64,
+    /// No automatic merge within this long after a stream's last reshard, seconds.
+    #[arg(long, env = "RUNNEL_COLD_SHARD_COOLDOWN_SECS", default_value_t = 600)]
+    cold_shard_cooldown_secs: u64,
+    /// Automatic merges stop at this many open shards per stream (AWS's ON_DEMAND streams
+    /// start with 4).
+    #[arg(long, env = "RUNNEL_ON_DEMAND_MIN_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    on_demand_min_shards: u32,
 }
 
 impl OnDemandArgs {
@@ -243,6 +289,18 @@ impl OnDemandArgs {
             sustained: std::time::Duration::from_secs(self.hot_shard_sustained_secs),
             cooldown: std::time::Duration::from_secs(self.hot_shard_cooldown_secs),
             max_shards: self.on_demand_max_shards,
+        })
+    }
+
+    fn merge_policy(&self) -> Option<MergePolicy> {
+        self.on_demand_merges.then(|| MergePolicy {
+            cold_bytes_per_sec: self.cold_shard_bytes_per_sec,
+            cold_records_per_sec: self.cold_shard_records_per_sec,
+            sustained: std::time::Duration::from_secs(self.cold_shard_sustained_secs),
+            cooldown: std::time::Duration::from_secs(self.cold_shard_cooldown_secs),
+            min_shards: self.on_demand_min_shards,
+            hot_bytes_per_sec: self.hot_shard_bytes_per_sec,
+            hot_records_per_sec: self.hot_shard_records_per_sec,
         })
     }
 }
@@ -306,6 +364,8 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_transitioning_streams: args.transitioning_stream_limit,
             max_scalings_per_day: args.scalings_per_day_limit,
             on_demand_splits: args.on_demand.policy(),
+            on_demand_merges: args.on_demand.merge_policy(),
+            api_limits: args.throughput.api_limits(),
             replication_factor: 1,
             shard_limits: args.throughput.limits(),
             throttling: args.throughput.throttling,

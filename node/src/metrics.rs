@@ -44,6 +44,11 @@ pub struct StreamMetrics {
     pub read_throughput_exceeded: IntCounterVec,
     /// Splits of hot ON_DEMAND shards started by this node.
     pub on_demand_splits: IntCounterVec,
+    /// Merges of cold ON_DEMAND shards started by this node.
+    pub on_demand_merges: IntCounterVec,
+    /// API calls refused by their per-second limits (label `operation`; see
+    /// `capacity::api_limits`).
+    pub api_calls_throttled: IntCounterVec,
 }
 
 /// Per-stream usage for charge-back (see `capacity::usage` for the units).
@@ -185,6 +190,18 @@ impl Metrics {
                 "on_demand_splits_total",
                 "Hot ON_DEMAND shards split by this node",
                 &["stream"],
+            )?,
+            on_demand_merges: counter(
+                &r,
+                "on_demand_merges_total",
+                "Pairs of cold ON_DEMAND shards merged by this node",
+                &["stream"],
+            )?,
+            api_calls_throttled: counter(
+                &r,
+                "api_calls_throttled_total",
+                "API calls refused by this node for exceeding their per-second limit",
+                &["operation"],
             )?,
         };
         let shard_hours = CounterVec::new(

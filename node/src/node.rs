@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
+use crate::capacity::on_demand::OnDemandPolicy;
 use crate::catalog::CatalogCommand;
 use crate::cluster::CatalogClient;
 use crate::cluster::RaftApi;
@@ -258,8 +259,12 @@ impl Node {
             .await
             .map_err(|e| start_err("shards")(e.to_string()))?;
         tasks.push(tokio::spawn(service.clone().expire_closed_shards_loop()));
-        if let Some(policy) = service.config().on_demand_splits {
-            tasks.push(tokio::spawn(service.clone().split_hot_shards(policy)));
+        let on_demand = OnDemandPolicy {
+            splits: service.config().on_demand_splits,
+            merges: service.config().on_demand_merges,
+        };
+        if !on_demand.is_off() {
+            tasks.push(tokio::spawn(service.clone().reshard_on_demand(on_demand)));
         }
         let kinesis_api = KinesisApi::new(service.clone(), &config.data_dir).map_err(dir_err)?;
         tasks.push(tokio::spawn(async move {

@@ -52,19 +52,8 @@ async fn register_active(c: &Client, stream: &str, name: &str) -> String {
         .await
         .unwrap();
     let arn = out.consumer().unwrap().consumer_arn().to_string();
-    for _ in 0..600 {
-        let d = c
-            .describe_stream_consumer()
-            .consumer_arn(&arn)
-            .send()
-            .await
-            .unwrap();
-        if d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active {
-            return arn;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("consumer {name} never became ACTIVE");
+    support::sdk::wait_consumer_active(c, &arn).await;
+    arn
 }
 
 /// The next event of a subscription, waiting generously; `None` when the stream ended.

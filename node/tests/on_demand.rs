@@ -1,7 +1,9 @@
 //! ON_DEMAND capacity against a real `runnel-node`: a shard that stays hot is split by the node
 //! itself (up to the configured maximum of open shards), a PROVISIONED stream under the same
-//! load is left alone, and every acknowledged record is still read back once. The thresholds
-//! are lowered by flags so that a test-sized load counts as hot; nothing asserts durations.
+//! load is left alone, and every acknowledged record is still read back once; idle shards are
+//! merged down to the configured minimum while a stream with traffic in every shard is not.
+//! The thresholds are lowered by flags so that a test-sized load counts as hot (and only a
+//! window without writes as cold); nothing asserts durations.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,23 +25,22 @@ use support::sdk::client;
 use support::sdk::create_active;
 use support::sdk::create_on_demand;
 
-/// Puts batches of 50 records with one partition key to `stream` until `stop`.
-async fn hot_key(c: Client, stream: &'static str, stop: Arc<AtomicBool>, acked: Arc<AtomicUsize>) {
+/// Puts the batches `batch(n)` to `stream`, one every `pause`, until `stop`; counts the
+/// acknowledged records in `acked`.
+async fn keep_writing(
+    c: Client,
+    stream: &'static str,
+    batch: fn(u64) -> Vec<PutRecordsRequestEntry>,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let entries = (0..50)
-            .map(|i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key("the-hot-key")
-                    .data(Blob::new(format!("{n}-{i}")))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
         let out = c
             .put_records()
             .stream_name(stream)
-            .set_records(Some(entries))
+            .set_records(Some(batch(n)))
             .send()
             .await
             .unwrap();
@@ -51,8 +52,24 @@ async fn hot_key(c: Client, stream: &'static str, stop: Arc<AtomicBool>, acked: 
             Ordering::Relaxed,
         );
         n += 1;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
     }
+}
+
+/// 50 records with one partition key, every 20 ms, until `stop`.
+async fn hot_key(c: Client, stream: &'static str, stop: Arc<AtomicBool>, acked: Arc<AtomicUsize>) {
+    let batch = |n| {
+        (0..50)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key("the-hot-key")
+                    .data(Blob::new(format!("{n}-{i}")))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    keep_writing(c, stream, batch, Duration::from_millis(20), stop, acked).await;
 }
 
 async fn shards(c: &Client, stream: &str) -> Vec<Shard> {
@@ -180,4 +197,134 @@ async fn a_hot_on_demand_shard_is_split_by_the_node() {
     }
     assert!(seen, "{gauge} never exported");
     assert_eq!(count_records(&c, "od").await, acked.load(Ordering::Relaxed));
+}
+
+/// The hash key of the middle of shard `i` of a stream created with 4 shards.
+fn key_of_shard(i: u128) -> String {
+    (i * (1u128 << 126) + (1u128 << 125)).to_string()
+}
+
+/// One record to each of the 4 initial shards of `stream`, every 200 ms, until `stop`.
+async fn every_shard(c: Client, stream: &'static str, stop: Arc<AtomicBool>, acked: Arc<AtomicUsize>) {
+    let batch = |n| {
+        (0..4)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(format!("k{i}"))
+                    .explicit_hash_key(key_of_shard(i))
+                    .data(Blob::new(format!("{n}-{i}")))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    keep_writing(c, stream, batch, Duration::from_millis(200), stop, acked).await;
+}
+
+#[tokio::test]
+async fn idle_on_demand_shards_are_merged_down_to_the_minimum() {
+    // Cold means no write at all in a window (thresholds 0), for 10 s; no cooldown.
+    let node = Node::start_with(&[
+        "--throttling",
+        "off",
+        "--cold-shard-bytes-per-sec",
+        "0",
+        "--cold-shard-records-per-sec",
+        "0",
+        "--cold-shard-sustained-secs",
+        "10",
+        "--cold-shard-cooldown-secs",
+        "0",
+        "--on-demand-min-shards",
+        "2",
+    ])
+    .await;
+    let c = client(&node);
+    create_on_demand(&c, "idle").await;
+    create_on_demand(&c, "busy").await;
+    // Records in every shard of the idle stream before it goes idle.
+    let before = 40;
+    for n in 0..before / 4 {
+        for i in 0..4 {
+            c.put_record()
+                .stream_name("idle")
+                .partition_key("k")
+                .explicit_hash_key(key_of_shard(i))
+                .data(Blob::new(format!("before-{n}-{i}")))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(every_shard(c.clone(), "busy", stop.clone(), acked.clone()));
+
+    // Two merges (one per 5 s window at most) take the idle stream from 4 to 2 open shards.
+    let mut merged = false;
+    for _ in 0..1200 {
+        let s = shards(&c, "idle").await;
+        if open(&s) == 2 && s.len() == 6 {
+            merged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(merged, "not merged; log:\n{}", node.log());
+    support::sdk::wait_active(&c, "idle").await;
+    // Counted once MergeShards returned, which may be just after the children opened.
+    let counted = "runnel_on_demand_merges_total{stream=\"idle\"} 2";
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        metrics = node.metrics().await;
+        if metrics.lines().any(|l| l == counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.lines().any(|l| l == counted), "{metrics}");
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    // The stream with traffic in every shard had the same windows and was not merged.
+    let busy = shards(&c, "busy").await;
+    assert_eq!((busy.len(), open(&busy)), (4, 4), "{busy:?}");
+    assert!(
+        !metrics.contains("runnel_on_demand_merges_total{stream=\"busy\"}"),
+        "{metrics}"
+    );
+    assert_eq!(count_records(&c, "busy").await, acked.load(Ordering::Relaxed));
+
+    // Lineage: each child names its two parents, adjacent, covering the parents' hash keys.
+    let s = shards(&c, "idle").await;
+    for child in &s[4..] {
+        let parent = child.parent_shard_id().unwrap();
+        let adjacent = child.adjacent_parent_shard_id().unwrap();
+        let p = s.iter().find(|x| x.shard_id() == parent).unwrap();
+        let a = s.iter().find(|x| x.shard_id() == adjacent).unwrap();
+        let range = |x: &Shard| {
+            let r = x.hash_key_range().unwrap();
+            (
+                r.starting_hash_key().parse::<u128>().unwrap(),
+                r.ending_hash_key().parse::<u128>().unwrap(),
+            )
+        };
+        let (lo, hi) = if range(p).0 < range(a).0 { (p, a) } else { (a, p) };
+        assert_eq!(range(lo).1 + 1, range(hi).0, "parents are adjacent");
+        assert_eq!(range(child), (range(lo).0, range(hi).1));
+    }
+    // Every record written before the merges is still read back, through the closed parents;
+    // records written now land in the children.
+    assert_eq!(count_records(&c, "idle").await, before as usize);
+    for i in 0..4 {
+        c.put_record()
+            .stream_name("idle")
+            .partition_key("k")
+            .explicit_hash_key(key_of_shard(i))
+            .data(Blob::new(format!("after-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(count_records(&c, "idle").await, before as usize + 4);
 }

@@ -27,21 +27,24 @@ impl RateWindow {
         ((self.end_ms - self.start_ms).max(1)) as f64 / 1000.0
     }
 
-    fn bytes_per_sec(&self) -> f64 {
+    pub fn bytes_per_sec(&self) -> f64 {
         self.bytes as f64 / self.seconds()
     }
 
-    fn records_per_sec(&self) -> f64 {
+    pub fn records_per_sec(&self) -> f64 {
         self.records as f64 / self.seconds()
     }
 }
 
-/// One open shard of the stream and its recent windows (any order).
+/// One open shard of the stream and its recent windows (any order), as one node observed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardLoad {
     pub shard: u32,
     pub range: HashKeyRange,
     pub windows: Vec<RateWindow>,
+    /// Whether the observing node leads the shard: only the leader of a shard decides to split
+    /// it (and the leader of the lower shard of a pair to merge it), so that one node decides.
+    pub leader: bool,
 }
 
 /// When to split.
@@ -102,6 +105,7 @@ pub fn plan_splits(
     let room = (policy.max_shards as usize).saturating_sub(shards.len());
     let mut hot: Vec<(f64, &ShardLoad, u128)> = shards
         .iter()
+        .filter(|s| s.leader)
         .filter_map(|s| {
             let key = midpoint(s.range)?;
             let heat = sustained_heat(policy, now_ms, &s.windows)?;
@@ -120,11 +124,31 @@ pub fn plan_splits(
 }
 
 /// How hot a shard has been over the sustained period — its mean load relative to the
-/// thresholds (≥ 1) — or `None` unless it was hot in every window of the period, the windows
-/// cover the period without gaps, and the latest window is current (it ends within its own
-/// length of `now_ms`).
+/// thresholds (≥ 1) — or `None` unless it was hot in every window of the period and the
+/// windows cover it (see [`sustained_windows`]).
 fn sustained_heat(policy: &SplitPolicy, now_ms: i64, windows: &[RateWindow]) -> Option<f64> {
-    let from = now_ms.saturating_sub(policy.sustained.as_millis() as i64);
+    let recent = sustained_windows(now_ms, policy.sustained, windows)?;
+    let mut heat = 0.0;
+    for w in &recent {
+        let h = ratio(w.bytes_per_sec(), policy.hot_bytes_per_sec)
+            .max(ratio(w.records_per_sec(), policy.hot_records_per_sec));
+        if h < 1.0 {
+            return None;
+        }
+        heat += h;
+    }
+    Some(heat / recent.len() as f64)
+}
+
+/// The windows of the last `period` before `now_ms`, oldest first, or `None` unless they cover
+/// the whole period without gaps and the latest is current (it ends within its own length of
+/// `now_ms`): a shard is judged only on a complete, fresh observation.
+pub(crate) fn sustained_windows(
+    now_ms: i64,
+    period: Duration,
+    windows: &[RateWindow],
+) -> Option<Vec<&RateWindow>> {
+    let from = now_ms.saturating_sub(period.as_millis() as i64);
     let mut recent: Vec<&RateWindow> = windows
         .iter()
         .filter(|w| w.end_ms > from && w.end_ms > w.start_ms)
@@ -135,20 +159,13 @@ fn sustained_heat(policy: &SplitPolicy, now_ms: i64, windows: &[RateWindow]) -> 
         return None;
     }
     let mut covered_to = first.start_ms;
-    let mut heat = 0.0;
     for w in &recent {
         if w.start_ms > covered_to {
-            return None; // a gap: the shard was not observed hot throughout
+            return None; // a gap: the shard was not observed throughout
         }
         covered_to = covered_to.max(w.end_ms);
-        let h = ratio(w.bytes_per_sec(), policy.hot_bytes_per_sec)
-            .max(ratio(w.records_per_sec(), policy.hot_records_per_sec));
-        if h < 1.0 {
-            return None;
-        }
-        heat += h;
     }
-    Some(heat / recent.len() as f64)
+    Some(recent)
 }
 
 fn ratio(rate: f64, threshold: u64) -> f64 {
@@ -160,12 +177,12 @@ fn ratio(rate: f64, threshold: u64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::hash_key::divide_evenly;
 
-    const MIB: u64 = 1 << 20;
-    const T0: i64 = 1_700_000_000_000;
+    pub(crate) const MIB: u64 = 1 << 20;
+    pub(crate) const T0: i64 = 1_700_000_000_000;
 
     fn policy() -> SplitPolicy {
         SplitPolicy {
@@ -178,7 +195,7 @@ mod tests {
     }
 
     /// 10-second windows ending at `end_ms`, one per rate (bytes/s, records/s), oldest first.
-    fn curve(end_ms: i64, rates: &[(u64, u64)]) -> Vec<RateWindow> {
+    pub(crate) fn curve(end_ms: i64, rates: &[(u64, u64)]) -> Vec<RateWindow> {
         let n = rates.len() as i64;
         rates
             .iter()
@@ -195,7 +212,7 @@ mod tests {
             .collect()
     }
 
-    fn shards(curves: Vec<Vec<RateWindow>>) -> Vec<ShardLoad> {
+    pub(crate) fn shards(curves: Vec<Vec<RateWindow>>) -> Vec<ShardLoad> {
         let ranges = divide_evenly(curves.len() as u32);
         curves
             .into_iter()
@@ -205,6 +222,7 @@ mod tests {
                 shard: i as u32,
                 range,
                 windows,
+                leader: true,
             })
             .collect()
     }
@@ -226,6 +244,14 @@ mod tests {
         // Hot by records alone counts too.
         let s = shards(vec![curve(now, &[(1000, 900); 6])]);
         assert_eq!(plan_splits(&policy(), now, None, &s).len(), 1);
+    }
+
+    #[test]
+    fn only_the_shards_leader_splits_it() {
+        let now = T0 + 600_000;
+        let mut s = shards(vec![curve(now, &[HOT; 12])]);
+        s[0].leader = false;
+        assert!(plan_splits(&policy(), now, None, &s).is_empty());
     }
 
     #[test]

@@ -5,8 +5,15 @@
 //! - [`throughput`]: PROVISIONED per-shard limits as token buckets, and the per-shard admission
 //!   of writes and reads that the service layer consults.
 //! - [`hot_shards`]: the ON_DEMAND policy deciding which hot shards to split, and where.
+//! - [`cold_shards`]: the ON_DEMAND policy deciding which cold adjacent shards to merge.
+//! - [`on_demand`]: one reshard per stream and window, splits before merges.
+//! - [`api_limits`]: per-second limits of API calls (GetShardIterator, SubscribeToShard,
+//!   DescribeStream, ListShards, ...) by their AWS scope.
 //! - [`usage`]: the units of usage accounting (PUT payload units, shard-hours).
 
+pub mod api_limits;
+pub mod cold_shards;
 pub mod hot_shards;
+pub mod on_demand;
 pub mod throughput;
 pub mod usage;

@@ -15,6 +15,7 @@
 //! subsequent calls made within the next 5 seconds throw ProvisionedThroughputExceededException").
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
@@ -86,6 +87,24 @@ impl TokenBucket {
         } else {
             let r = rate as f64;
             (Some(r), (r * burst.as_secs_f64()).max(1.0))
+        };
+        TokenBucket {
+            rate,
+            capacity,
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    /// A full bucket admitting `count` per `window` (0: unlimited), holding all of them: an idle
+    /// caller may spend the whole window's allowance at once.
+    pub fn per_window(count: u64, window: Duration, now: Instant) -> TokenBucket {
+        let secs = window.as_secs_f64();
+        let rate = (count > 0 && secs > 0.0).then(|| count as f64 / secs);
+        let capacity = if rate.is_some() {
+            count as f64
+        } else {
+            f64::INFINITY
         };
         TokenBucket {
             rate,
@@ -205,40 +224,53 @@ impl ShardBuckets {
     }
 }
 
-/// How often idle shards' buckets are dropped.
+/// How often idle buckets are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The buckets of every shard this node admits traffic for, keyed by the shard's Raft group
-/// (group ids are never reused, so a re-created stream starts with fresh buckets). A shard's
-/// buckets are created full on first use and dropped once they are full again.
+/// State that can be forgotten once it is back where it started (a full bucket).
+pub trait Idle {
+    fn is_idle(&mut self, now: Instant) -> bool;
+}
+
+impl Idle for TokenBucket {
+    fn is_idle(&mut self, now: Instant) -> bool {
+        self.is_full(now)
+    }
+}
+
+impl Idle for ShardBuckets {
+    fn is_idle(&mut self, now: Instant) -> bool {
+        ShardBuckets::is_idle(self, now)
+    }
+}
+
+/// Buckets by key behind one lock, created on first use and dropped once idle again (looked
+/// for at most every minute), so that only keys with recent traffic take memory.
 #[derive(Debug)]
-pub struct ShardThrottle {
-    limits: ShardLimits,
-    state: Mutex<State>,
+pub struct KeyedBuckets<K, V> {
+    state: Mutex<Keyed<K, V>>,
 }
 
 #[derive(Debug)]
-struct State {
-    shards: HashMap<u64, ShardBuckets>,
+struct Keyed<K, V> {
+    map: HashMap<K, V>,
     last_prune: Option<Instant>,
 }
 
-impl ShardThrottle {
-    pub fn new(limits: ShardLimits) -> ShardThrottle {
-        ShardThrottle {
-            limits,
-            state: Mutex::new(State {
-                shards: HashMap::new(),
+impl<K: Eq + Hash, V: Idle> Default for KeyedBuckets<K, V> {
+    fn default() -> Self {
+        KeyedBuckets {
+            state: Mutex::new(Keyed {
+                map: HashMap::new(),
                 last_prune: None,
             }),
         }
     }
+}
 
-    pub fn limits(&self) -> &ShardLimits {
-        &self.limits
-    }
-
-    fn with<R>(&self, group: u64, now: Instant, f: impl FnOnce(&mut ShardBuckets) -> R) -> R {
+impl<K: Eq + Hash, V: Idle> KeyedBuckets<K, V> {
+    /// Runs `f` on the buckets of `key`, made by `new` if it has none.
+    pub fn with<R>(&self, key: K, now: Instant, new: impl FnOnce() -> V, f: impl FnOnce(&mut V) -> R) -> R {
         // A panic while holding the lock cannot leave the buckets inconsistent in a way that
         // matters (at worst one admission is off), so a poisoned lock is used as is.
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,14 +279,45 @@ impl ShardThrottle {
             .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_EVERY);
         if due {
             state.last_prune = Some(now);
-            state.shards.retain(|_, b| !b.is_idle(now));
+            state.map.retain(|_, b| !b.is_idle(now));
         }
+        f(state.map.entry(key).or_insert_with(new))
+    }
+
+    /// Keys whose buckets are held.
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The buckets of every shard this node admits traffic for, keyed by the shard's Raft group
+/// (group ids are never reused, so a re-created stream starts with fresh buckets). A shard's
+/// buckets are created full on first use and dropped once they are full again.
+#[derive(Debug)]
+pub struct ShardThrottle {
+    limits: ShardLimits,
+    shards: KeyedBuckets<u64, ShardBuckets>,
+}
+
+impl ShardThrottle {
+    pub fn new(limits: ShardLimits) -> ShardThrottle {
+        ShardThrottle {
+            limits,
+            shards: KeyedBuckets::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &ShardLimits {
+        &self.limits
+    }
+
+    fn with<R>(&self, group: u64, now: Instant, f: impl FnOnce(&mut ShardBuckets) -> R) -> R {
         let limits = &self.limits;
-        let buckets = state
-            .shards
-            .entry(group)
-            .or_insert_with(|| ShardBuckets::new(limits, now));
-        f(buckets)
+        self.shards.with(group, now, || ShardBuckets::new(limits, now), f)
     }
 
     /// See [`ShardBuckets::admit_writes`].
@@ -274,7 +337,7 @@ impl ShardThrottle {
 
     /// Shards whose buckets are held (for tests of pruning).
     pub fn tracked_shards(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).shards.len()
+        self.shards.len()
     }
 }
 

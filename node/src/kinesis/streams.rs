@@ -10,7 +10,9 @@ use super::protocol::timestamp;
 use super::shards::shard_doc;
 use super::stream_of;
 use super::tags::tag_map;
+use crate::capacity::api_limits::ApiCall;
 use crate::catalog::StreamMode;
+use crate::service::CallTarget;
 use crate::service::CreateStreamInput;
 use crate::service::ServiceError;
 use crate::service::StreamDescription;
@@ -103,6 +105,8 @@ pub(super) fn describe_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiErro
 
 pub(super) fn describe_stream_summary(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
     let name = stream_of(api, &doc)?;
+    api.service()
+        .admit_call(ApiCall::DescribeStreamSummary, CallTarget::stream(&name))?;
     let d = api.service().describe_stream(&name)?;
     let summary = Out::new()
         .put("StreamName", d.name.as_str())
@@ -123,6 +127,8 @@ fn encode_list_token(last: &str) -> String {
 }
 
 pub(super) fn list_streams(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
+    api.service()
+        .admit_call(ApiCall::ListStreams, CallTarget::account())?;
     let token = match doc.str("NextToken") {
         None => None,
         Some(t) => Some(

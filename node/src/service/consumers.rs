@@ -8,6 +8,8 @@ use base64::Engine;
 
 use super::ServiceError;
 use super::StreamService;
+use super::call_limits::CallTarget;
+use crate::capacity::api_limits::ApiCall;
 use crate::catalog::CatalogCommand;
 use crate::catalog::CatalogReply;
 use crate::catalog::ConsumerArn;
@@ -152,6 +154,7 @@ impl StreamService {
         tags: BTreeMap<String, String>,
     ) -> Result<ConsumerDescription, ServiceError> {
         let stream = self.stream_identity(None, Some(stream_arn))?;
+        self.admit_call(ApiCall::RegisterStreamConsumer, CallTarget::stream(&stream))?;
         let record = self.stream_record(&stream)?;
         let cfg = self.config();
         if !matches!(record.status, StreamStatus::Active | StreamStatus::Updating) {
@@ -241,6 +244,7 @@ impl StreamService {
         consumer_arn: Option<&str>,
     ) -> Result<ConsumerDescription, ServiceError> {
         let found = self.consumer_of(stream_arn, name, consumer_arn)?;
+        self.admit_call(ApiCall::DescribeStreamConsumer, CallTarget::stream(&found.stream))?;
         Ok(self.consumer_description(&found.stream, &found.record))
     }
 
@@ -252,6 +256,7 @@ impl StreamService {
         stream_created_ms: Option<i64>,
     ) -> Result<ListConsumersOutput, ServiceError> {
         let stream = self.stream_identity(None, Some(stream_arn))?;
+        self.admit_call(ApiCall::ListStreamConsumers, CallTarget::stream(&stream))?;
         let after = match next_token {
             None => None,
             Some(token) => {
@@ -304,6 +309,10 @@ impl StreamService {
         consumer_arn: Option<&str>,
     ) -> Result<(), ServiceError> {
         let found = self.consumer_of(stream_arn, name, consumer_arn)?;
+        self.admit_call(
+            ApiCall::DeregisterStreamConsumer,
+            CallTarget::stream(&found.stream),
+        )?;
         if found.record.status == ConsumerStatus::Deleting {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admission;
+mod call_limits;
 mod consumers;
 pub mod document;
 mod error;
@@ -28,6 +29,7 @@ pub use admin::CreateStreamInput;
 pub use admin::ListStreamsOutput;
 pub use admin::ShardDescription;
 pub use admin::StreamDescription;
+pub use call_limits::CallTarget;
 pub use consumers::ConsumerDescription;
 pub use consumers::ListConsumersOutput;
 pub use error::FieldViolation;
@@ -50,6 +52,9 @@ pub use shards::ShardFilter;
 pub use subscribe::SubscribeEvent;
 pub use tags::ListTagsOutput;
 
+use crate::capacity::api_limits::ApiLimiter;
+use crate::capacity::api_limits::ApiLimits;
+use crate::capacity::cold_shards::MergePolicy;
 use crate::capacity::hot_shards::SplitPolicy;
 use crate::capacity::throughput::ShardLimits;
 use crate::capacity::throughput::ShardThrottle;
@@ -82,6 +87,11 @@ pub struct ServiceConfig {
     pub max_scalings_per_day: u32,
     /// When to split a hot shard of an ON_DEMAND stream (`None`: never).
     pub on_demand_splits: Option<SplitPolicy>,
+    /// When to merge cold adjacent shards of an ON_DEMAND stream (`None`: never).
+    pub on_demand_merges: Option<MergePolicy>,
+    /// Per-second limits of API calls (GetShardIterator, DescribeStream, ...); they apply
+    /// unless `throttling` is off.
+    pub api_limits: ApiLimits,
     /// Per-shard throughput limits (AWS's by default).
     pub shard_limits: ShardLimits,
     /// Which streams the per-shard limits apply to.
@@ -111,6 +121,8 @@ impl Default for ServiceConfig {
             replication_factor: 3,
             max_scalings_per_day: 10,
             on_demand_splits: Some(SplitPolicy::default()),
+            on_demand_merges: Some(MergePolicy::default()),
+            api_limits: ApiLimits::default(),
             shard_limits: ShardLimits::default(),
             throttling: Throttling::default(),
             max_consumers_per_stream: 20,
@@ -129,6 +141,8 @@ struct Inner {
     metrics: Metrics,
     /// Per-shard token buckets of the requests this node admits.
     throttle: ShardThrottle,
+    /// Per-second limits of API calls served by this node.
+    api_limiter: ApiLimiter,
     /// Enhanced fan-out subscriptions served by this node.
     subscriptions: subscriptions::Subscriptions,
 }
@@ -148,9 +162,11 @@ impl StreamService {
         metrics: Metrics,
     ) -> StreamService {
         let throttle = ShardThrottle::new(config.shard_limits);
+        let api_limiter = ApiLimiter::new(config.api_limits.clone());
         StreamService {
             inner: Arc::new(Inner {
                 throttle,
+                api_limiter,
                 subscriptions: subscriptions::Subscriptions::default(),
                 config,
                 catalog,

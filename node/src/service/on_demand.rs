@@ -1,22 +1,38 @@
-//! ON_DEMAND capacity: every node watches the write rates of the shards it leads and splits a
-//! shard of an ON_DEMAND stream that stays hot, as `capacity::hot_shards::plan_splits`
-//! decides. The decision is pure; this module only gathers the windows and calls SplitShard.
+//! ON_DEMAND capacity: every node watches the write rates of the shards it hosts, splits a
+//! shard of an ON_DEMAND stream that stays hot and merges adjacent shards that stay cold, as
+//! `capacity::on_demand::next_reshard` decides (at most one reshard per stream per window,
+//! splits first). The decision is pure; this module only gathers the windows and calls
+//! SplitShard or MergeShards.
 //!
-//! Rates come from the shard state machine's running totals (`AppliedWrites`) on the shard's
-//! leader, which sees every append whichever node took the request. A window is dropped when
-//! leadership moves (the new leader starts observing afresh), so a shard is split only after
-//! one leader saw it hot for the whole sustained period.
+//! Rates come from the shard state machine's running totals (`AppliedWrites`). Every replica
+//! applies the same committed batches, whichever node took the request, so any replica's totals
+//! measure the shard's writes (a follower's lag by replication latency). A node observes every
+//! replica it hosts while the replica knows a leader; a replica that loses its leader (an
+//! election, or a follower cut off from the group) is forgotten and observed afresh, so a
+//! partitioned follower never reports a busy shard as idle.
+//!
+//! Who decides: only the node leading a shard splits it, and only the node leading the lower
+//! shard of an adjacent pair (by hash key) merges the pair, using its windows of both shards —
+//! of the upper one from its own replica, leader or follower. In standalone mode the node leads
+//! everything. In a cluster a pair is merged only by a node hosting replicas of both shards
+//! (with the default replication factor of 3 on 3 nodes, every node does); otherwise the pair
+//! waits until leadership or placement brings them together. Hot shards need no such rule: a
+//! split involves one shard.
 
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use prometheus::IntCounterVec;
+
+use super::ServiceError;
 use super::StreamService;
 use crate::capacity::hot_shards::RateWindow;
 use crate::capacity::hot_shards::ShardLoad;
-use crate::capacity::hot_shards::SplitPolicy;
-use crate::capacity::hot_shards::plan_splits;
+use crate::capacity::on_demand::OnDemandPolicy;
+use crate::capacity::on_demand::Reshard;
+use crate::capacity::on_demand::next_reshard;
 use crate::catalog::StreamMode;
 use crate::catalog::StreamRecord;
 use crate::catalog::StreamStatus;
@@ -26,11 +42,13 @@ use crate::model::ShardId;
 /// How long one observation window lasts.
 pub const WINDOW: Duration = Duration::from_secs(5);
 
-/// What one leader observed of one shard (by Raft group id).
+/// What this node observed of one shard (by Raft group id).
 struct Observed {
     last_totals: (u64, u64),
     last_ms: i64,
     windows: VecDeque<RateWindow>,
+    /// Whether this node led the shard at the latest observation.
+    leader: bool,
 }
 
 /// The latest reshard of a stream: a split, merge or UpdateShardCount round closing a shard or
@@ -49,12 +67,17 @@ fn last_reshard_ms(stream: &StreamRecord) -> Option<i64> {
 }
 
 impl StreamService {
-    /// Runs until the node stops: one observation per `WINDOW`, then at most one split per
-    /// stream (a split makes the stream UPDATING; the next comes after the cooldown).
-    pub async fn split_hot_shards(self, policy: SplitPolicy) {
-        tracing::info!(?policy, "splitting hot ON_DEMAND shards");
+    /// Runs until the node stops: one observation per `WINDOW`, then at most one split or
+    /// merge per stream (a reshard makes the stream UPDATING; the next comes after the
+    /// cooldown).
+    pub async fn reshard_on_demand(self, policy: OnDemandPolicy) {
+        tracing::info!(?policy, "resharding ON_DEMAND streams");
         let mut observed: HashMap<u64, Observed> = HashMap::new();
-        let keep = policy.sustained + 2 * WINDOW;
+        let sustained = [
+            policy.splits.map(|p| p.sustained),
+            policy.merges.map(|p| p.sustained),
+        ];
+        let keep = sustained.into_iter().flatten().max().unwrap_or_default() + 2 * WINDOW;
         let mut tick = tokio::time::interval(WINDOW);
         loop {
             tick.tick().await;
@@ -70,48 +93,49 @@ impl StreamService {
             for stream in streams {
                 let shards: Vec<ShardLoad> = stream
                     .open_shards()
-                    .map(|s| ShardLoad {
-                        shard: s.index,
-                        range: s.range,
-                        windows: observed
-                            .get(&s.group)
-                            .map(|o| o.windows.iter().copied().collect())
-                            .unwrap_or_default(),
+                    .map(|s| {
+                        let o = observed.get(&s.group);
+                        ShardLoad {
+                            shard: s.index,
+                            range: s.range,
+                            windows: o.map(|o| o.windows.iter().copied().collect()).unwrap_or_default(),
+                            leader: o.is_some_and(|o| o.leader),
+                        }
                     })
                     .collect();
-                let plan = plan_splits(&policy, now_ms, last_reshard_ms(&stream), &shards);
-                let Some(split) = plan.first() else {
-                    continue;
-                };
-                let shard = ShardId(split.shard).to_string();
-                let key = split.new_starting_hash_key.to_string();
-                match self.split_shard(&stream.name, &shard, &key).await {
-                    Ok(()) => {
-                        tracing::info!(stream = %stream.name, %shard, at = %key, "split a hot ON_DEMAND shard");
-                        self.inner
-                            .metrics
-                            .streams
-                            .on_demand_splits
-                            .with_label_values(&[&stream.name])
-                            .inc();
+                match next_reshard(&policy, now_ms, last_reshard_ms(&stream), &shards) {
+                    Some(Reshard::Split(split)) => {
+                        let shard = ShardId(split.shard).to_string();
+                        let key = split.new_starting_hash_key.to_string();
+                        let started = self.split_shard(&stream.name, &shard, &key).await;
+                        let counter = &self.inner.metrics.streams.on_demand_splits;
+                        started_reshard(&stream.name, "split", &shard, counter, started);
                     }
-                    // Another node may have started a reshard meanwhile; the next window retries.
-                    Err(e) => {
-                        tracing::debug!(stream = %stream.name, %shard, error = %e, "hot-shard split not started")
+                    Some(Reshard::Merge(merge)) => {
+                        let shard = ShardId(merge.shard).to_string();
+                        let adjacent = ShardId(merge.adjacent_shard).to_string();
+                        let started = self.merge_shards(&stream.name, &shard, &adjacent).await;
+                        let counter = &self.inner.metrics.streams.on_demand_merges;
+                        let pair = format!("{shard}+{adjacent}");
+                        started_reshard(&stream.name, "merge", &pair, counter, started);
                     }
+                    None => {}
                 }
             }
         }
     }
 
-    /// Closes a window for every shard this node leads; forgets the others. (Whether a shard
-    /// is open is the catalog's business: `plan_splits` sees open shards only.)
+    /// Closes a window for every shard replica this node hosts whose group knows a leader;
+    /// forgets the others. (Whether a shard is open is the catalog's business: the policy sees
+    /// open shards only.)
     fn observe(&self, observed: &mut HashMap<u64, Observed>, now_ms: i64, keep: Duration) {
         let mut seen = HashSet::new();
         for (_, replica) in self.inner.router.host().all() {
-            if replica.leadership().is_err() {
-                continue;
-            }
+            let leader = match replica.leadership() {
+                Ok(()) => true,
+                Err(Some(_)) => false,
+                Err(None) => continue, // no known leader: this replica may be cut off
+            };
             let group = replica.shard.group;
             seen.insert(group);
             let totals = replica.group().writes.totals();
@@ -122,6 +146,7 @@ impl StreamService {
                         last_totals: totals,
                         last_ms: now_ms,
                         windows: VecDeque::new(),
+                        leader,
                     },
                 );
                 continue;
@@ -134,11 +159,30 @@ impl StreamService {
             });
             o.last_totals = totals;
             o.last_ms = now_ms;
+            o.leader = leader;
             let oldest = now_ms - keep.as_millis() as i64;
             while o.windows.front().is_some_and(|w| w.end_ms < oldest) {
                 o.windows.pop_front();
             }
         }
         observed.retain(|group, _| seen.contains(group));
+    }
+}
+
+/// Logs and counts a reshard this node started.
+fn started_reshard(
+    stream: &str,
+    what: &str,
+    shards: &str,
+    counter: &IntCounterVec,
+    result: Result<(), ServiceError>,
+) {
+    match result {
+        Ok(()) => {
+            tracing::info!(%stream, %shards, "{what} of ON_DEMAND shards started");
+            counter.with_label_values(&[stream]).inc();
+        }
+        // Another node may have started a reshard meanwhile; the next window retries.
+        Err(e) => tracing::debug!(%stream, %shards, error = %e, "ON_DEMAND {what} not started"),
     }
 }

@@ -8,6 +8,8 @@ use super::ServiceError;
 use super::ShardDescription;
 use super::StreamDescription;
 use super::StreamService;
+use super::call_limits::CallTarget;
+use crate::capacity::api_limits::ApiCall;
 use crate::catalog::StreamStatus;
 use crate::clock;
 use crate::model::ShardId;
@@ -114,6 +116,7 @@ impl StreamService {
         limit: Option<usize>,
         exclusive_start: Option<&str>,
     ) -> Result<(StreamDescription, bool), ServiceError> {
+        self.admit_call(ApiCall::DescribeStream, CallTarget::stream(name))?;
         let mut d = self.describe_stream(name)?;
         let start = exclusive_start.map(|s| ShardId::parse(s).map_or(i64::MAX, |id| i64::from(id.0)));
         let limit = limit.unwrap_or(DESCRIBE_DEFAULT_LIMIT);
@@ -158,6 +161,7 @@ impl StreamService {
                 ));
             }
         };
+        self.admit_call(ApiCall::ListShards, CallTarget::stream(&name))?;
         let record = self.stream_record(&name)?;
         if created.is_some_and(|c| c / 1000 != record.created_ms / 1000) {
             return Err(self.not_found(&name));
@@ -255,6 +259,12 @@ impl StreamService {
         position: PositionInput,
     ) -> Result<IteratorPosition, ServiceError> {
         let shard = self.read_target(stream_name, shard_id)?;
+        let target = CallTarget {
+            stream: Some(stream_name),
+            shard: Some(&shard),
+            consumer: None,
+        };
+        self.admit_call(ApiCall::GetShardIterator, target)?;
         if let PositionInput::AtTimestamp(ts) = position {
             let now = clock::now_ms();
             if ts > now {

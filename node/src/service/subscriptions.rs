@@ -19,7 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::ServiceError;
 use super::StreamService;
 use super::SubscribeEvent;
+use super::call_limits::CallTarget;
 use super::records::PositionInput;
+use crate::capacity::api_limits::ApiCall;
 use crate::capacity::throughput::TokenBucket;
 use crate::catalog::ConsumerRecord;
 use crate::catalog::ConsumerStatus;
@@ -150,6 +152,13 @@ impl StreamService {
             )));
         }
         let stream = found.stream;
+        let shard = self.read_target(&stream, shard_id)?;
+        let target = CallTarget {
+            stream: Some(&stream),
+            shard: Some(&shard),
+            consumer: Some(consumer_arn),
+        };
+        self.admit_call(ApiCall::SubscribeToShard, target)?;
         // Checks the shard and the position before taking the subscription slot.
         let mut events = self.subscribe(&stream, shard_id, position)?;
         let key: Key = (

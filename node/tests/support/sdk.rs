@@ -8,6 +8,7 @@ use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::types::StreamMode;
 use aws_sdk_kinesis::types::StreamModeDetails;
 
@@ -86,4 +87,21 @@ pub async fn create_on_demand(c: &Client, name: &str) {
         .await
         .unwrap();
     wait_active(c, name).await;
+}
+
+/// Waits until the consumer is ACTIVE (after RegisterStreamConsumer).
+pub async fn wait_consumer_active(c: &Client, consumer_arn: &str) {
+    for _ in 0..600 {
+        let d = c
+            .describe_stream_consumer()
+            .consumer_arn(consumer_arn)
+            .send()
+            .await
+            .unwrap();
+        if d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("consumer {consumer_arn} never became ACTIVE");
 }
