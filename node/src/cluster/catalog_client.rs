@@ -15,6 +15,7 @@ use crate::raft::transport::PeerPool;
 use crate::shard::router::MAX_HOPS;
 use crate::shard::router::NOT_APPENDED;
 use crate::shard::router::retry;
+use crate::shard::router::unanswered;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -46,7 +47,8 @@ impl CatalogClient {
     /// Applies `cmd` through the catalog leader; returns once this node's replica has applied
     /// it too (so a read right after sees it), with the reply and the command's log index.
     pub async fn propose(&self, cmd: CatalogCommand, hops: u32) -> Result<(CatalogReply, u64), ProposeError> {
-        let (reply, index) = retry(|| self.propose_once(cmd.clone(), hops)).await?;
+        let unanswered = || ProposeError::Failed(unanswered("catalog command"));
+        let (reply, index) = retry(|| self.propose_once(cmd.clone(), hops), unanswered).await?;
         self.raft
             .wait(Some(DEADLINE))
             .applied_index_at_least(Some(index), "catalog command applied here")
@@ -58,7 +60,14 @@ impl CatalogClient {
     async fn propose_once(&self, cmd: CatalogCommand, hops: u32) -> Attempt {
         let leader = match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => return Attempt::Done(Ok((resp.data, resp.log_id.index))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_node.map(|n| n.addr),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                match (f.leader_id, &self.peers) {
+                    (Some(id), Some(pool)) => {
+                        Some(pool.address(id, &f.leader_node.map(|n| n.addr).unwrap_or_default()))
+                    }
+                    _ => None,
+                }
+            }
             Err(e) => return Attempt::Done(Err(ProposeError::Failed(e.to_string()))),
         };
         let (Some(addr), Some(pool)) = (leader, &self.peers) else {
