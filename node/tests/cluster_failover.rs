@@ -14,11 +14,14 @@
 //! sequence number (as two leaders of different terms would); sequence numbers never went
 //! backwards (a request sent after another was acknowledged got higher ones, so a deposed leader
 //! that acknowledged a write would be caught); and every shard reads the same from every node in
-//! strictly increasing order.
+//! strictly increasing order. While the faults last, a reader asks random nodes for records
+//! already acknowledged (`support::read_probe`): a successful read must return them.
 //!
 //! `CLUSTER_FAULTS` sets how many faults to inject (default 5: each kind once, the CI-sized run,
-//! about a minute); `CLUSTER_SEED` replays a run. The long run is
-//! `CLUSTER_FAULTS=200 cargo test -p runnel-node --test cluster_failover -- --nocapture`.
+//! about a minute); `CLUSTER_SEED` replays the fault plan (kinds, victims, pauses; not the
+//! processes' scheduling); `CLUSTER_KEEP_DATA=1` keeps the nodes' data and logs. The long run is
+//! `CLUSTER_FAULTS=200 cargo test -p runnel-node --test cluster_failover -- --nocapture`
+//! (about 5 s per fault).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,8 +38,12 @@ use rand::SeedableRng;
 use support::cluster::Cluster;
 use support::cluster::Member;
 use support::faults;
+use support::read_probe::LatestAcks;
+use support::read_probe::probe_reads;
+use support::workload::Ack;
+use support::workload::ack_order_violation;
 use support::workload::check_exactly_once;
-use support::workload::produce;
+use support::workload::produce_published;
 use support::workload::read_agreeing;
 use support::workload::wait_progress;
 
@@ -65,9 +72,21 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
+    let latest = Arc::new(LatestAcks::default());
     let producers: Vec<_> = (0..PRODUCERS)
-        .map(|p| tokio::spawn(produce(STREAM, p, endpoints.clone(), stop.clone(), acked.clone())))
+        .map(|p| {
+            let (endpoints, stop, acked) = (endpoints.clone(), stop.clone(), acked.clone());
+            tokio::spawn(produce_published(
+                STREAM,
+                p,
+                endpoints,
+                stop,
+                acked,
+                Some(latest.clone()),
+            ))
+        })
         .collect();
+    let reader = tokio::spawn(probe_reads(STREAM, endpoints.clone(), latest, stop.clone()));
     wait_progress(&acked, 0, &cluster).await;
 
     for (i, fault) in faults::plan(&mut rng, faults, true).into_iter().enumerate() {
@@ -81,6 +100,7 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
     for p in producers {
         acks.extend(p.await.unwrap());
     }
+    let probed = reader.await.unwrap();
     assert!(cluster.members.iter().all(Member::running));
     assert!(!cluster.network.as_ref().is_some_and(|n| n.partitioned()));
     assert!(!acks.is_empty());
@@ -104,9 +124,39 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
     }
     assert!(reported, "no leader reports runnel_raft_replication_lag");
     println!(
-        "cluster_failover: {} acknowledged, {} stored, {} faults",
+        "cluster_failover: {} acknowledged, {} stored, {probed} reads of acknowledged records checked, {} faults",
         acks.len(),
         where_stored.len(),
         faults
     );
+}
+
+/// The acknowledgement checks catch what a deposed leader acknowledging a write would leave
+/// behind: a position acknowledged twice, or a sequence number going backwards.
+#[test]
+fn ack_checks_catch_a_second_leader() {
+    let ack = |p: u32, seq: &str, sent_after: u64, done: u64| Ack {
+        id: (p, 0),
+        shard: "shardId-000000000000".into(),
+        seq: seq.into(),
+        sent_after,
+        done,
+    };
+    let fails = |acks: &[Ack]| ack_order_violation(acks).is_some();
+    assert!(
+        fails(&[ack(0, "100", 0, 1), ack(1, "100", 0, 2)]),
+        "same position twice"
+    );
+    // The second request was sent after the first was acknowledged, and got a lower number.
+    assert!(
+        fails(&[ack(0, "200", 0, 1), ack(1, "150", 1, 2)]),
+        "went backwards"
+    );
+    assert!(
+        fails(&[ack(0, "200", 0, 1), ack(1, "99", 1, 2)]),
+        "compared as numbers"
+    );
+    // Concurrent requests may be ordered either way.
+    assert!(!fails(&[ack(0, "200", 0, 2), ack(1, "150", 0, 1)]));
+    assert!(!fails(&[ack(0, "100", 0, 1), ack(1, "150", 1, 2)]));
 }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faults;
 pub mod partition;
 pub mod proxy;
+pub mod read_probe;
 pub mod sdk;
 pub mod workload;
 

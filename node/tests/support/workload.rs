@@ -15,6 +15,7 @@ use runnel_proto::v1 as pb;
 
 use super::cluster::Cluster;
 use super::cluster::wait_ready;
+use super::read_probe::LatestAcks;
 use super::seq_cmp;
 
 /// One acknowledged record: (producer, counter), and where the acknowledgement put it.
@@ -45,6 +46,18 @@ pub async fn produce(
     endpoints: Vec<String>,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
+) -> Vec<Ack> {
+    produce_published(stream, p, endpoints, stop, acked, None).await
+}
+
+/// [`produce`], also publishing every acknowledged record to `latest` (for read probes).
+pub async fn produce_published(
+    stream: &str,
+    p: u32,
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    latest: Option<Arc<LatestAcks>>,
 ) -> Vec<Ack> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(p) * 7919);
     let mut acks = Vec::new();
@@ -84,6 +97,9 @@ pub async fn produce(
             }
             for a in &mut acks[from..] {
                 a.done = done;
+                if let Some(latest) = &latest {
+                    latest.publish(&a.shard, &a.seq, a.id);
+                }
             }
         }
     }
@@ -138,7 +154,9 @@ pub fn check_exactly_once(
             assert!(prev.is_none(), "record {id:?} stored twice");
         }
     }
-    check_acks_ordered(acks);
+    if let Some(violation) = ack_order_violation(acks) {
+        panic!("{violation}");
+    }
     for a in acks {
         let Some((shard, seq)) = where_stored.get(&a.id) else {
             panic!("acknowledged record {:?} was lost", a.id)
@@ -153,18 +171,18 @@ pub fn check_exactly_once(
 /// sequence numbers never went backwards in real time: a request sent after another was
 /// acknowledged got higher sequence numbers in every shard both wrote to (a deposed leader
 /// acknowledging an append the new leader's log does not order after the acknowledged ones
-/// breaks this).
-pub fn check_acks_ordered(acks: &[Ack]) {
+/// breaks this). Returns the first violation found.
+pub fn ack_order_violation(acks: &[Ack]) -> Option<String> {
     // Per shard, per request: (sent_after, done, lowest and highest sequence number).
     type Span<'a> = (u64, u64, &'a str, &'a str);
     let mut by_shard: BTreeMap<&str, BTreeMap<u64, Span>> = BTreeMap::new();
     let mut positions: HashMap<(&str, &str), (u32, u64)> = HashMap::new();
     for a in acks {
         if let Some(other) = positions.insert((&a.shard, &a.seq), a.id) {
-            panic!(
+            return Some(format!(
                 "records {other:?} and {:?} were both acknowledged at {} {}",
                 a.id, a.shard, a.seq
-            );
+            ));
         }
         // A request is identified by `done`: the count only its last acknowledgement reached.
         let span = by_shard.entry(&a.shard).or_default().entry(a.done).or_insert((
@@ -191,16 +209,16 @@ pub fn check_acks_ordered(acks: &[Ack]) {
         }
         for s in &spans {
             let before = spans.partition_point(|o| o.1 <= s.0);
-            if before > 0 {
-                assert!(
-                    seq_cmp(highest[before - 1], s.2).is_lt(),
+            if before > 0 && !seq_cmp(highest[before - 1], s.2).is_lt() {
+                return Some(format!(
                     "{shard}: a request sent after {} was acknowledged got {} (went backwards)",
                     highest[before - 1],
                     s.2
-                );
+                ));
             }
         }
     }
+    None
 }
 
 /// Reads every shard from trim horizon through every endpoint (each once it serves the
