@@ -60,19 +60,13 @@ impl CatalogClient {
     async fn propose_once(&self, cmd: CatalogCommand, hops: u32) -> Attempt {
         let leader = match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => return Attempt::Done(Ok((resp.data, resp.log_id.index))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                match (f.leader_id, &self.peers) {
-                    (Some(id), Some(pool)) => {
-                        Some(pool.address(id, &f.leader_node.map(|n| n.addr).unwrap_or_default()))
-                    }
-                    _ => None,
-                }
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
             Err(e) => return Attempt::Done(Err(ProposeError::Failed(e.to_string()))),
         };
-        let (Some(addr), Some(pool)) = (leader, &self.peers) else {
+        let (Some((leader, node)), Some(pool)) = (leader, &self.peers) else {
             return Attempt::Retry(ProposeError::NoLeader("election in progress".into()));
         };
+        let addr = pool.address(leader, &node.addr);
         if hops >= MAX_HOPS {
             return Attempt::Retry(ProposeError::NoLeader(format!(
                 "still forwarding after {hops} hops"

@@ -16,10 +16,12 @@ use runnel_proto::v1 as pb;
 
 use super::workload::parse_id;
 
-/// The last acknowledged record of each shard, as producers learn them: shard → (sequence
-/// number, record id).
+/// Where a record was acknowledged: its sequence number and its id (producer, counter).
+type Acknowledged = (String, (u32, u64));
+
+/// The last acknowledged record of each shard, as producers learn them.
 #[derive(Default)]
-pub struct LatestAcks(Mutex<BTreeMap<String, (String, (u32, u64))>>);
+pub struct LatestAcks(Mutex<BTreeMap<String, Acknowledged>>);
 
 impl LatestAcks {
     pub fn publish(&self, shard: &str, seq: &str, id: (u32, u64)) {
