@@ -89,8 +89,17 @@ pub async fn run(options: &IdleOptions) -> anyhow::Result<Report> {
         let (cpu1, led) = scrape(addr).await?;
         let share = (cpu1 - cpu0) / seconds * 100.0;
         let key = addr.replace([':', '.'], "_");
-        report.number(&format!("cpu_percent_{key}"), &format!("{addr} CPU (% of one core)"), share, "%");
-        report.count(&format!("groups_led_{key}"), &format!("{addr} groups led"), led as u64);
+        report.number(
+            &format!("cpu_percent_{key}"),
+            &format!("{addr} CPU (% of one core)"),
+            share,
+            "%",
+        );
+        report.count(
+            &format!("groups_led_{key}"),
+            &format!("{addr} groups led"),
+            led as u64,
+        );
     }
     Ok(report)
 }

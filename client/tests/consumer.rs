@@ -53,8 +53,19 @@ async fn produce(client: &Client, stream: &str, from: usize, per_key: usize) -> 
                 PutEntry::new(format!("k{k}"), data)
             })
             .collect();
-        for r in client.put_records(stream, entries).await.unwrap() {
-            assert!(r.is_ok(), "{r:?}");
+        // A cluster that just created the stream may refuse a call while its shard groups elect
+        // leaders: retry the call (a record stored twice is delivered twice, which the checks
+        // allow: delivery is at least once).
+        let mut attempt = 0;
+        loop {
+            match client.put_records(stream, entries.clone()).await {
+                Ok(results) if results.iter().all(|r| r.is_ok()) => break,
+                other => {
+                    attempt += 1;
+                    assert!(attempt < 50, "put keeps failing: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
     }
     sent

@@ -50,6 +50,8 @@ struct ClusterArgs {
     #[arg(long, env = "RUNNEL_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
     node_id: u64,
     /// The initial members, this node included, by their gRPC addresses: `1=host:port,2=...`.
+    /// This node reaches each listed peer at the address given here, whatever address the
+    /// node that formed a group recorded for it (so each node may have a route of its own).
     #[arg(long, env = "RUNNEL_PEERS", value_parser = parse_peer, value_delimiter = ',', required_unless_present = "join", conflicts_with = "join")]
     peers: Vec<(u64, String)>,
     /// Join a running cluster through any member's gRPC address instead of forming one with

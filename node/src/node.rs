@@ -140,7 +140,7 @@ impl Node {
         let metrics = Metrics::new().map_err(|e| start_err("metrics")(e.to_string()))?;
         let commit = GroupCommit::start(config.fsync, metrics.storage.clone())
             .map_err(|e| start_err("group commit")(e.to_string()))?;
-        let peers = cluster.then(PeerPool::new);
+        let peers = cluster.then(|| PeerPool::new(config.peers.clone()));
         let env = GroupEnv {
             node_id: config.node_id,
             node_addr: advertised.clone(),
@@ -157,7 +157,12 @@ impl Node {
         let catalog = start_catalog_group(&config.data_dir.join("catalog"), &env, members)
             .await
             .map_err(|e| start_err("catalog")(e.to_string()))?;
-        let directory = node_directory(catalog.raft.clone(), config.node_id, advertised.clone());
+        let directory = node_directory(
+            catalog.raft.clone(),
+            config.node_id,
+            advertised.clone(),
+            peers.clone(),
+        );
         let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
         let router = ShardRouter::new(host.clone(), peers.clone());
         let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
@@ -238,10 +243,7 @@ impl Node {
             // A barrier through the leader: once it is applied here, this replica holds every
             // stream that existed before (a restarted node does not answer "not found" for
             // streams it has not heard of yet).
-            barrier
-                .propose(CatalogCommand::Noop, 0)
-                .await
-                .map_err(|e| start_err("catalog catch-up")(e.to_string()))?;
+            catch_up_with_catalog(&barrier).await;
             tasks.push(tokio::spawn(follow_catalog(host.clone(), catalog.view.clone())));
             tasks.push(tokio::spawn(crate::cluster::membership::drive_replica_changes(
                 host.clone(),
@@ -344,8 +346,14 @@ fn service_metrics(service: &StreamService) -> Metrics {
     service.metrics().clone()
 }
 
-/// Node id → address of every catalog member (the cluster's nodes).
-fn node_directory(catalog: CatalogRaftHandle, me: u64, my_addr: String) -> NodeDirectory {
+/// Node id → address of every catalog member (the cluster's nodes), as this node reaches them:
+/// its own `--peers` entries win over the addresses in the catalog's membership.
+fn node_directory(
+    catalog: CatalogRaftHandle,
+    me: u64,
+    my_addr: String,
+    peers: Option<Arc<PeerPool>>,
+) -> NodeDirectory {
     Arc::new(move || {
         let m = catalog.metrics().borrow_watched().clone();
         let mut nodes: BTreeMap<u64, String> = m
@@ -355,6 +363,9 @@ fn node_directory(catalog: CatalogRaftHandle, me: u64, my_addr: String) -> NodeD
             .map(|(id, n)| (*id, n.addr.clone()))
             .collect();
         nodes.entry(me).or_insert_with(|| my_addr.clone());
+        if let Some(pool) = &peers {
+            nodes.extend(pool.routes().iter().map(|(id, addr)| (*id, addr.clone())));
+        }
         nodes
     })
 }
@@ -403,6 +414,23 @@ async fn wait_for_catalog_leader(catalog: &CatalogRaftHandle) {
             logged = true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Proposes a no-op through the catalog leader until it succeeds. A node (re)started while cut
+/// off from the leader keeps trying until the partition heals instead of giving up.
+async fn catch_up_with_catalog(catalog: &CatalogClient) {
+    let mut logged = false;
+    loop {
+        match catalog.propose(CatalogCommand::Noop, 0).await {
+            Ok(_) => return,
+            Err(e) if !logged => {
+                tracing::warn!(error = %e, "cannot reach the catalog leader yet; retrying until it answers");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -15,6 +15,7 @@ use crate::raft::transport::PeerPool;
 use crate::shard::router::MAX_HOPS;
 use crate::shard::router::NOT_APPENDED;
 use crate::shard::router::retry;
+use crate::shard::router::unanswered;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -51,7 +52,8 @@ impl CatalogClient {
     /// Applies `cmd` through the catalog leader; returns once this node's replica has applied
     /// it too (so a read right after sees it), with the reply and the command's log index.
     pub async fn propose(&self, cmd: CatalogCommand, hops: u32) -> Result<(CatalogReply, u64), ProposeError> {
-        let (reply, index) = retry(|| self.propose_once(cmd.clone(), hops)).await?;
+        let unanswered = || ProposeError::Failed(unanswered("catalog command"));
+        let (reply, index) = retry(|| self.propose_once(cmd.clone(), hops), unanswered).await?;
         self.raft
             .wait(Some(DEADLINE))
             .applied_index_at_least(Some(index), "catalog command applied here")
@@ -63,12 +65,13 @@ impl CatalogClient {
     async fn propose_once(&self, cmd: CatalogCommand, hops: u32) -> Attempt {
         let leader = match self.raft.client_write(cmd.clone()).await {
             Ok(resp) => return Attempt::Done(Ok((resp.data, resp.log_id.index))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_node.map(|n| n.addr),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id.zip(f.leader_node),
             Err(e) => return Attempt::Done(Err(ProposeError::Failed(e.to_string()))),
         };
-        let (Some(addr), Some(pool)) = (leader, &self.peers) else {
+        let (Some((leader, node)), Some(pool)) = (leader, &self.peers) else {
             return Attempt::Retry(ProposeError::NoLeader("election in progress".into()));
         };
+        let addr = pool.address(leader, &node.addr);
         if hops >= MAX_HOPS {
             return Attempt::Retry(ProposeError::NoLeader(format!(
                 "still forwarding after {hops} hops"

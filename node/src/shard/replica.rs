@@ -22,9 +22,9 @@ use crate::raft::types::ShardReply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    /// This replica does not lead its group; `leader` is the leader's address when known.
+    /// This replica does not lead its group; `leader` is the leader's node id when known.
     #[error("shard {shard} is not led by this node")]
-    NotLeader { shard: ShardId, leader: Option<String> },
+    NotLeader { shard: ShardId, leader: Option<u64> },
     #[error("shard {0} is shutting down")]
     ShuttingDown(ShardId),
     #[error("shard {shard} is unavailable: {message}")]
@@ -40,7 +40,7 @@ pub enum AppendError {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("shard {shard} is not led by this node")]
-    NotLeader { shard: ShardId, leader: Option<String> },
+    NotLeader { shard: ShardId, leader: Option<u64> },
     #[error("cannot read shard {shard}: {message}")]
     Failed { shard: ShardId, message: String },
 }
@@ -94,19 +94,13 @@ impl ShardReplica {
         prev.max(now)
     }
 
-    /// Whether this replica currently leads its group, and otherwise the leader's address.
-    pub fn leadership(&self) -> Result<(), Option<String>> {
-        let m = self.group.raft.metrics().borrow_watched().clone();
-        if m.current_leader == Some(self.node_id) {
-            return Ok(());
+    /// Whether this replica currently leads its group, and otherwise the leader's node id.
+    pub fn leadership(&self) -> Result<(), Option<u64>> {
+        let leader = self.group.raft.metrics().borrow_watched().current_leader;
+        match leader {
+            Some(l) if l == self.node_id => Ok(()),
+            other => Err(other),
         }
-        let addr = m.current_leader.and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| n.addr.clone())
-        });
-        Err(addr)
     }
 
     /// Appends one encoded batch as one Raft entry; returns when it is committed and applied.
@@ -147,7 +141,7 @@ impl ShardReplica {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => AppendError::NotLeader {
                 shard: self.id(),
-                leader: f.leader_node.map(|n| n.addr),
+                leader: f.leader_id,
             },
             RaftError::Fatal(f) => {
                 tracing::error!(shard = %self.id(), error = %f, "raft group stopped");

@@ -61,8 +61,11 @@ fn backoff(step: u32) -> Duration {
 }
 
 /// Runs `attempt` until it is done, pausing with backoff between retries, for at most
-/// `DEADLINE` (then the last retryable error is returned).
-pub async fn retry<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+/// `DEADLINE` (then the last retryable error is returned). An attempt still running at the
+/// deadline is abandoned and `unanswered` is returned: a leader cut off from its quorum (or a
+/// peer behind a partition) never answers, and the request must not hang with it. Its outcome
+/// is unknown, so `unanswered` must be an error that is not retried.
+pub async fn retry<T, E, F, Fut>(mut attempt: F, unanswered: impl Fn() -> E) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Attempt<T, E>>,
@@ -70,7 +73,11 @@ where
     let start = Instant::now();
     let mut step = 0;
     loop {
-        match attempt().await {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        let Ok(outcome) = tokio::time::timeout(left, attempt()).await else {
+            return Err(unanswered());
+        };
+        match outcome {
             Attempt::Done(r) => return r,
             Attempt::Retry(e) => {
                 if start.elapsed() + backoff(step) > DEADLINE {
@@ -81,6 +88,14 @@ where
             }
         }
     }
+}
+
+/// The message of an attempt abandoned at the deadline.
+pub fn unanswered(what: &str) -> String {
+    format!(
+        "no answer within {} s (the leader may be cut off from its quorum); the {what} may or may not have been applied",
+        DEADLINE.as_secs()
+    )
 }
 
 impl ShardRouter {
@@ -98,6 +113,11 @@ impl ShardRouter {
         (0..n).find_map(|i| self.host.address(shard.replicas[(i + hops as usize) % n]))
     }
 
+    /// Where this node reaches a group's leader, when one is known.
+    fn leader_addr(&self, leader: Option<u64>) -> Option<String> {
+        leader.and_then(|l| self.host.address(l))
+    }
+
     /// Appends an encoded batch to the shard; returns once it is committed. A sealed shard
     /// answers [`AppendError::Closed`] (nothing appended).
     pub async fn append(
@@ -106,7 +126,8 @@ impl ShardRouter {
         batch: Bytes,
         hops: u32,
     ) -> Result<Appended, AppendError> {
-        match retry(|| self.propose_once(shard, Proposal::Records(batch.clone()), hops)).await? {
+        let attempt = || self.propose_once(shard, Proposal::Records(batch.clone()), hops);
+        match retry(attempt, || unavailable(shard, "append")).await? {
             Proposed::Appended(a) => Ok(a),
             Proposed::Closed(at) => Err(AppendError::Closed {
                 shard: ShardId(shard.index),
@@ -117,7 +138,8 @@ impl ShardRouter {
 
     /// Seals the shard at its leader (idempotent); returns the seal's log index.
     pub async fn seal(&self, shard: &ShardRecord, hops: u32) -> Result<u64, AppendError> {
-        match retry(|| self.propose_once(shard, Proposal::Seal, hops)).await? {
+        let attempt = || self.propose_once(shard, Proposal::Seal, hops);
+        match retry(attempt, || unavailable(shard, "seal")).await? {
             Proposed::Closed(at) => Ok(at),
             Proposed::Appended(_) => Err(AppendError::Storage {
                 shard: ShardId(shard.index),
@@ -140,10 +162,10 @@ impl ShardRouter {
                     Proposal::Seal => replica.seal().await.map(Proposed::Closed),
                 };
                 match local {
-                    Err(AppendError::NotLeader {
-                        leader: Some(addr), ..
-                    }) => addr,
-                    Err(e @ AppendError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
+                    Err(AppendError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
+                        Some(addr) => addr,
+                        None => return Attempt::Retry(AppendError::NotLeader { shard: id, leader }),
+                    },
                     Err(AppendError::Closed { at, .. }) => return Attempt::Done(Ok(Proposed::Closed(at))),
                     other => return Attempt::Done(other),
                 }
@@ -159,9 +181,10 @@ impl ShardRouter {
             },
         };
         if hops >= MAX_HOPS {
+            // Leadership kept moving while the request travelled; nothing was appended.
             return Attempt::Retry(AppendError::NotLeader {
                 shard: id,
-                leader: Some(target),
+                leader: None,
             });
         }
         let Some(pool) = &self.peers else {
@@ -218,7 +241,12 @@ impl ShardRouter {
         max_bytes: usize,
         hops: u32,
     ) -> Result<FrameRead, ReadError> {
-        retry(|| self.read_once(shard, start, max_entries, max_bytes, hops)).await
+        let attempt = || self.read_once(shard, start, max_entries, max_bytes, hops);
+        retry(attempt, || ReadError::Failed {
+            shard: ShardId(shard.index),
+            message: unanswered("read"),
+        })
+        .await
     }
 
     async fn read_once(
@@ -232,10 +260,10 @@ impl ShardRouter {
         let id = ShardId(shard.index);
         let target = match self.host.by_group(shard.group) {
             Some(replica) => match replica.read_frames(start, max_entries, max_bytes).await {
-                Err(ReadError::NotLeader {
-                    leader: Some(addr), ..
-                }) => addr,
-                Err(e @ ReadError::NotLeader { leader: None, .. }) => return Attempt::Retry(e),
+                Err(ReadError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
+                    Some(addr) => addr,
+                    None => return Attempt::Retry(ReadError::NotLeader { shard: id, leader }),
+                },
                 other => return Attempt::Done(other),
             },
             None => match self.some_replica_addr(shard, hops) {
@@ -252,7 +280,7 @@ impl ShardRouter {
         if hops >= MAX_HOPS {
             return Attempt::Retry(ReadError::NotLeader {
                 shard: id,
-                leader: Some(target),
+                leader: None,
             });
         }
         let Some(pool) = &self.peers else {
@@ -274,6 +302,13 @@ impl ShardRouter {
             // Reads change nothing: any failure may be retried.
             Err(status) => Attempt::Retry(failed(format!("{target}: {}", status.message()))),
         }
+    }
+}
+
+fn unavailable(shard: &ShardRecord, what: &str) -> AppendError {
+    AppendError::Unavailable {
+        shard: ShardId(shard.index),
+        message: unanswered(what),
     }
 }
 

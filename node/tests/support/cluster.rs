@@ -1,5 +1,8 @@
 //! A cluster of real `runnel-node cluster` processes on loopback: each member keeps its ports
 //! across restarts (its peers name them), `kill -9` and restart on the same data directory.
+//! A partitionable cluster routes every member's connections to every other member through a
+//! proxy of its own ([`Network`]): member i's `--peers` names its real gRPC address for itself
+//! and the proxies i→j for the others, so links can be cut one way or both.
 
 use std::io::BufRead;
 use std::io::BufReader;
@@ -14,6 +17,7 @@ use runnel_proto::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
 
 use super::free_port;
+use super::partition::Network;
 
 /// One cluster member process.
 pub struct Member {
@@ -23,6 +27,8 @@ pub struct Member {
     pub kinesis: u16,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// This member's `--peers`.
+    pub peers: String,
     child: Option<Child>,
 }
 
@@ -31,7 +37,7 @@ impl Member {
         format!("http://127.0.0.1:{}", self.grpc)
     }
 
-    pub fn spawn(&mut self, peers: &str) {
+    pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -39,7 +45,7 @@ impl Member {
             .unwrap();
         let mut child = Command::new(super::node_bin())
             .arg("cluster")
-            .args(["--node-id", &self.id.to_string(), "--peers", peers])
+            .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
@@ -86,14 +92,56 @@ impl Drop for Member {
 /// `n` members on fresh data directories, all started.
 pub struct Cluster {
     pub members: Vec<Member>,
-    pub peers: String,
+    /// The links between members, when started with [`Cluster::start_partitionable`].
+    pub network: Option<Network>,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
+    /// Members reaching each other directly.
     pub fn start(n: u64) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut members: Vec<Member> = (1..=n)
+        let mut cluster = Cluster::prepare(n);
+        let peers = (0..cluster.members.len())
+            .map(|j| (j, format!("127.0.0.1:{}", cluster.members[j].grpc)))
+            .collect::<Vec<_>>();
+        for m in &mut cluster.members {
+            m.peers = peers_flag(&peers);
+        }
+        cluster.spawn_all();
+        cluster
+    }
+
+    /// Members reaching each other through a [`Network`] of proxies.
+    pub async fn start_partitionable(n: u64) -> Cluster {
+        let mut cluster = Cluster::prepare(n);
+        let grpc: Vec<std::net::SocketAddr> = cluster
+            .members
+            .iter()
+            .map(|m| std::net::SocketAddr::from(([127, 0, 0, 1], m.grpc)))
+            .collect();
+        let network = Network::start(&grpc).await;
+        for (i, m) in cluster.members.iter_mut().enumerate() {
+            let peers = (0..grpc.len())
+                .map(|j| {
+                    let addr = if i == j { grpc[j] } else { network.route(i, j) };
+                    (j, addr.to_string())
+                })
+                .collect::<Vec<_>>();
+            m.peers = peers_flag(&peers);
+        }
+        cluster.network = Some(network);
+        cluster.spawn_all();
+        cluster
+    }
+
+    fn prepare(n: u64) -> Cluster {
+        let mut dir = tempfile::tempdir().unwrap();
+        // Keeps the members' data and logs for a post-mortem.
+        if std::env::var_os("CLUSTER_KEEP_DATA").is_some() {
+            dir.disable_cleanup(true);
+            println!("cluster data and logs in {}", dir.path().display());
+        }
+        let members: Vec<Member> = (1..=n)
             .map(|id| Member {
                 id,
                 grpc: free_port(),
@@ -101,21 +149,20 @@ impl Cluster {
                 kinesis: free_port(),
                 dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
+                peers: String::new(),
                 child: None,
             })
             .collect();
-        let peers = members
-            .iter()
-            .map(|m| format!("{}=127.0.0.1:{}", m.id, m.grpc))
-            .collect::<Vec<_>>()
-            .join(",");
-        for m in &mut members {
-            m.spawn(&peers);
-        }
         Cluster {
             members,
-            peers,
+            network: None,
             _dir: dir,
+        }
+    }
+
+    fn spawn_all(&mut self) {
+        for m in &mut self.members {
+            m.spawn();
         }
     }
 
@@ -132,10 +179,9 @@ impl Cluster {
             .join("\n")
     }
 
-    /// Restarts member `i` (by position) with the cluster's peers.
+    /// Restarts member `i` (by position) with its peers.
     pub fn restart(&mut self, i: usize) {
-        let peers = self.peers.clone();
-        self.members[i].spawn(&peers);
+        self.members[i].spawn();
     }
 
     /// Creates a stream through member `via` once the cluster answers; returns the admin
@@ -157,6 +203,15 @@ impl Cluster {
         }
         panic!("the cluster never accepted CreateStream; logs:\n{}", self.logs());
     }
+}
+
+/// `--peers` from (member position, address) pairs: member j is node j + 1.
+fn peers_flag(peers: &[(usize, String)]) -> String {
+    peers
+        .iter()
+        .map(|(j, addr)| format!("{}={addr}", j + 1))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Waits until a (re)started node serves client calls (it answers Unavailable until it has

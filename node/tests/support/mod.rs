@@ -5,6 +5,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cluster;
+pub mod faults;
+pub mod partition;
+pub mod proxy;
+pub mod read_probe;
 pub mod sdk;
 pub mod workload;
 

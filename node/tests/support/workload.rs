@@ -15,13 +15,21 @@ use runnel_proto::v1 as pb;
 
 use super::cluster::Cluster;
 use super::cluster::wait_ready;
+use super::read_probe::LatestAcks;
 use super::seq_cmp;
 
 /// One acknowledged record: (producer, counter), and where the acknowledgement put it.
+///
+/// `sent_after` and `done` order requests in real time without a clock: they are values of the
+/// shared count of acknowledged records, read just before the request was sent and reached by
+/// this acknowledgement. A request whose `done` is at most another's `sent_after` was
+/// acknowledged before the other was sent.
 pub struct Ack {
     pub id: (u32, u64),
     pub shard: String,
     pub seq: String,
+    pub sent_after: u64,
+    pub done: u64,
 }
 
 /// The payload of record `c` of producer `p` (its id, then padding of varying length).
@@ -39,6 +47,18 @@ pub async fn produce(
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
 ) -> Vec<Ack> {
+    produce_published(stream, p, endpoints, stop, acked, None).await
+}
+
+/// [`produce`], also publishing every acknowledged record to `latest` (for read probes).
+pub async fn produce_published(
+    stream: &str,
+    p: u32,
+    endpoints: Vec<String>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    latest: Option<Arc<LatestAcks>>,
+) -> Vec<Ack> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(p) * 7919);
     let mut acks = Vec::new();
     let mut next = 0u64;
@@ -55,19 +75,30 @@ pub async fn produce(
         let records = (first..first + n)
             .map(|c| super::entry(&format!("k{p}-{}", c % 16), data(p, c)))
             .collect();
+        let sent_after = acked.load(Ordering::SeqCst);
         let put = client.put_records(pb::PutRecordsRequest {
             stream_name: stream.into(),
             records,
         });
         if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(15), put).await {
+            let from = acks.len();
+            let mut done = 0;
             for (i, r) in resp.into_inner().records.into_iter().enumerate() {
                 if r.error_code.is_empty() {
                     acks.push(Ack {
                         id: (p, first + i as u64),
                         shard: r.shard_id,
                         seq: r.sequence_number,
+                        sent_after,
+                        done: 0,
                     });
-                    acked.fetch_add(1, Ordering::SeqCst);
+                    done = acked.fetch_add(1, Ordering::SeqCst) + 1;
+                }
+            }
+            for a in &mut acks[from..] {
+                a.done = done;
+                if let Some(latest) = &latest {
+                    latest.publish(&a.shard, &a.seq, a.id);
                 }
             }
         }
@@ -123,6 +154,9 @@ pub fn check_exactly_once(
             assert!(prev.is_none(), "record {id:?} stored twice");
         }
     }
+    if let Some(violation) = ack_order_violation(acks) {
+        panic!("{violation}");
+    }
     for a in acks {
         let Some((shard, seq)) = where_stored.get(&a.id) else {
             panic!("acknowledged record {:?} was lost", a.id)
@@ -130,6 +164,61 @@ pub fn check_exactly_once(
         assert_eq!((shard, seq), (&a.shard, &a.seq), "record {:?} moved", a.id);
     }
     where_stored
+}
+
+/// Acknowledgements alone, before looking at the stored data: no two records were acknowledged
+/// at the same sequence number of a shard (two leaders handing out the same position), and
+/// sequence numbers never went backwards in real time: a request sent after another was
+/// acknowledged got higher sequence numbers in every shard both wrote to (a deposed leader
+/// acknowledging an append the new leader's log does not order after the acknowledged ones
+/// breaks this). Returns the first violation found.
+pub fn ack_order_violation(acks: &[Ack]) -> Option<String> {
+    // Per shard, per request: (sent_after, done, lowest and highest sequence number).
+    type Span<'a> = (u64, u64, &'a str, &'a str);
+    let mut by_shard: BTreeMap<&str, BTreeMap<u64, Span>> = BTreeMap::new();
+    let mut positions: HashMap<(&str, &str), (u32, u64)> = HashMap::new();
+    for a in acks {
+        if let Some(other) = positions.insert((&a.shard, &a.seq), a.id) {
+            return Some(format!(
+                "records {other:?} and {:?} were both acknowledged at {} {}",
+                a.id, a.shard, a.seq
+            ));
+        }
+        // A request is identified by `done`: the count only its last acknowledgement reached.
+        let span = by_shard.entry(&a.shard).or_default().entry(a.done).or_insert((
+            a.sent_after,
+            a.done,
+            &a.seq,
+            &a.seq,
+        ));
+        if seq_cmp(&a.seq, span.2).is_lt() {
+            span.2 = &a.seq;
+        }
+        if seq_cmp(&a.seq, span.3).is_gt() {
+            span.3 = &a.seq;
+        }
+    }
+    for (shard, requests) in by_shard {
+        let mut spans: Vec<Span> = requests.into_values().collect();
+        spans.sort_by_key(|s| s.1);
+        // highest[k]: the highest sequence number acknowledged by spans[..=k].
+        let mut highest: Vec<&str> = Vec::with_capacity(spans.len());
+        for s in &spans {
+            let prev = highest.last().copied().unwrap_or(s.3);
+            highest.push(if seq_cmp(s.3, prev).is_gt() { s.3 } else { prev });
+        }
+        for s in &spans {
+            let before = spans.partition_point(|o| o.1 <= s.0);
+            if before > 0 && !seq_cmp(highest[before - 1], s.2).is_lt() {
+                return Some(format!(
+                    "{shard}: a request sent after {} was acknowledged got {} (went backwards)",
+                    highest[before - 1],
+                    s.2
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Reads every shard from trim horizon through every endpoint (each once it serves the

@@ -57,14 +57,14 @@ pub struct ClusterClient<C> {
 
 impl<C> RaftNetworkFactory<C> for ClusterNetwork<C>
 where
-    C: RaftTypeConfig<Node = BasicNode>,
+    C: RaftTypeConfig<Node = BasicNode, NodeId = u64>,
 {
     type Network = ClusterClient<C>;
 
-    async fn new_client(&mut self, _target: C::NodeId, node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: C::NodeId, node: &BasicNode) -> Self::Network {
         ClusterClient {
             group: self.group,
-            addr: node.addr.clone(),
+            addr: self.pool.address(target, &node.addr),
             pool: self.pool.clone(),
             _p: PhantomData,
         }

@@ -1,6 +1,11 @@
 //! One batching sender per peer: every group's messages to that peer share its HTTP/2
 //! connection, and whatever is queued when a call leaves goes in the same `Raft.Batch`.
+//!
+//! Where a peer is reached is this node's own business: its `--peers` entry (the local
+//! address book) wins over the address the peer has in a group's membership, which is only
+//! what the node that formed the group knew. Peers are always looked up by node id.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -32,12 +37,32 @@ struct Pending {
 
 #[derive(Default)]
 pub struct PeerPool {
+    /// Node id → the address this node reaches it at (its `--peers`).
+    routes: BTreeMap<u64, String>,
     peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
 }
 
 impl PeerPool {
-    pub fn new() -> Arc<PeerPool> {
-        Arc::new(PeerPool::default())
+    /// A pool reaching the nodes of `routes` at their given addresses, and any other node at
+    /// the address its group memberships advertise.
+    pub fn new(routes: BTreeMap<u64, String>) -> Arc<PeerPool> {
+        Arc::new(PeerPool {
+            routes,
+            peers: Mutex::default(),
+        })
+    }
+
+    /// Where to reach node `id`, which a membership advertises at `advertised`.
+    pub fn address(&self, id: u64, advertised: &str) -> String {
+        self.routes
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| advertised.to_owned())
+    }
+
+    /// The local address book: node id → address.
+    pub fn routes(&self) -> &BTreeMap<u64, String> {
+        &self.routes
     }
 
     fn sender(&self, addr: &str) -> Result<mpsc::Sender<Pending>, String> {
