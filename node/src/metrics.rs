@@ -85,6 +85,21 @@ pub struct RaftMetrics {
     pub replication_lag: IntGaugeVec,
 }
 
+/// Node-to-node replication traffic (cluster mode).
+#[derive(Clone)]
+pub struct TransportMetrics {
+    /// Encoded Raft messages sent to each peer (by the address this node reaches it at).
+    pub sent_bytes: IntCounterVec,
+    /// Encoded replies received from each peer.
+    pub received_bytes: IntCounterVec,
+    /// `Raft.Batch` calls made to each peer.
+    pub batches: IntCounterVec,
+    /// Encoded Raft messages received from other nodes.
+    pub inbound_bytes: IntCounterVec,
+    /// Peers this node keeps a replication connection to.
+    pub connections: IntGaugeVec,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
@@ -92,6 +107,7 @@ pub struct Metrics {
     pub usage: UsageMetrics,
     pub storage: StorageMetrics,
     pub raft: RaftMetrics,
+    pub transport: TransportMetrics,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -271,12 +287,45 @@ impl Metrics {
                 &["group", "follower"],
             )?,
         };
+        let transport = TransportMetrics {
+            sent_bytes: counter(
+                &r,
+                "replication_sent_bytes_total",
+                "encoded Raft messages sent to a peer",
+                &["peer"],
+            )?,
+            received_bytes: counter(
+                &r,
+                "replication_received_bytes_total",
+                "encoded Raft replies received from a peer",
+                &["peer"],
+            )?,
+            batches: counter(
+                &r,
+                "replication_batches_total",
+                "Raft.Batch calls made to a peer",
+                &["peer"],
+            )?,
+            inbound_bytes: counter(
+                &r,
+                "replication_inbound_bytes_total",
+                "encoded Raft messages received from other nodes",
+                &[],
+            )?,
+            connections: gauge(
+                &r,
+                "replication_connections",
+                "peers this node keeps a replication connection to",
+                &[],
+            )?,
+        };
         Ok(Metrics {
             registry: r,
             streams,
             usage,
             storage,
             raft,
+            transport,
         })
     }
 

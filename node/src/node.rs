@@ -140,7 +140,7 @@ impl Node {
         let metrics = Metrics::new().map_err(|e| start_err("metrics")(e.to_string()))?;
         let commit = GroupCommit::start(config.fsync, metrics.storage.clone())
             .map_err(|e| start_err("group commit")(e.to_string()))?;
-        let peers = cluster.then(|| PeerPool::new(config.peers.clone()));
+        let peers = cluster.then(|| PeerPool::new(config.peers.clone(), Some(metrics.transport.clone())));
         let env = GroupEnv {
             node_id: config.node_id,
             node_addr: advertised.clone(),
@@ -180,6 +180,7 @@ impl Node {
         // Serve right away: in a cluster the other nodes' Raft traffic must get through before
         // this node can learn the catalog.
         let raft_api = RaftApi {
+            inbound_bytes: metrics.transport.inbound_bytes.with_label_values(&[] as &[&str]),
             catalog: catalog_client.clone(),
             view: catalog.view.clone(),
             router,

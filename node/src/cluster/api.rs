@@ -22,6 +22,8 @@ use crate::shard::router::frames_to_proto;
 use crate::shard::router::start_from_proto;
 
 pub struct RaftApi {
+    /// Counts the encoded Raft messages received (`runnel_replication_inbound_bytes_total`).
+    pub inbound_bytes: prometheus::IntCounter,
     pub catalog: CatalogClient,
     pub view: CatalogView,
     pub router: ShardRouter,
@@ -77,6 +79,8 @@ impl Raft for RaftApi {
         request: Request<pb::RaftBatch>,
     ) -> Result<Response<pb::RaftBatchResponse>, Status> {
         let messages = request.into_inner().messages;
+        let bytes: usize = messages.iter().map(|m| m.payload.len()).sum();
+        self.inbound_bytes.inc_by(bytes as u64);
         let replies = join_all(messages.into_iter().map(|m| self.one(m))).await;
         Ok(Response::new(pb::RaftBatchResponse { replies }))
     }

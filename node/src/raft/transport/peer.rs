@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use crate::metrics::TransportMetrics;
+
 /// Messages per call and bytes per call, at most.
 const MAX_BATCH: usize = 1024;
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -40,15 +42,17 @@ pub struct PeerPool {
     /// Node id → the address this node reaches it at (its `--peers`).
     routes: BTreeMap<u64, String>,
     peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+    metrics: Option<TransportMetrics>,
 }
 
 impl PeerPool {
     /// A pool reaching the nodes of `routes` at their given addresses, and any other node at
     /// the address its group memberships advertise.
-    pub fn new(routes: BTreeMap<u64, String>) -> Arc<PeerPool> {
+    pub fn new(routes: BTreeMap<u64, String>, metrics: Option<TransportMetrics>) -> Arc<PeerPool> {
         Arc::new(PeerPool {
             routes,
             peers: Mutex::default(),
+            metrics,
         })
     }
 
@@ -72,8 +76,13 @@ impl PeerPool {
         }
         let channel = channel(addr)?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run(addr.to_owned(), channel, rx));
+        tokio::spawn(run(addr.to_owned(), channel, rx, self.metrics.clone()));
         peers.insert(addr.to_owned(), tx.clone());
+        if let Some(m) = &self.metrics {
+            m.connections
+                .with_label_values(&[] as &[&str])
+                .set(peers.len() as i64);
+        }
         Ok(tx)
     }
 
@@ -108,7 +117,12 @@ fn channel(addr: &str) -> Result<Channel, String> {
     Ok(endpoint.connect_lazy())
 }
 
-async fn run(addr: String, channel: Channel, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    addr: String,
+    channel: Channel,
+    mut rx: mpsc::Receiver<Pending>,
+    metrics: Option<TransportMetrics>,
+) {
     let client = RaftClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -130,6 +144,11 @@ async fn run(addr: String, channel: Channel, mut rx: mpsc::Receiver<Pending>) {
         };
         let mut client = client.clone();
         let addr = addr.clone();
+        if let Some(m) = &metrics {
+            m.sent_bytes.with_label_values(&[&addr]).inc_by(bytes as u64);
+            m.batches.with_label_values(&[&addr]).inc();
+        }
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let (messages, waiters): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.message, p.reply)).unzip();
@@ -137,6 +156,12 @@ async fn run(addr: String, channel: Channel, mut rx: mpsc::Receiver<Pending>) {
             match result {
                 Ok(Ok(resp)) => {
                     let replies = resp.into_inner().replies;
+                    if let Some(m) = &metrics {
+                        let received: usize = replies.iter().map(|r| r.payload.len()).sum();
+                        m.received_bytes
+                            .with_label_values(&[&addr])
+                            .inc_by(received as u64);
+                    }
                     if replies.len() != waiters.len() {
                         for w in waiters {
                             let _ = w.send(Err(format!(
