@@ -314,7 +314,13 @@ impl CatalogClient {
 
     /// Moves the replica of `shard_id` on node `from` to node `to` (recorded in the catalog,
     /// carried out by the shard's leader).
-    pub async fn move_replica(&self, stream: &str, shard_id: &str, from: u64, to: u64) -> Result<(), CatalogError> {
+    pub async fn move_replica(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), CatalogError> {
         let request = pb::MoveReplicaRequest {
             stream_name: stream.to_string(),
             shard_id: shard_id.to_string(),

@@ -264,7 +264,11 @@ async fn run_controllers(ctx: Arc<Context>, cluster: ClusterReconciler, namespac
 
 fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
     if args.min_nodes > args.max_nodes {
-        anyhow::bail!("--min-nodes {} exceeds --max-nodes {}", args.min_nodes, args.max_nodes);
+        anyhow::bail!(
+            "--min-nodes {} exceeds --max-nodes {}",
+            args.min_nodes,
+            args.max_nodes
+        );
     }
     let node_scaling = args.node_scaling.then(|| NodeScaling {
         statefulset: args.node_statefulset.clone(),

@@ -84,11 +84,7 @@ pub fn steps(
             }
             PlacementAction::TransferLeader { .. } => skip(action, SkipReason::NodesBalanceLeaders),
             PlacementAction::MoveReplica { shard_id, from, to } => {
-                match (
-                    split_shard_key(shard_id),
-                    from.parse::<u64>(),
-                    to.parse::<u64>(),
-                ) {
+                match (split_shard_key(shard_id), from.parse::<u64>(), to.parse::<u64>()) {
                     (Some((stream, shard)), Ok(from), Ok(to))
                         if view.shard(shard_id).is_some() && view.node(to).is_some() =>
                     {

@@ -186,13 +186,28 @@ mod tests {
     #[test]
     fn shrinks_by_draining_removing_then_scaling() {
         // Idle 4-node cluster: drain node 4 (ordinal 3).
-        let v = view(&[(1, 3, 0, false), (2, 3, 0, false), (3, 3, 0, false), (4, 3, 0, false)]);
+        let v = view(&[
+            (1, 3, 0, false),
+            (2, 3, 0, false),
+            (3, 3, 0, false),
+            (4, 3, 0, false),
+        ]);
         assert_eq!(step(&v, 4, None), NodeStep::Drain { node_id: 4 });
         // Draining, replicas still there: wait.
-        let v = view(&[(1, 4, 1, false), (2, 3, 0, false), (3, 3, 0, false), (4, 2, 1, true)]);
+        let v = view(&[
+            (1, 4, 1, false),
+            (2, 3, 0, false),
+            (3, 3, 0, false),
+            (4, 2, 1, true),
+        ]);
         assert!(matches!(step(&v, 4, None), NodeStep::Wait { .. }));
         // Empty: mark, then remove, then shrink.
-        let v = view(&[(1, 4, 0, false), (2, 4, 0, false), (3, 4, 0, false), (4, 0, 0, true)]);
+        let v = view(&[
+            (1, 4, 0, false),
+            (2, 4, 0, false),
+            (3, 4, 0, false),
+            (4, 0, 0, true),
+        ]);
         assert_eq!(step(&v, 4, None), NodeStep::MarkRemoving { node_id: 4 });
         assert_eq!(step(&v, 4, Some(4)), NodeStep::Remove { node_id: 4 });
         let v = view(&[(1, 4, 0, false), (2, 4, 0, false), (3, 4, 0, false)]);
@@ -205,13 +220,23 @@ mod tests {
 
     #[test]
     fn an_empty_highest_node_is_removed_without_draining() {
-        let v = view(&[(1, 4, 0, false), (2, 4, 0, false), (3, 4, 0, false), (4, 0, 0, false)]);
+        let v = view(&[
+            (1, 4, 0, false),
+            (2, 4, 0, false),
+            (3, 4, 0, false),
+            (4, 0, 0, false),
+        ]);
         assert_eq!(step(&v, 4, None), NodeStep::MarkRemoving { node_id: 4 });
     }
 
     #[test]
     fn another_draining_node_pauses_scaling() {
-        let v = view(&[(1, 3, 0, false), (2, 3, 1, true), (3, 3, 0, false), (4, 3, 1, false)]);
+        let v = view(&[
+            (1, 3, 0, false),
+            (2, 3, 1, true),
+            (3, 3, 0, false),
+            (4, 3, 1, false),
+        ]);
         assert!(matches!(step(&v, 4, None), NodeStep::Wait { .. }));
     }
 }

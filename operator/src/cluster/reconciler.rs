@@ -262,11 +262,24 @@ impl ClusterReconciler {
             name: Some(name.clone()),
             ..ObjectReference::default()
         };
-        self.publish(&reference, EventType::Normal, "ReplicaMoving", "MoveReplica", note)
-            .await;
+        self.publish(
+            &reference,
+            EventType::Normal,
+            "ReplicaMoving",
+            "MoveReplica",
+            note,
+        )
+        .await;
     }
 
-    async fn publish(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn publish(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -323,12 +336,17 @@ impl ClusterReconciler {
                 ("grow", r)
             }
             NodeStep::Drain { node_id } => {
-                tracing::info!(node_id, replicas, "node scaling: draining the highest ordinal before shrinking");
+                tracing::info!(
+                    node_id,
+                    replicas,
+                    "node scaling: draining the highest ordinal before shrinking"
+                );
                 let r = self.catalog.drain_node(*node_id).await.map_err(Error::from);
                 match &r {
                     Ok(moving) => {
                         self.last_node_action = Some(now);
-                        let note = format!("Draining node {node_id} before scaling down: {moving} replica moves");
+                        let note =
+                            format!("Draining node {node_id} before scaling down: {moving} replica moves");
                         self.publish(&reference, EventType::Normal, "NodeDraining", "Drain", note)
                             .await;
                     }
@@ -343,7 +361,10 @@ impl ClusterReconciler {
             NodeStep::MarkRemoving { node_id } => {
                 tracing::info!(node_id, "node scaling: node holds no replicas; removing it");
                 let value = node_id.to_string();
-                ("mark_removing", patch(&api, &scaling.statefulset, None, Some(Some(&value))).await)
+                (
+                    "mark_removing",
+                    patch(&api, &scaling.statefulset, None, Some(Some(&value))).await,
+                )
             }
             NodeStep::Remove { node_id } => {
                 tracing::info!(node_id, "node scaling: RemoveNode");
@@ -356,7 +377,11 @@ impl ClusterReconciler {
                 ("remove", r)
             }
             NodeStep::Shrink { replicas: to } => {
-                tracing::info!(from = replicas, to, "node scaling: shrinking the node StatefulSet");
+                tracing::info!(
+                    from = replicas,
+                    to,
+                    "node scaling: shrinking the node StatefulSet"
+                );
                 let r = patch(&api, &scaling.statefulset, Some(*to), Some(None)).await;
                 if r.is_ok() && *to < replicas {
                     self.last_node_action = Some(now);
@@ -368,10 +393,7 @@ impl ClusterReconciler {
             }
         };
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .node_scaling
-            .with_label_values(&[name, label])
-            .inc();
+        self.metrics.node_scaling.with_label_values(&[name, label]).inc();
         result
     }
 }

@@ -237,7 +237,10 @@ pub(crate) mod tests {
             stream(
                 "orders",
                 Some("shop/orders"),
-                &[("shardId-000000000000", &[1, 2], false), ("shardId-000000000001", &[2, 1], true)],
+                &[
+                    ("shardId-000000000000", &[1, 2], false),
+                    ("shardId-000000000001", &[2, 1], true),
+                ],
             ),
             stream("raw", None, &[]),
         ];
@@ -278,7 +281,10 @@ pub(crate) mod tests {
         let view = ClusterView::new(&nodes, &[], |_, _| None);
         let loads = view.node_loads(3, 100.0);
         assert_eq!(
-            loads.iter().map(|n| (n.node_id.as_str(), n.ordinal)).collect::<Vec<_>>(),
+            loads
+                .iter()
+                .map(|n| (n.node_id.as_str(), n.ordinal))
+                .collect::<Vec<_>>(),
             [("1", 0), ("2", 1), ("3", 2)]
         );
         assert_eq!(loads[0].replicas, 4);
