@@ -1,4 +1,4 @@
-//! Real `runnel-node standalone`, `runnel-operator` and `runnel-bench` processes on loopback.
+//! Real `runnel-node` (standalone or cluster members), `runnel-operator` and `runnel-bench` processes on loopback.
 //!
 //! Binaries: `RUNNEL_NODE_BIN` / `RUNNEL_OPERATOR_BIN` / `RUNNEL_BENCH_BIN` when set; otherwise
 //! `cargo build -p runnel-node -p runnel-operator -p runnel-bench` runs once (a no-op when up
@@ -107,7 +107,31 @@ pub struct NodeProcess {
     pub grpc_addr: String,
     /// `127.0.0.1:PORT` of its `/metrics`, as passed to `--node-metrics`.
     pub metrics_addr: String,
+    log_path: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// Free loopback ports for a node, chosen before it starts (cluster peers name each other).
+#[derive(Clone, Copy, Debug)]
+pub struct NodePorts {
+    pub grpc: u16,
+    pub kinesis: u16,
+    pub metrics: u16,
+}
+
+impl NodePorts {
+    pub fn free() -> Result<NodePorts> {
+        Ok(NodePorts {
+            grpc: free_port()?,
+            kinesis: free_port()?,
+            metrics: free_port()?,
+        })
+    }
+
+    /// `127.0.0.1:<grpc>`.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc)
+    }
 }
 
 impl NodeProcess {
@@ -117,33 +141,55 @@ impl NodeProcess {
 
     /// A node with extra `runnel-node standalone` flags.
     pub fn start_with(extra: &[&str]) -> Result<NodeProcess> {
+        let ports = NodePorts::free()?;
+        let mut args = vec!["standalone".to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self::spawn(&ports, &args)
+    }
+
+    /// A `runnel-node cluster` member with id `id`: one of the initial `peers` (`ID=HOST:PORT`
+    /// list, this node's entry using `ports.grpc`), or (`peers` empty) joining through `join`.
+    pub fn start_cluster(id: u64, ports: &NodePorts, peers: &str, join: Option<&str>) -> Result<NodeProcess> {
+        let mut args = vec!["cluster".to_string(), "--node-id".into(), id.to_string()];
+        match join {
+            Some(seed) => args.extend(["--join".to_string(), seed.to_string()]),
+            None => args.extend(["--peers".to_string(), peers.to_string()]),
+        }
+        Self::spawn(ports, &args)
+    }
+
+    fn spawn(ports: &NodePorts, args: &[String]) -> Result<NodeProcess> {
         let dir = tempfile::Builder::new().prefix("runnel-e2e-node-").tempdir()?;
-        let (grpc, kinesis, metrics) = (free_port()?, free_port()?, free_port()?);
         let log_path = dir.path().join("node.log");
         let log = std::fs::File::create(&log_path)?;
         let mut child = Command::new(binary("RUNNEL_NODE_BIN", "runnel-node")?)
-            .arg("standalone")
+            .args(args)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .args(["--kinesis-addr", &format!("127.0.0.1:{kinesis}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", ports.grpc)])
+            .args(["--kinesis-addr", &format!("127.0.0.1:{}", ports.kinesis)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", ports.metrics)])
             // Whether a burst of test requests exceeds a per-shard rate would depend on timing.
             .args(["--throttling", "off"])
-            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], grpc));
+        let addr = SocketAddr::from(([127, 0, 0, 1], ports.grpc));
         wait_listening(&mut child, addr, "runnel-node", &log_path)?;
-        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], metrics));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], ports.metrics));
         wait_listening(&mut child, metrics_addr, "runnel-node metrics", &log_path)?;
         Ok(NodeProcess {
             child,
             grpc_addr: addr.to_string(),
             metrics_addr: metrics_addr.to_string(),
+            log_path,
             _dir: dir,
         })
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// The text of its /metrics.

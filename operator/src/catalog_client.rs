@@ -1,5 +1,6 @@
-//! A thin wrapper over the node admin gRPC API: describe, create and delete streams, and change
-//! their retention, tags, mode and shards. Any node answers admin calls; the client tries the known nodes in
+//! A thin wrapper over the node admin gRPC API: describe, list, create and delete streams,
+//! change their retention, tags, mode and shards, and the cluster calls (describe, move a
+//! replica, drain and remove a node). Any node answers admin calls; the client tries the known nodes in
 //! order and moves on when one is unreachable.
 
 use std::collections::BTreeMap;
@@ -276,6 +277,78 @@ impl CatalogClient {
         self.call("UpdateTags", name, |mut c| {
             let request = request.clone();
             async move { c.update_tags(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Every stream's name (ListStreams, all pages).
+    pub async fn list_streams(&self) -> Result<Vec<String>, CatalogError> {
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let request = pb::ListStreamsRequest {
+                exclusive_start_stream_name: names.last().cloned().unwrap_or_default(),
+                limit: 1000,
+            };
+            let page = self
+                .call("ListStreams", "", |mut c| {
+                    let request = request.clone();
+                    async move { c.list_streams(request).await }
+                })
+                .await?;
+            let more = page.has_more_streams && !page.stream_names.is_empty();
+            names.extend(page.stream_names);
+            if !more {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// The cluster's nodes (replicas, moves under way, draining) and the catalog leader.
+    pub async fn describe_cluster(&self) -> Result<pb::DescribeClusterResponse, CatalogError> {
+        self.call("DescribeCluster", "", |mut c| async move {
+            c.describe_cluster(pb::DescribeClusterRequest {}).await
+        })
+        .await
+    }
+
+    /// Moves the replica of `shard_id` on node `from` to node `to` (recorded in the catalog,
+    /// carried out by the shard's leader).
+    pub async fn move_replica(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<(), CatalogError> {
+        let request = pb::MoveReplicaRequest {
+            stream_name: stream.to_string(),
+            shard_id: shard_id.to_string(),
+            from_node: from,
+            to_node: to,
+        };
+        self.call("MoveReplica", stream, |mut c| {
+            let request = request.clone();
+            async move { c.move_replica(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Marks node `node_id` draining and plans a move of every replica it holds; answers how
+    /// many moves are under way.
+    pub async fn drain_node(&self, node_id: u64) -> Result<u32, CatalogError> {
+        self.call("DrainNode", "", |mut c| async move {
+            c.drain_node(pb::DrainNodeRequest { node_id }).await
+        })
+        .await
+        .map(|r| r.moving)
+    }
+
+    /// Removes node `node_id` (which must hold no replicas) from the cluster.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), CatalogError> {
+        self.call("RemoveNode", "", |mut c| async move {
+            c.remove_node(pb::RemoveNodeRequest { node_id }).await
         })
         .await
         .map(|_| ())

@@ -2,6 +2,7 @@
 //! and autoscaling policies, and the controllers that reconcile `Stream`s into the catalog.
 
 pub mod catalog_client;
+pub mod cluster;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;

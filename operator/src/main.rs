@@ -12,6 +12,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::Client;
 use runnel_operator::catalog_client::CatalogClient;
+use runnel_operator::cluster::reconciler::ClusterConfig;
+use runnel_operator::cluster::reconciler::ClusterReconciler;
+use runnel_operator::cluster::reconciler::NodeScaling;
 use runnel_operator::controller;
 use runnel_operator::controller::Context;
 use runnel_operator::discovery::NodeSet;
@@ -22,6 +25,8 @@ use runnel_operator::metrics;
 use runnel_operator::metrics::Metrics;
 use runnel_operator::node_metrics;
 use runnel_operator::node_metrics::MetricsTargets;
+use runnel_operator::policy::nodes::NodeScalingConfig;
+use runnel_operator::policy::placement::PlacementConfig;
 
 /// How often in-cluster discovery re-reads the node StatefulSet.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -94,10 +99,41 @@ struct Args {
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
     load_history_seconds: u64,
 
-    /// Replication factor of shard groups. Recorded for placement; the data plane does not
-    /// replicate yet, so it has no effect today.
-    #[arg(long, default_value_t = 3)]
+    /// Replication factor of shard groups, as the nodes' `--replication-factor`: placement keeps
+    /// it (reports shards with more or fewer replicas) and node scaling never goes below it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=7))]
     replication_factor: u32,
+
+    /// Seconds between two rounds of the cluster reconciler (replica placement, node scaling).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    placement_interval_seconds: u64,
+
+    /// Most replica moves under way at once in the cluster; 0 disables replica moves.
+    #[arg(long, default_value_t = 2)]
+    max_moves_in_flight: usize,
+
+    /// Write bytes per second one node sustains (replicated writes): placement moves replicas
+    /// off nodes above 85 % of it and node scaling grows the StatefulSet above 75 % on average.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    node_capacity_bytes_per_sec: u64,
+
+    /// Let the operator scale the node StatefulSet (`--node-statefulset` in `--node-namespace`):
+    /// grow it when replicas or load per node exceed their bounds, drain, remove and shrink
+    /// its highest ordinal when the rest carry the load.
+    #[arg(long)]
+    node_scaling: bool,
+
+    /// Fewest node pods node scaling keeps (never fewer than the replication factor).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    min_nodes: u32,
+
+    /// Most node pods node scaling creates.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_nodes: u32,
+
+    /// Most shard replicas per node before node scaling grows the StatefulSet.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    max_replicas_per_node: u32,
 }
 
 #[tokio::main]
@@ -172,6 +208,14 @@ async fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let cluster = ClusterReconciler::new(
+        client.clone(),
+        catalog.clone(),
+        metrics.clone(),
+        load.clone(),
+        identity.clone(),
+        cluster_config(&args)?,
+    );
     let ctx = Arc::new(
         Context::new(client.clone(), catalog, metrics.clone(), identity.clone())
             .with_load(load, sample_interval),
@@ -180,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
 
     if !args.leader_election {
         metrics.leader.set(1);
-        controller::run(ctx, args.namespace).await;
+        run_controllers(ctx, cluster, args.namespace).await;
         return Ok(());
     }
 
@@ -195,7 +239,7 @@ async fn main() -> anyhow::Result<()> {
     metrics.leader.set(1);
     tracing::info!("leading: starting the controllers");
     tokio::select! {
-        () = controller::run(ctx, args.namespace) => {
+        () = run_controllers(ctx, cluster, args.namespace) => {
             metrics.leader.set(0);
             if let Err(e) = elector.release().await {
                 tracing::warn!(error = %e, "could not release the lease");
@@ -207,6 +251,45 @@ async fn main() -> anyhow::Result<()> {
             Err(anyhow::Error::new(lost).context("stopping: leadership lost"))
         }
     }
+}
+
+/// The Stream and DeliveryStream controllers and the cluster reconciler, until the
+/// controllers stop (on shutdown).
+async fn run_controllers(ctx: Arc<Context>, cluster: ClusterReconciler, namespace: Option<String>) {
+    tokio::select! {
+        () = controller::run(ctx, namespace) => {}
+        () = cluster.run() => {}
+    }
+}
+
+fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
+    if args.min_nodes > args.max_nodes {
+        anyhow::bail!(
+            "--min-nodes {} exceeds --max-nodes {}",
+            args.min_nodes,
+            args.max_nodes
+        );
+    }
+    let node_scaling = args.node_scaling.then(|| NodeScaling {
+        statefulset: args.node_statefulset.clone(),
+        namespace: args.node_namespace.clone(),
+        cfg: NodeScalingConfig {
+            min_nodes: args.min_nodes as usize,
+            max_nodes: args.max_nodes as usize,
+            max_replicas_per_node: args.max_replicas_per_node as usize,
+            ..NodeScalingConfig::default()
+        },
+    });
+    Ok(ClusterConfig {
+        interval: Duration::from_secs(args.placement_interval_seconds),
+        placement: PlacementConfig {
+            replication_factor: args.replication_factor as usize,
+            ..PlacementConfig::default()
+        },
+        max_moves_in_flight: args.max_moves_in_flight,
+        node_capacity: args.node_capacity_bytes_per_sec as f64,
+        node_scaling,
+    })
 }
 
 /// Re-reads the StatefulSet's replica count and updates the node lists.

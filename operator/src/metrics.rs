@@ -23,6 +23,15 @@ pub struct Metrics {
     pub reconcile_duration: HistogramVec,
     /// 1 while this replica holds the leader Lease (or runs without election), else 0.
     pub leader: IntGauge,
+    /// Placement actions by action and outcome (`started`, `failed`, or `skipped_<reason>`).
+    pub placement_actions: IntCounterVec,
+    /// Replica moves this operator started that have not finished yet.
+    pub moves_in_flight: IntGauge,
+    /// Node StatefulSet steps taken (`grow`, `drain`, `mark_removing`, `remove`, `shrink`) by
+    /// result (`ok` / `error`).
+    pub node_scaling: IntCounterVec,
+    /// Cluster members as DescribeCluster last reported them.
+    pub cluster_nodes: IntGauge,
     ready: Arc<AtomicBool>,
 }
 
@@ -48,6 +57,32 @@ impl Metrics {
             "runnel_operator_leader",
             "1 while this replica is the leader and runs the controllers",
         )?;
+        let placement_actions = IntCounterVec::new(
+            Opts::new(
+                "runnel_operator_placement_actions_total",
+                "Replica placement actions by action and outcome",
+            ),
+            &["action", "outcome"],
+        )?;
+        let moves_in_flight = IntGauge::new(
+            "runnel_operator_replica_moves_in_flight",
+            "Replica moves started by the operator and not finished yet",
+        )?;
+        let node_scaling = IntCounterVec::new(
+            Opts::new(
+                "runnel_operator_node_scaling_steps_total",
+                "Node StatefulSet scaling steps by step and result",
+            ),
+            &["step", "result"],
+        )?;
+        let cluster_nodes = IntGauge::new(
+            "runnel_operator_cluster_nodes",
+            "Members of the Runnel cluster (DescribeCluster)",
+        )?;
+        registry.register(Box::new(placement_actions.clone()))?;
+        registry.register(Box::new(moves_in_flight.clone()))?;
+        registry.register(Box::new(node_scaling.clone()))?;
+        registry.register(Box::new(cluster_nodes.clone()))?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
@@ -56,6 +91,10 @@ impl Metrics {
             reconciliations,
             reconcile_duration,
             leader,
+            placement_actions,
+            moves_in_flight,
+            node_scaling,
+            cluster_nodes,
             ready: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -1,0 +1,238 @@
+//! The cluster reconciler, with the operator binary against a real API server and real
+//! `runnel-node cluster` processes on loopback standing in for the node StatefulSet's pods:
+//! - replica placement: a 3-node cluster holds a 4-shard stream (12 replicas, 4 per node); a
+//!   fourth node joins with `--join`; the operator moves replicas onto it (MoveReplica) until
+//!   DescribeCluster shows the counts even (3 each), emitting `ReplicaMoving` Events on the
+//!   Stream;
+//! - node scaling: a StatefulSet object with `spec.replicas: 4` in the API server (there is no
+//!   kubelet and no controller-manager: its pods never run; the four processes are its pods by
+//!   id = ordinal + 1). The idle cluster needs three nodes, so the operator drains node 4, waits
+//!   until it holds nothing, removes it from the cluster and patches `spec.replicas` to 3.
+//!
+//! Nothing waits on a fixed time: every check polls with a generous deadline.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Api;
+use kube::api::PostParams;
+use runnel_e2e::cluster::Cluster;
+use runnel_e2e::cluster::create_namespace;
+use runnel_e2e::cluster::install_crds;
+use runnel_e2e::process::NodePorts;
+use runnel_e2e::process::NodeProcess;
+use runnel_e2e::process::OperatorProcess;
+use runnel_e2e::streams::Env;
+use runnel_e2e::wait;
+use runnel_proto::v1 as pb;
+use serde_json::json;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Replica moves copy a shard's log to a new node and change its Raft membership.
+const MOVES: Duration = Duration::from_secs(240);
+const SHARDS: usize = 4;
+
+#[test]
+fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
+    let Some(cluster) = Cluster::connect_or_start()? else {
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = cluster.client().await?;
+        install_crds(&client).await?;
+
+        let ports: Vec<NodePorts> = (0..4).map(|_| NodePorts::free()).collect::<Result<_, _>>()?;
+        let peers = (0..3)
+            .map(|i| format!("{}={}", i + 1, ports[i].grpc_addr()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, p) in ports.iter().take(3).enumerate() {
+            members.push(NodeProcess::start_cluster(i as u64 + 1, p, &peers, None)?);
+        }
+        let all_nodes = ports
+            .iter()
+            .map(NodePorts::grpc_addr)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = members.into_iter();
+        let env = Env {
+            client: client.clone(),
+            kubeconfig: cluster.kubeconfig.clone(),
+            node: members.next().ok_or("no node 1")?,
+        };
+        let others: Vec<NodeProcess> = members.collect();
+
+        let ns = create_namespace(&client, "e2e-place").await?;
+        let mut operator = OperatorProcess::start(
+            &env.kubeconfig,
+            &all_nodes,
+            "op-place",
+            &[
+                "--namespace",
+                &ns,
+                "--placement-interval-seconds",
+                "1",
+                "--max-moves-in-flight",
+                "2",
+            ],
+        )?;
+        let name = format!("placed-{ns}");
+        env.apply_stream(&ns, &name, json!({"name": name, "shardCount": SHARDS}))
+            .await?;
+        env.wait_condition(&ns, &name, "Ready", "True", "Active").await?;
+        let counts = wait_counts(&env, "3 nodes with 4 replicas each", |c| {
+            c.len() == 3 && c.values().all(|n| *n == SHARDS)
+        })
+        .await?;
+        println!("before the join: {counts:?}");
+
+        // A fourth node joins, as a pod with ordinal 3 would (`--join` through pod 0).
+        let joiner = NodeProcess::start_cluster(4, &ports[3], "", Some(&ports[0].grpc_addr()))?;
+        let counts = wait_counts(&env, "replicas spread evenly over 4 nodes", |c| {
+            c.len() == 4 && c.values().all(|n| *n == 3)
+        })
+        .await?;
+        println!("after the operator balanced: {counts:?}");
+        assert_shards_replicated(&env, &name, 3, &[1, 2, 3, 4]).await?;
+        let events = env.events(&ns, &name).await?;
+        assert!(
+            events.iter().any(|e| e == "ReplicaMoving"),
+            "no ReplicaMoving Event on the Stream: {events:?}"
+        );
+        let started =
+            operator.metric_sum("runnel_operator_placement_actions_total", "outcome=\"started\"")?;
+        assert!(started >= 3.0, "moves started: {started}");
+        // The operator sees its moves finish on a later round.
+        let op = &operator;
+        wait::until("the operator's moves in flight back to 0", MOVES, || async move {
+            let n = op
+                .metric_sum("runnel_operator_replica_moves_in_flight", "")
+                .map_err(|e| e.to_string())?;
+            if n == 0.0 {
+                Ok(Some(()))
+            } else {
+                Err(format!("{n} in flight"))
+            }
+        })
+        .await?;
+        operator.kill()?;
+
+        // Node scaling: the node StatefulSet (never run: no kubelet) says 4 pods.
+        let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+        let sts: StatefulSet = serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "runnel-node"},
+            "spec": {
+                "replicas": 4,
+                "serviceName": "runnel-node-headless",
+                "selector": {"matchLabels": {"app": "runnel-node"}},
+                "template": {
+                    "metadata": {"labels": {"app": "runnel-node"}},
+                    "spec": {"containers": [{"name": "node", "image": "runnel:test"}]}
+                }
+            }
+        }))?;
+        sts_api.create(&PostParams::default(), &sts).await?;
+        let scaler = OperatorProcess::start(
+            &env.kubeconfig,
+            &all_nodes,
+            "op-nodes",
+            &[
+                "--namespace",
+                &ns,
+                "--placement-interval-seconds",
+                "1",
+                "--node-scaling",
+                "--node-statefulset",
+                "runnel-node",
+                "--node-namespace",
+                &ns,
+                "--min-nodes",
+                "3",
+                "--max-nodes",
+                "4",
+            ],
+        )?;
+        let api = sts_api.clone();
+        wait::until("the node StatefulSet scaled to 3", MOVES, || {
+            let api = api.clone();
+            async move {
+                let sts = api.get("runnel-node").await.map_err(|e| e.to_string())?;
+                let replicas = sts.spec.and_then(|s| s.replicas);
+                let annotations = sts.metadata.annotations.unwrap_or_default();
+                if replicas == Some(3) && annotations.is_empty() {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("replicas {replicas:?}, annotations {annotations:?}"))
+                }
+            }
+        })
+        .await?;
+        let nodes = cluster_nodes(&env).await?;
+        assert_eq!(
+            nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "node 4 left the cluster: {nodes:?}"
+        );
+        assert_shards_replicated(&env, &name, 3, &[1, 2, 3]).await?;
+        let sts_events = env.events(&ns, "runnel-node").await?;
+        for reason in ["NodeDraining", "NodeRemoved", "NodesScaled"] {
+            assert!(
+                sts_events.iter().any(|e| e == reason),
+                "no {reason} Event on the StatefulSet: {sts_events:?}"
+            );
+        }
+        let steps = scaler.metric_sum("runnel_operator_node_scaling_steps_total", "result=\"ok\"")?;
+        assert!(steps >= 4.0, "scaling steps: {steps}");
+        drop(joiner);
+        drop(others);
+        Ok(())
+    })
+}
+
+async fn cluster_nodes(env: &Env) -> Result<Vec<pb::ClusterNode>, Box<dyn std::error::Error>> {
+    let mut admin = env.admin().await?;
+    Ok(admin
+        .describe_cluster(pb::DescribeClusterRequest {})
+        .await?
+        .into_inner()
+        .nodes)
+}
+
+/// Waits until DescribeCluster shows no move under way and replica counts passing `check`.
+async fn wait_counts(
+    env: &Env,
+    what: &str,
+    check: impl Fn(&BTreeMap<u64, usize>) -> bool,
+) -> Result<BTreeMap<u64, usize>, Box<dyn std::error::Error>> {
+    let check = &check;
+    Ok(wait::until(what, MOVES, || async move {
+        let nodes = cluster_nodes(env).await.map_err(|e| e.to_string())?;
+        let counts: BTreeMap<u64, usize> = nodes.iter().map(|n| (n.node_id, n.replicas as usize)).collect();
+        let moving: u32 = nodes.iter().map(|n| n.moving).sum();
+        if moving == 0 && check(&counts) {
+            Ok(Some(counts))
+        } else {
+            Err(format!("replicas {counts:?}, moving {moving}"))
+        }
+    })
+    .await?)
+}
+
+/// Every shard has `rf` replicas on distinct nodes, all among `allowed`.
+async fn assert_shards_replicated(env: &Env, name: &str, rf: usize, allowed: &[u64]) -> TestResult {
+    let d = env.describe(name).await?.ok_or("stream missing")?;
+    assert_eq!(d.shards.len(), SHARDS);
+    for s in &d.shards {
+        let distinct: BTreeSet<u64> = s.replicas.iter().copied().collect();
+        assert_eq!(distinct.len(), rf, "{s:?}");
+        assert!(distinct.iter().all(|n| allowed.contains(n)), "{s:?}");
+    }
+    Ok(())
+}
