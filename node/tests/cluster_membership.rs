@@ -253,6 +253,14 @@ async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
         acks.extend(p.await.unwrap());
     }
     assert!(!acks.is_empty());
+    // Replication traffic is counted per peer.
+    let text = support::http_get(cluster.members[0].metrics, "/metrics").await;
+    let sent: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("runnel_replication_sent_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(sent > 0.0, "no replication bytes counted:\n{text}");
     let stored = read_agreeing(&endpoints, STREAM, &shards).await;
     // The replicas that moved to node 4 hold the whole log: it applies every shard group up to
     // where the other replicas are (Raft's log matching makes equal indexes equal logs).
