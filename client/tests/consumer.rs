@@ -160,7 +160,7 @@ async fn workers_balance_shards_and_take_over_a_crashed_worker() {
     // One worker takes every shard.
     let a = Consumer::start(
         client.clone(),
-        ConsumerConfig::new("orders", "app", "a").with_failover_time(Duration::from_millis(1500)),
+        ConsumerConfig::new("orders", "app", "a").with_failover_time(Duration::from_secs(3)),
     );
     let a = spawn_logging(a, "a", log.clone());
     wait_for("worker a to read everything", || {
@@ -172,7 +172,7 @@ async fn workers_balance_shards_and_take_over_a_crashed_worker() {
     // A second worker gets half of them, one steal at a time.
     let b = Consumer::start(
         client.clone(),
-        ConsumerConfig::new("orders", "app", "b").with_failover_time(Duration::from_millis(1500)),
+        ConsumerConfig::new("orders", "app", "b").with_failover_time(Duration::from_secs(3)),
     );
     let b = spawn_logging(b, "b", log.clone());
     wait_for("2 + 2 leases", || a.held().len() == 2 && b.held().len() == 2).await;
@@ -261,7 +261,7 @@ async fn parents_are_processed_before_children_across_resharding() {
         .map(|w| {
             let c = Consumer::start(
                 client.clone(),
-                ConsumerConfig::new("events", "app", *w).with_failover_time(Duration::from_millis(1500)),
+                ConsumerConfig::new("events", "app", *w).with_failover_time(Duration::from_secs(3)),
             );
             spawn_logging(c, w, log.clone())
         })
@@ -336,10 +336,11 @@ async fn leases_are_shared_through_any_node_of_a_cluster() {
         .enumerate()
         .map(|(i, c)| {
             let name = format!("w{i}");
-            let consumer = Consumer::start(
-                c.clone(),
-                ConsumerConfig::new("orders", "app", &name).with_failover_time(Duration::from_millis(1500)),
-            );
+            // A longer failover time than elsewhere: catalog round trips on a loaded 3-node
+            // cluster must not make live workers look dead (leases would bounce between them).
+            let config =
+                ConsumerConfig::new("orders", "app", &name).with_failover_time(Duration::from_secs(6));
+            let consumer = Consumer::start(c.clone(), config);
             spawn_logging(consumer, &name, log.clone())
         })
         .collect();

@@ -18,11 +18,13 @@ pub struct ShardInfo {
     pub closed: bool,
 }
 
-/// A lease the worker should take, at the counter it saw.
+/// A lease the worker should take: a free or expired one at the counter it saw, or one held
+/// by a live worker (`steal_from`), whose renewals keep moving the counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Take {
     pub shard_id: String,
     pub expected: Option<u64>,
+    pub steal_from: Option<String>,
 }
 
 /// Notices leases whose owner stopped renewing them: a lease is expired once its counter has
@@ -137,6 +139,7 @@ pub fn plan(
     let take = |s: &ShardInfo| Take {
         shard_id: s.shard_id.clone(),
         expected: by_shard.get(s.shard_id.as_str()).map(|l| l.counter),
+        steal_from: None,
     };
     let free: Vec<Take> = work
         .iter()
@@ -159,7 +162,12 @@ pub fn plan(
     work.iter()
         .rev()
         .find(|s| live_owner(&s.shard_id) == Some(victim))
-        .map(|s| vec![take(s)])
+        .map(|s| {
+            vec![Take {
+                steal_from: Some(victim.to_string()),
+                ..take(s)
+            }]
+        })
         .unwrap_or_default()
 }
 
@@ -219,7 +227,11 @@ mod tests {
                 .iter_mut()
                 .find(|l| l.shard_id == takes[0].shard_id)
                 .unwrap();
-            assert_eq!(takes[0].expected, Some(l.counter));
+            assert_eq!(
+                takes[0].steal_from.as_deref(),
+                Some("a"),
+                "a steal names the owner"
+            );
             l.owner = Some("b".into());
             l.counter += 1;
             rounds += 1;
@@ -259,11 +271,13 @@ mod tests {
             vec![
                 Take {
                     shard_id: "s1".into(),
-                    expected: Some(7)
+                    expected: Some(7),
+                    steal_from: None,
                 },
                 Take {
                     shard_id: "s2".into(),
-                    expected: Some(2)
+                    expected: Some(2),
+                    steal_from: None,
                 }
             ]
         );

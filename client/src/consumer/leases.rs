@@ -70,7 +70,9 @@ impl Client {
     }
 
     /// Takes a shard's lease for `owner` if its counter is still `expected` (`None`: nobody
-    /// has leased it yet); [`Error::LeaseConflict`] otherwise.
+    /// has leased it yet) or, with `steal_from`, if that worker still holds it (its renewals
+    /// move the counter, so a steal names the owner instead); [`Error::LeaseConflict`]
+    /// otherwise.
     pub async fn take_lease(
         &self,
         stream: &str,
@@ -78,6 +80,7 @@ impl Client {
         shard: &str,
         owner: &str,
         expected: Option<u64>,
+        steal_from: Option<&str>,
     ) -> Result<Lease, Error> {
         let request = proto::TakeLeaseRequest {
             stream_name: stream.to_string(),
@@ -85,6 +88,7 @@ impl Client {
             shard_id: shard.to_string(),
             owner: owner.to_string(),
             expected_counter: expected,
+            steal_from: steal_from.map(str::to_string),
         };
         let response = self
             .leases

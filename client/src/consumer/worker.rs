@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::time::Duration;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -55,7 +56,7 @@ pub(super) async fn run(
     tx: mpsc::Sender<Delivery>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(config.renew_interval.max(std::time::Duration::from_millis(10)));
+    let mut ticker = tokio::time::interval(config.renew_interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = State {
         client,
@@ -72,10 +73,14 @@ pub(super) async fn run(
             _ = ticker.tick() => {}
             _ = stopped.changed() => break,
         }
-        match state.round().await {
-            Ok(Round::Continue) => {}
-            Ok(Round::Finished) => return,
-            Err(e) => tracing::warn!(error = %e, "consumer round failed; retrying"),
+        // A call that never answers (a node cut off from the cluster) must not stop the
+        // worker: the round is abandoned and tried again.
+        let limit = state.config.failover_time.max(Duration::from_secs(5));
+        match tokio::time::timeout(limit, state.round()).await {
+            Ok(Ok(Round::Continue)) => {}
+            Ok(Ok(Round::Finished)) => return,
+            Ok(Err(e)) => tracing::warn!(error = %e, "consumer round failed; retrying"),
+            Err(_) => tracing::warn!("consumer round timed out; retrying"),
         }
     }
     state.release_all().await;
@@ -139,6 +144,7 @@ impl State {
                     &take.shard_id,
                     &c.worker_id,
                     take.expected,
+                    take.steal_from.as_deref(),
                 )
                 .await
             {

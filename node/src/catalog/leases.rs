@@ -39,11 +39,14 @@ pub type Leases = BTreeMap<u32, Lease>;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LeaseCommand {
     /// Takes the lease of `shard` for `owner` if its counter is still `expected` (`None`: the
-    /// lease must not exist yet). Answers `Lease` with the new state, or `Conflict`.
+    /// lease must not exist yet) or, with `steal_from`, if that worker still holds it.
+    /// Answers `Lease` with the new state, or `Conflict`.
     Take {
         shard: u32,
         owner: String,
         expected: Option<u64>,
+        #[serde(default)]
+        steal_from: Option<String>,
     },
     /// Bumps the counter of each of `shards` that `owner` still holds; answers `Held` with
     /// those shards.
@@ -84,12 +87,17 @@ fn apply(leases: &mut Leases, listed: &[u32], cmd: LeaseCommand) -> CatalogReply
             shard,
             owner,
             expected,
+            steal_from,
         } => {
             if !listed.contains(&shard) {
                 return CatalogReply::NotFound;
             }
             let current = leases.get(&shard).map(|l| l.counter);
-            if current != expected {
+            if let Some(victim) = steal_from {
+                if leases.get(&shard).and_then(|l| l.owner.as_deref()) != Some(victim.as_str()) {
+                    return CatalogReply::Conflict(format!("the lease is not held by {victim}"));
+                }
+            } else if current != expected {
                 return CatalogReply::Conflict(match current {
                     Some(c) => format!("the lease is at counter {c}"),
                     None => "the lease does not exist".into(),
@@ -150,6 +158,7 @@ mod tests {
             shard,
             owner: owner.into(),
             expected,
+            steal_from: None,
         }
     }
 
@@ -203,6 +212,21 @@ mod tests {
         ));
         assert_eq!(apply(&mut l, &listed, cp("b", "7")), CatalogReply::Done);
         assert_eq!(l[&0].checkpoint, Some(Checkpoint::Sequence("7".into())));
+        // A steal names the holder instead of the counter (renewals keep moving it).
+        let steal = |from: &str| LeaseCommand::Take {
+            shard: 0,
+            owner: "c".into(),
+            expected: None,
+            steal_from: Some(from.into()),
+        };
+        assert!(matches!(
+            apply(&mut l, &listed, steal("a")),
+            CatalogReply::Conflict(_)
+        ));
+        let CatalogReply::Lease(stolen) = apply(&mut l, &listed, steal("b")) else {
+            panic!("steal from the holder refused")
+        };
+        assert_eq!(stolen.owner.as_deref(), Some("c"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Leases for LeasesApi {
                 &r.shard_id,
                 &r.owner,
                 r.expected_counter,
+                r.steal_from.as_deref(),
             )
             .await
             .map_err(convert::status)?;

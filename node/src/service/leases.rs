@@ -52,6 +52,7 @@ impl StreamService {
         shard_id: &str,
         owner: &str,
         expected: Option<u64>,
+        steal_from: Option<&str>,
     ) -> Result<Lease, ServiceError> {
         check_names(stream, application, Some(owner))?;
         let record = self.stream_record(stream)?;
@@ -64,6 +65,7 @@ impl StreamService {
                     shard,
                     owner: owner.to_owned(),
                     expected,
+                    steal_from: steal_from.map(str::to_owned),
                 },
             )
             .await?;
