@@ -60,8 +60,7 @@ fn ensure_leader(raft: &CatalogRaftHandle) -> Result<(), MembershipError> {
 /// has caught up, then a voter while the group has fewer than five. Idempotent.
 pub async fn add_node(raft: &CatalogRaftHandle, id: u64, addr: &str) -> Result<(), MembershipError> {
     ensure_leader(raft)?;
-    let members = catalog_members(raft);
-    if !members.contains_key(&id) {
+    if !catalog_members(raft).contains_key(&id) {
         raft.add_learner(
             id,
             BasicNode {
@@ -72,8 +71,10 @@ pub async fn add_node(raft: &CatalogRaftHandle, id: u64, addr: &str) -> Result<(
         .await
         .map_err(raft_err)?;
     }
-    let voters = catalog_members(raft).values().filter(|(_, v)| *v).count();
-    let is_voter = catalog_members(raft).get(&id).is_some_and(|(_, v)| *v);
+    // Read again: the learner was just added.
+    let members = catalog_members(raft);
+    let voters = members.values().filter(|(_, v)| *v).count();
+    let is_voter = members.get(&id).is_some_and(|(_, v)| *v);
     if !is_voter && voters < MAX_CATALOG_VOTERS {
         raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await

@@ -67,8 +67,7 @@ impl Leases for LeasesApi {
             )
             .await
             .map_err(convert::status)?;
-        let shard_id = ShardId::parse(&r.shard_id).unwrap_or(ShardId(0));
-        Ok(Response::new(shard_lease(shard_id, lease)))
+        Ok(Response::new(shard_lease(lease.shard_id, lease.lease)))
     }
 
     async fn renew_leases(

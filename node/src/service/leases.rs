@@ -53,7 +53,7 @@ impl StreamService {
         owner: &str,
         expected: Option<u64>,
         steal_from: Option<&str>,
-    ) -> Result<Lease, ServiceError> {
+    ) -> Result<LeaseDescription, ServiceError> {
         check_names(stream, application, Some(owner))?;
         let record = self.stream_record(stream)?;
         let shard = self.leased_shard(&record, shard_id)?;
@@ -70,7 +70,10 @@ impl StreamService {
             )
             .await?;
         match reply {
-            CatalogReply::Lease(lease) => Ok(lease),
+            CatalogReply::Lease(lease) => Ok(LeaseDescription {
+                shard_id: ShardId(shard),
+                lease,
+            }),
             other => Err(self.lease_refused(stream, shard_id, other)),
         }
     }
