@@ -14,6 +14,7 @@ mod entry;
 mod error;
 pub mod frame;
 pub mod index;
+mod install;
 mod log;
 mod meta;
 mod reader;

@@ -16,6 +16,7 @@ use crate::frame;
 use crate::frame::MAX_PAYLOAD;
 use crate::index;
 use crate::index::IndexPoint;
+use crate::install;
 use crate::meta;
 use crate::recovery;
 use crate::segment;
@@ -54,6 +55,9 @@ pub struct Log {
 impl Log {
     /// Opens (creating if missing) the log in `dir`, truncating a torn tail.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, LogError> {
+        if dir.exists() {
+            install::resume(dir)?;
+        }
         let state = recovery::recover(dir, &config)?;
         let active = state.segments.last().map(|s| s.file.clone());
         debug!(
@@ -420,6 +424,32 @@ impl Log {
             self.sync.set_active(None, false);
         }
         self.remove_segments(&removed)
+    }
+
+    /// Retention: the last index of the oldest sealed segments whose newest entry is older than
+    /// `cutoff_ms` (what [`Log::delete_expired`] would delete), `None` when none has expired.
+    pub fn expired_through(&self, cutoff_ms: i64) -> Option<u64> {
+        let st = state::read(&self.state);
+        let sealed = st.segments.len().saturating_sub(1);
+        st.segments[..sealed]
+            .iter()
+            .take_while(|s| s.max_ts < cutoff_ms)
+            .last()
+            .map(|s| s.next_index.saturating_sub(1))
+    }
+
+    /// Replaces every entry with those of the log in the subdirectory `staged` (written by
+    /// another [`Log`], which must be closed), crash-atomically: after a crash, [`Log::open`]
+    /// finishes the install. Readers see the new entries when it returns; the staged
+    /// directory is gone.
+    pub fn install(&mut self, staged: &str) -> Result<(), LogError> {
+        install::install(&self.dir, staged)?;
+        let fresh = recovery::recover(&self.dir, &self.config)?;
+        let active = fresh.segments.last().map(|s| s.file.clone());
+        *state::write(&self.state) = fresh;
+        self.sync.set_active(active, true);
+        debug!(dir = %self.dir.display(), staged, "installed a log");
+        Ok(())
     }
 
     /// Retention: deletes sealed segments whose newest entry is older than `cutoff_ms`, oldest
