@@ -18,6 +18,7 @@ use runnel_node::kinesis::tls::TlsFiles;
 use runnel_node::node::Node;
 use runnel_node::node::NodeConfig;
 use runnel_node::raft::FsyncPolicy;
+use runnel_node::retention::RetentionSchedule;
 use runnel_node::service::ServiceConfig;
 
 #[derive(Parser)]
@@ -130,6 +131,18 @@ struct NodeArgs {
     /// Roll shard-log segments at this size (MiB).
     #[arg(long, env = "RUNNEL_SEGMENT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     segment_mib: u64,
+    /// How often retention looks for expired segments (seconds).
+    #[arg(long, env = "RUNNEL_RETENTION_CHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    retention_check_secs: u64,
+    /// Testing only: retention acts as if the clock were this many hours ahead (expires
+    /// records early). Never set in production.
+    #[arg(
+        long,
+        env = "RUNNEL_RETENTION_CLOCK_OFFSET_HOURS",
+        default_value_t = 0,
+        hide = true
+    )]
+    retention_clock_offset_hours: u32,
     /// Delay of the CREATING → ACTIVE and DELETING → gone transitions (milliseconds).
     #[arg(long, env = "RUNNEL_TRANSITION_DELAY_MS", default_value_t = 100)]
     transition_delay_ms: u64,
@@ -386,6 +399,10 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
         peers: BTreeMap::new(),
         join: None,
         advertise: None,
+        retention: RetentionSchedule {
+            every: std::time::Duration::from_secs(args.retention_check_secs),
+            clock_offset_ms: i64::from(args.retention_clock_offset_hours) * 3_600_000,
+        },
     }
 }
 

@@ -83,6 +83,8 @@ pub struct NodeConfig {
     /// The gRPC address other nodes reach this one at (default: `peers`' entry, else the
     /// bound gRPC address).
     pub advertise: Option<String>,
+    /// When retention deletes expired segments.
+    pub retention: crate::retention::RetentionSchedule,
 }
 
 /// Voters of the catalog group at most; further nodes follow it as learners.
@@ -231,6 +233,7 @@ impl Node {
         tasks.push(tokio::spawn(crate::retention::run(
             host.clone(),
             catalog.view.clone(),
+            config.retention,
         )));
         if cluster {
             if let Some(seed) = config.join.clone() {

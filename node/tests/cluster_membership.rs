@@ -8,18 +8,19 @@
 
 mod support;
 
-use std::process::Child;
-use std::process::Command;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use runnel_proto::v1 as pb;
 use runnel_proto::v1::admin_client::AdminClient;
 use support::cluster::Cluster;
+use support::joiner::Joiner;
+use support::membership::move_replica;
+use support::membership::replica_sets;
+use support::wait::applied;
+use support::wait::eventually;
 use support::workload::check_exactly_once;
 use support::workload::produce;
 use support::workload::read_agreeing;
@@ -28,58 +29,6 @@ use tonic::transport::Channel;
 
 const STREAM: &str = "moving";
 
-/// A node process started with `--join`.
-struct Joiner {
-    child: Child,
-    grpc: u16,
-    metrics: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Joiner {
-    fn start(id: u64, seed: u16) -> Joiner {
-        let dir = tempfile::tempdir().unwrap();
-        let (grpc, metrics) = (support::free_port(), support::free_port());
-        let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-        let child = Command::new(support::node_bin())
-            .arg("cluster")
-            .args(["--node-id", &id.to_string()])
-            .args(["--join", &format!("127.0.0.1:{seed}")])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--kinesis-addr", &format!("127.0.0.1:{}", support::free_port())])
-            .args(["--throttling", "off"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Joiner {
-            child,
-            grpc,
-            metrics,
-            dir,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Joiner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn cluster_nodes(admin: &mut AdminClient<Channel>) -> Vec<pb::ClusterNode> {
     admin
         .describe_cluster(pb::DescribeClusterRequest {})
@@ -87,48 +36,6 @@ async fn cluster_nodes(admin: &mut AdminClient<Channel>) -> Vec<pb::ClusterNode>
         .unwrap()
         .into_inner()
         .nodes
-}
-
-/// Polls `check` every 100 ms, up to `what`'s generous bound; panics with the logs otherwise.
-async fn eventually<F, Fut>(what: &str, logs: impl Fn() -> String, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..1200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}; logs:\n{}", logs());
-}
-
-/// Applied log index of every shard group (not the catalog, group 0) a node reports.
-async fn applied(metrics_port: u16) -> std::collections::BTreeMap<u64, u64> {
-    let text = support::http_get(metrics_port, "/metrics").await;
-    text.lines()
-        .filter_map(|l| l.strip_prefix("runnel_raft_applied_index{group=\""))
-        .filter_map(|l| {
-            let (group, rest) = l.split_once('"')?;
-            let value = rest.rsplit(' ').next()?;
-            Some((group.parse().ok()?, value.parse::<f64>().ok()? as u64))
-        })
-        .filter(|(g, _)| *g != 0)
-        .collect()
-}
-
-async fn replicas(admin: &mut AdminClient<Channel>) -> Vec<Vec<u64>> {
-    let d = admin
-        .describe_stream(pb::DescribeStreamRequest {
-            stream_name: STREAM.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .stream
-        .unwrap();
-    d.shards.into_iter().map(|s| s.replicas).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,20 +88,7 @@ async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
 
     // Move shard 0's replica from node 1 to node 4 while writes go on.
     let before = acked.load(Ordering::SeqCst);
-    admin
-        .move_replica(pb::MoveReplicaRequest {
-            stream_name: STREAM.into(),
-            shard_id: shards[0].clone(),
-            from_node: 1,
-            to_node: 4,
-        })
-        .await
-        .unwrap();
-    eventually("the move to node 4", &logs, || {
-        let mut admin = admin.clone();
-        async move { replicas(&mut admin).await[0] == vec![2, 3, 4] }
-    })
-    .await;
+    move_replica(&mut admin, STREAM, (0, &shards[0]), (1, 4), vec![2, 3, 4], &logs).await;
     wait_progress(&acked, before, &cluster).await;
 
     // Drain node 3: every replica it holds moves (to node 4 or node 1, the nodes without one).
@@ -214,7 +108,7 @@ async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
         }
     })
     .await;
-    let sets = replicas(&mut admin).await;
+    let sets = replica_sets(&mut admin, STREAM).await;
     assert!(sets.iter().all(|r| r.len() == 3 && !r.contains(&3)), "{sets:?}");
     // A drained node keeps no shard data.
     let data3 = cluster.members[2].dir.join("shards");

@@ -44,6 +44,7 @@ async fn start(dir: &std::path::Path) -> Node {
         peers: Default::default(),
         join: None,
         advertise: None,
+        retention: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }
@@ -115,13 +116,13 @@ async fn retention_deletes_only_expired_sealed_segments() {
     let host = node_host(&node);
     // Within retention: nothing goes.
     assert_eq!(
-        retention::enforce(&host, &host_view, clock::now_ms() + 3_600_000),
+        retention::enforce(&host, &host_view, clock::now_ms() + 3_600_000).await,
         0
     );
     assert_eq!(read_all(&svc, "r").await, before);
 
     // 25 hours later every sealed segment has expired; the active one stays.
-    let deleted = retention::enforce(&host, &host_view, clock::now_ms() + 25 * 3_600_000);
+    let deleted = retention::enforce(&host, &host_view, clock::now_ms() + 25 * 3_600_000).await;
     assert!(deleted > 0, "expected expired segments to be deleted");
     let after = read_all(&svc, "r").await;
     assert!(after.len() < before.len());
@@ -131,7 +132,7 @@ async fn retention_deletes_only_expired_sealed_segments() {
     // Raising retention keeps the rest.
     svc.update_retention("r", 48).await.expect("increase retention");
     assert_eq!(
-        retention::enforce(&host, &host_view, clock::now_ms() + 25 * 3_600_000),
+        retention::enforce(&host, &host_view, clock::now_ms() + 25 * 3_600_000).await,
         0
     );
 }

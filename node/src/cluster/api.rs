@@ -42,7 +42,7 @@ impl RaftApi {
             transport::handle(self.catalog.raft(), &m.payload).await
         } else {
             match self.router.host().by_group(m.group) {
-                Some(r) => transport::handle(&r.group().raft, &m.payload).await,
+                Some(r) => transport::handle_shard(r.group(), &m.payload).await,
                 None => Err(format!("group {} is not hosted here", m.group)),
             }
         };

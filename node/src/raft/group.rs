@@ -19,8 +19,10 @@ use tokio::sync::watch;
 
 use super::catalog_sm::CatalogStateMachine;
 use super::catalog_sm::CatalogView;
+use super::catch_up::CatchUp;
 use super::flusher::GroupCommit;
 use super::log_store::LogStore;
+use super::log_store::PurgePolicy;
 use super::network::NoPeers;
 use super::shard_sm::AppliedWrites;
 use super::shard_sm::ShardStateMachine;
@@ -53,6 +55,8 @@ pub struct ShardGroup {
     pub watermark: watch::Receiver<u64>,
     /// Record batches applied by this replica.
     pub writes: Arc<AppliedWrites>,
+    /// Receives snapshots (the sender's log) from the group's leader.
+    pub catch_up: Arc<CatchUp>,
 }
 
 /// The running catalog group.
@@ -149,8 +153,14 @@ pub async fn start_shard_group(
 ) -> io::Result<ShardGroup> {
     let log = Log::open(dir, env.log_config.clone()).map_err(io::Error::from)?;
     let last = log.last_entry_id().map(|(index, _)| index);
-    let store = LogStore::<ShardRaft>::open(group, dir, log, env.commit.clone())?;
-    let sm = ShardStateMachine::open(dir, last)?;
+    let store = LogStore::<ShardRaft>::open(group, dir, log, env.commit.clone(), PurgePolicy::Keep)?;
+    let catch_up = Arc::new(CatchUp::new(
+        dir,
+        env.log_config.clone(),
+        store.log(),
+        store.purged_marker(),
+    )?);
+    let sm = ShardStateMachine::open(dir, last, catch_up.clone())?;
     let watermark = sm.watermark();
     let writes = sm.writes();
     let (reader, log) = (store.log_reader(), store.log());
@@ -168,7 +178,7 @@ pub async fn start_shard_group(
             raft
         }
         Some(pool) => {
-            let network = ClusterNetwork::new(group, pool.clone());
+            let network = ClusterNetwork::new(group, pool.clone()).with_log(reader.clone());
             let raft = Raft::new(env.node_id, config, network, store, sm)
                 .await
                 .map_err(other("start raft"))?;
@@ -185,6 +195,7 @@ pub async fn start_shard_group(
         log,
         watermark,
         writes,
+        catch_up,
     })
 }
 
@@ -196,7 +207,7 @@ pub async fn start_catalog_group(
     members: BTreeMap<NodeId, BasicNode>,
 ) -> io::Result<CatalogGroup> {
     let log = Log::open(dir, env.log_config.clone()).map_err(io::Error::from)?;
-    let store = LogStore::<CatalogRaft>::open(0, dir, log, env.commit.clone())?;
+    let store = LogStore::<CatalogRaft>::open(0, dir, log, env.commit.clone(), PurgePolicy::Delete)?;
     let sm = CatalogStateMachine::open(dir)?;
     let view = sm.view();
     let config = raft_config(

@@ -39,9 +39,40 @@ struct Shared<C: FramedConfig> {
     purged: Mutex<Option<LogIdOf<C>>>,
 }
 
+/// What purging the Raft log removes from disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgePolicy {
+    /// The log is only a Raft log (the catalog, which keeps its state in snapshots): purged
+    /// entries are deleted.
+    Delete,
+    /// The log is also the record store (a shard): a purge only tells Raft that peers needing
+    /// those entries get a snapshot instead; retention deletes entries, once Raft has purged
+    /// them (`crate::retention`).
+    Keep,
+}
+
+/// Records a purge point for Raft without deleting anything: a replica that installed a
+/// snapshot holds the entries up to it but must never be asked to replicate from below it.
+pub struct PurgedMarker<C: FramedConfig> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C: FramedConfig> PurgedMarker<C> {
+    pub fn set(&self, log_id: LogIdOf<C>) -> io::Result<()> {
+        let mut purged = self.shared.purged.lock().map_err(lock_err)?;
+        if purged.as_ref().is_some_and(|p| p.index >= log_id.index) {
+            return Ok(());
+        }
+        vote_file::write_json(&self.shared.dir.join(PURGED_FILE), &log_id, true)?;
+        *purged = Some(log_id);
+        Ok(())
+    }
+}
+
 /// The writer side, owned by openraft.
 pub struct LogStore<C: FramedConfig> {
     group: u64,
+    policy: PurgePolicy,
     log: Arc<Mutex<Log>>,
     reader: LogReader,
     shared: Arc<Shared<C>>,
@@ -67,12 +98,19 @@ impl<C: FramedConfig> Clone for LogStoreReader<C> {
 
 impl<C: FramedConfig> LogStore<C> {
     /// Opens (and recovers) the log of one group in `dir`.
-    pub fn open(group: u64, dir: &Path, log: Log, commit: GroupCommit) -> io::Result<LogStore<C>> {
+    pub fn open(
+        group: u64,
+        dir: &Path,
+        log: Log,
+        commit: GroupCommit,
+        policy: PurgePolicy,
+    ) -> io::Result<LogStore<C>> {
         let vote = vote_file::read_json::<VoteOf<C>>(&dir.join(VOTE_FILE))?;
         let purged = vote_file::read_json::<LogIdOf<C>>(&dir.join(PURGED_FILE))?;
         let reader = log.reader();
         Ok(LogStore {
             group,
+            policy,
             log: Arc::new(Mutex::new(log)),
             reader,
             shared: Arc::new(Shared {
@@ -92,6 +130,13 @@ impl<C: FramedConfig> LogStore<C> {
     pub fn log_reader(&self) -> LogReader {
         self.reader.clone()
     }
+
+    /// Sets the Raft purge point without deleting (a snapshot install).
+    pub fn purged_marker(&self) -> PurgedMarker<C> {
+        PurgedMarker {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 fn bounds(range: &impl RangeBounds<u64>, next: u64) -> (u64, u64) {
@@ -110,12 +155,17 @@ fn bounds(range: &impl RangeBounds<u64>, next: u64) -> (u64, u64) {
 
 async fn read_entries<C: FramedConfig>(
     reader: &LogReader,
+    shared: &Shared<C>,
     range: impl RangeBounds<u64>,
 ) -> io::Result<Vec<EntryOf<C>>> {
     let (mut start, end) = bounds(&range, reader.next_index());
     match reader.first_index() {
         Some(first) => start = start.max(first),
         None => return Ok(Vec::new()),
+    }
+    // Entries Raft has purged may still be on disk (a shard keeps them for readers).
+    if let Some(purged) = shared.purged.lock().map_err(lock_err)?.as_ref() {
+        start = start.max(purged.index.saturating_add(1));
     }
     let mut out = Vec::new();
     while start < end {
@@ -141,7 +191,7 @@ impl<C: FramedConfig> RaftLogReader<C> for LogStoreReader<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
-        read_entries::<C>(&self.reader, range).await
+        read_entries::<C>(&self.reader, &self.shared, range).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -154,7 +204,7 @@ impl<C: FramedConfig> RaftLogReader<C> for LogStore<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
-        read_entries::<C>(&self.reader, range).await
+        read_entries::<C>(&self.reader, &self.shared, range).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -168,10 +218,11 @@ impl<C: FramedConfig> RaftLogStorage<C> for LogStore<C> {
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let purged = self.shared.purged.lock().map_err(lock_err)?.clone();
         let last = self.log.lock().map_err(lock_err)?.last_entry_id();
-        let last_log_id = match last {
-            Some((index, term)) => Some(C::log_id(term, index)),
-            None => purged.clone(),
-        };
+        // A shard keeps purged entries; Raft's purge point may also be past them (a snapshot
+        // installed before its log was): the later of the two is the last log id.
+        let last_log_id = last
+            .map(|(index, term)| C::log_id(term, index))
+            .max(purged.clone());
         Ok(LogState {
             last_purged_log_id: purged,
             last_log_id,
@@ -219,9 +270,12 @@ impl<C: FramedConfig> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
-        vote_file::write_json(&self.shared.dir.join(PURGED_FILE), &log_id, true)?;
-        *self.shared.purged.lock().map_err(lock_err)? = Some(log_id.clone());
+        let index = log_id.index;
+        self.purged_marker().set(log_id)?;
+        if self.policy == PurgePolicy::Keep {
+            return Ok(());
+        }
         let mut log = self.log.lock().map_err(lock_err)?;
-        log.purge_through(log_id.index).map_err(io::Error::from)
+        log.purge_through(index).map_err(io::Error::from)
     }
 }

@@ -7,6 +7,7 @@
 //! applied (the visibility watermark), so no record is written twice.
 
 pub mod catalog_sm;
+pub mod catch_up;
 pub mod codec;
 pub mod flusher;
 pub mod group;

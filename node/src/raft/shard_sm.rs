@@ -27,6 +27,7 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::type_config::alias::StoredMembershipOf;
 use tokio::sync::watch;
 
+use super::catch_up::CatchUp;
 use super::snapshot_file::FileSnapshotBuilder;
 use super::snapshot_file::SnapshotFile;
 use super::types::ShardCommand;
@@ -87,6 +88,7 @@ impl AppliedWrites {
 
 pub struct ShardStateMachine {
     dir: PathBuf,
+    catch_up: Arc<CatchUp>,
     writes: Arc<AppliedWrites>,
     applied: Applied,
     snapshot: SnapshotFile,
@@ -98,7 +100,11 @@ pub struct ShardStateMachine {
 impl ShardStateMachine {
     /// Opens the state machine; `last_log_index` bounds the persisted position (entries that were
     /// not durable under a relaxed fsync policy are replayed, never assumed).
-    pub fn open(dir: &Path, last_log_index: Option<u64>) -> io::Result<ShardStateMachine> {
+    pub fn open(
+        dir: &Path,
+        last_log_index: Option<u64>,
+        catch_up: Arc<CatchUp>,
+    ) -> io::Result<ShardStateMachine> {
         let mut applied: Applied = vote_file::read_json(&dir.join(APPLIED_FILE))?.unwrap_or_default();
         if applied.last.as_ref().map(|l| l.index) > last_log_index {
             applied = Applied::default();
@@ -109,6 +115,7 @@ impl ShardStateMachine {
         let (watermark, _) = watch::channel(applied.readable());
         Ok(ShardStateMachine {
             dir: dir.to_owned(),
+            catch_up,
             writes: Arc::default(),
             applied,
             snapshot: SnapshotFile::new(dir),
@@ -206,8 +213,16 @@ impl RaftStateMachine<C> for ShardStateMachine {
         meta: &SnapshotMetaOf<C>,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        // A shard snapshot carries only the applied position and the seal; the records come
-        // with the log.
+        // A shard snapshot's data is the applied position and the seal; its records are the
+        // sender's log up to the snapshot, staged beside this replica's log by the transport.
+        // Order matters for a crash in between: the snapshot is recorded first, so a restart
+        // restores it (openraft installs a snapshot newer than the applied position), which
+        // installs the staged log if it is not in place yet (it survives restarts) or keeps
+        // the log that already is.
+        self.snapshot.save::<C>(meta, &snapshot)?;
+        if let Some(last) = &meta.last_log_id {
+            self.catch_up.install(last)?;
+        }
         let sealed_at = serde_json::from_slice::<Applied>(&snapshot)
             .ok()
             .and_then(|a| a.sealed_at);
@@ -216,7 +231,6 @@ impl RaftStateMachine<C> for ShardStateMachine {
             membership: meta.last_membership.clone(),
             sealed_at,
         };
-        self.snapshot.save::<C>(meta, &snapshot)?;
         self.watermark.send_replace(self.applied.readable());
         self.persist(true)
     }

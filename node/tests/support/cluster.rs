@@ -29,6 +29,8 @@ pub struct Member {
     pub log: PathBuf,
     /// This member's `--peers`.
     pub peers: String,
+    /// Further node flags.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -53,6 +55,7 @@ impl Member {
             .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.kinesis)])
             // Producers write as fast as they can; cluster tests are not about limits.
             .args(["--throttling", "off"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -100,7 +103,15 @@ pub struct Cluster {
 impl Cluster {
     /// Members reaching each other directly.
     pub fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Members reaching each other directly, each started with `args` too.
+    pub fn start_with(n: u64, args: &[&str]) -> Cluster {
         let mut cluster = Cluster::prepare(n);
+        for m in &mut cluster.members {
+            m.extra_args = args.iter().map(|a| a.to_string()).collect();
+        }
         let peers = (0..cluster.members.len())
             .map(|j| (j, format!("127.0.0.1:{}", cluster.members[j].grpc)))
             .collect::<Vec<_>>();
@@ -150,6 +161,7 @@ impl Cluster {
                 dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 peers: String::new(),
+                extra_args: Vec::new(),
                 child: None,
             })
             .collect();

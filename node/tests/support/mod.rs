@@ -6,10 +6,13 @@
 
 pub mod cluster;
 pub mod faults;
+pub mod joiner;
+pub mod membership;
 pub mod partition;
 pub mod proxy;
 pub mod read_probe;
 pub mod sdk;
+pub mod wait;
 pub mod workload;
 
 use std::cmp::Ordering;

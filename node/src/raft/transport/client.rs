@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::AnyError;
@@ -26,15 +27,19 @@ use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::type_config::alias::SnapshotOf;
 use openraft::type_config::alias::VoteOf;
+use runnel_log::LogReader;
 
 use super::message;
 use super::message::RaftRequest;
 use super::message::RaftResponse;
 use super::peer::PeerPool;
+use crate::raft::catch_up::Chunk;
+use crate::raft::catch_up::WireEntry;
 
 pub struct ClusterNetwork<C> {
     group: u64,
     pool: Arc<PeerPool>,
+    log: Option<LogReader>,
     _p: PhantomData<C>,
 }
 
@@ -43,8 +48,16 @@ impl<C> ClusterNetwork<C> {
         ClusterNetwork {
             group,
             pool,
+            log: None,
             _p: PhantomData,
         }
+    }
+
+    /// A shard group: its snapshots are sent with the log they describe
+    /// ([`crate::raft::catch_up`]).
+    pub fn with_log(mut self, log: LogReader) -> ClusterNetwork<C> {
+        self.log = Some(log);
+        self
     }
 }
 
@@ -52,6 +65,7 @@ pub struct ClusterClient<C> {
     group: u64,
     addr: String,
     pool: Arc<PeerPool>,
+    log: Option<LogReader>,
     _p: PhantomData<C>,
 }
 
@@ -66,6 +80,7 @@ where
             group: self.group,
             addr: self.pool.address(target, &node.addr),
             pool: self.pool.clone(),
+            log: self.log.clone(),
             _p: PhantomData,
         }
     }
@@ -78,9 +93,13 @@ enum CallError {
 
 impl<C: RaftTypeConfig> ClusterClient<C> {
     async fn call(&self, req: RaftRequest<C>, option: &RPCOption) -> Result<RaftResponse<C>, CallError> {
+        self.call_within(req, option.hard_ttl()).await
+    }
+
+    async fn call_within(&self, req: RaftRequest<C>, ttl: Duration) -> Result<RaftResponse<C>, CallError> {
         let payload = message::encode(&req).map_err(CallError::Network)?;
         let call = self.pool.call(&self.addr, self.group, Bytes::from(payload));
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
+        let reply = match tokio::time::timeout(ttl, call).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(CallError::Unreachable(e)),
             Err(_) => return Err(CallError::Network(format!("{}: timed out", self.addr))),
@@ -89,6 +108,74 @@ impl<C: RaftTypeConfig> ClusterClient<C> {
             return Err(CallError::Unreachable(reply.error));
         }
         message::decode(&reply.payload).map_err(CallError::Network)
+    }
+}
+
+/// Bytes of log entries per snapshot message, and how long one may take.
+const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl<C> ClusterClient<C>
+where
+    C: RaftTypeConfig<Node = BasicNode>,
+{
+    /// Sends a shard snapshot: every entry this replica keeps up to the snapshot's last log id,
+    /// in chunks the receiver stages, then the snapshot itself, which installs them.
+    async fn send_with_log(
+        &self,
+        log: &LogReader,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Vec<u8>>,
+        option: &RPCOption,
+    ) -> Result<RaftResponse<C>, CallError> {
+        let end = snapshot.meta.last_log_id.as_ref().map_or(0, |l| l.index() + 1);
+        let transfer = rand::random::<u64>();
+        let mut next = log.first_index().filter(|&f| f < end);
+        let sent_any = next.is_some();
+        let mut first = true;
+        loop {
+            let entries: Vec<WireEntry> = match next {
+                Some(from) => log
+                    .read(from, (end - from) as usize, CHUNK_BYTES)
+                    .map_err(|e| CallError::Network(format!("read the log for a snapshot: {e}")))?
+                    .into_iter()
+                    .take_while(|e| e.index < end)
+                    .map(WireEntry::from)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let last = entries.last().map(|e| e.index);
+            if sent_any && last.is_none() {
+                return Err(CallError::Network(format!(
+                    "the log no longer holds index {next:?} of the snapshot"
+                )));
+            }
+            let chunk = Chunk {
+                transfer,
+                first,
+                entries,
+            };
+            match self
+                .call_within(RaftRequest::SnapshotChunk(chunk), CHUNK_TIMEOUT)
+                .await?
+            {
+                RaftResponse::Staged => {}
+                _ => return Err(CallError::Network("unexpected response kind".into())),
+            }
+            first = false;
+            next = last.map(|l| l + 1).filter(|&n| n < end);
+            if next.is_none() {
+                break;
+            }
+        }
+        let req = RaftRequest::SnapshotEnd {
+            transfer,
+            sent_any,
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        self.call_within(req, option.hard_ttl().max(CHUNK_TIMEOUT)).await
     }
 }
 
@@ -154,15 +241,26 @@ where
         &mut self,
         vote: VoteOf<C>,
         snapshot: SnapshotOf<C, Self::SnapshotData>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let req = RaftRequest::Snapshot {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot,
+        let result = match self.log.clone() {
+            Some(log) => {
+                tokio::select! {
+                    r = self.send_with_log(&log, vote, snapshot, &option) => r,
+                    closed = cancel => return Err(StreamingError::Closed(closed)),
+                }
+            }
+            None => {
+                let req = RaftRequest::Snapshot {
+                    vote,
+                    meta: snapshot.meta,
+                    data: snapshot.snapshot,
+                };
+                self.call(req, &option).await
+            }
         };
-        match self.call(req, &option).await {
+        match result {
             Ok(RaftResponse::Snapshot(r)) => Ok(r),
             Ok(_) => Err(StreamingError::Network(NetworkError::new(&AnyError::error(
                 "unexpected response kind",

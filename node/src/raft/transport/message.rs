@@ -11,6 +11,8 @@ use openraft::raft::VoteResponse;
 use openraft::type_config::alias::SnapshotMetaOf;
 use openraft::type_config::alias::VoteOf;
 
+use crate::raft::catch_up::Chunk;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound = "")]
 pub enum RaftRequest<C: RaftTypeConfig> {
@@ -23,6 +25,17 @@ pub enum RaftRequest<C: RaftTypeConfig> {
         data: Vec<u8>,
     },
     TransferLeader(TransferLeaderRequest<C>),
+    /// Part of a shard snapshot: the sender's log entries, staged by the receiver.
+    SnapshotChunk(Chunk),
+    /// The end of a shard snapshot transfer: install the staged log as the snapshot.
+    SnapshotEnd {
+        transfer: u64,
+        /// Whether any entry was sent (the sender may keep none up to the snapshot).
+        sent_any: bool,
+        vote: VoteOf<C>,
+        meta: SnapshotMetaOf<C>,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -32,6 +45,8 @@ pub enum RaftResponse<C: RaftTypeConfig> {
     Vote(VoteResponse<C>),
     Snapshot(SnapshotResponse<C>),
     TransferLeader(TransferLeaderResponse<C>),
+    /// A snapshot chunk was staged.
+    Staged,
 }
 
 pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {

@@ -12,3 +12,4 @@ pub use message::RaftResponse;
 pub use peer::MAX_MESSAGE_BYTES as PEER_MESSAGE_BYTES;
 pub use peer::PeerPool;
 pub use server::handle;
+pub use server::handle_shard;

@@ -1,0 +1,192 @@
+//! Catch-up past retention, with real processes: a 3-node cluster writes enough to a shard that
+//! its first segments expire and are deleted on every replica (retention's clock runs 25 hours
+//! ahead here), then a fourth node joins and a replica moves to it. The group's log no longer
+//! starts at its first entry, so the new replica is caught up by a snapshot that carries the
+//! sender's log (`raft::catch_up`), not by replaying entries. Afterwards the new replica's log
+//! is, entry for entry, the same as an old replica's, and reads through it return a suffix of
+//! what was written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::path::PathBuf;
+
+use runnel_log::Log;
+use runnel_log::LogConfig;
+use runnel_node::raft::codec::KIND_RECORDS;
+use runnel_proto::v1 as pb;
+use runnel_proto::v1::streams_client::StreamsClient;
+use support::cluster::Cluster;
+use support::joiner::Joiner;
+use support::membership::move_replica;
+use support::wait::applied;
+use support::wait::eventually;
+use tonic::transport::Channel;
+
+const STREAM: &str = "expiring";
+/// 1 MiB segments, retention checked every second with its clock 25 hours ahead: every sealed
+/// segment of a 24-hour stream expires as soon as it is sealed.
+const ARGS: &[&str] = &[
+    "--segment-mib",
+    "1",
+    "--retention-check-secs",
+    "1",
+    "--retention-clock-offset-hours",
+    "25",
+];
+
+/// Writes records `ids` (1 KiB each, 100 per call) and returns nothing until all are acknowledged.
+async fn write(client: &mut StreamsClient<Channel>, ids: std::ops::Range<u64>) {
+    let ids: Vec<u64> = ids.collect();
+    for batch in ids.chunks(100) {
+        let records = batch
+            .iter()
+            .map(|i| support::entry("k", format!("{i:08}:{}", "x".repeat(1015))))
+            .collect();
+        let resp = client
+            .put_records(pb::PutRecordsRequest {
+                stream_name: STREAM.into(),
+                records,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.failed_record_count, 0, "{resp:?}");
+    }
+}
+
+/// The directory of the only shard replica under a node's data directory.
+fn group_dir(data: &Path) -> Option<PathBuf> {
+    let mut groups: Vec<PathBuf> = std::fs::read_dir(data.join("shards"))
+        .ok()?
+        .map(|d| d.unwrap().path())
+        .collect();
+    groups.sort();
+    groups.pop()
+}
+
+/// The base index of the oldest segment of the only shard replica on a node.
+fn first_segment(data: &Path) -> Option<u64> {
+    std::fs::read_dir(group_dir(data)?)
+        .ok()?
+        .filter_map(|d| {
+            let name = d.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".log")?.parse::<u64>().ok()
+        })
+        .min()
+}
+
+fn entries(dir: &Path) -> Vec<runnel_log::Entry> {
+    let log = Log::open(dir, LogConfig::default()).unwrap();
+    let reader = log.reader();
+    let first = reader.first_index().unwrap();
+    reader.read(first, usize::MAX, usize::MAX).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log_start() {
+    let mut cluster = Cluster::start_with(3, ARGS);
+    let mut admin = cluster.create_stream(0, STREAM, 1).await;
+    let shards = support::wait_active(&mut admin, STREAM).await;
+    let mut client = support::streams_client(&cluster.members[0].endpoint())
+        .await
+        .unwrap();
+
+    // About 3 MiB: several segments, sealed and then expired on every replica.
+    write(&mut client, 0..3000).await;
+    let dirs: Vec<PathBuf> = cluster.members.iter().map(|m| m.dir.clone()).collect();
+    eventually(
+        "retention to delete the first segments on every replica",
+        || cluster.logs(),
+        || {
+            let dirs = dirs.clone();
+            async move { dirs.iter().all(|d| first_segment(d).is_some_and(|b| b > 1)) }
+        },
+    )
+    .await;
+
+    // Node 4 joins (its own retention left alone, so it keeps what it receives), and shard 0's
+    // replica moves there from node 1.
+    let mut before_move = 0;
+    while before_move == 0 {
+        before_move = applied(cluster.members[1].metrics)
+            .await
+            .values()
+            .next()
+            .copied()
+            .unwrap_or(0);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut joiner = Joiner::start_with(4, cluster.members[1].grpc, &ARGS[..2]);
+    let logs = || format!("{}\n--- node 4\n{}", cluster.logs(), joiner.log());
+    support::cluster::wait_ready(&joiner.endpoint(), STREAM).await;
+    move_replica(&mut admin, STREAM, (0, &shards[0]), (1, 4), vec![2, 3, 4], &logs).await;
+    // Writes after the move reach the new replica through ordinary replication.
+    write(&mut client, 3000..3200).await;
+    eventually("node 4 to apply as far as node 2", &logs, || async {
+        let mine = applied(joiner.metrics).await;
+        let theirs = applied(cluster.members[1].metrics).await;
+        !mine.is_empty() && mine == theirs
+    })
+    .await;
+    assert!(
+        joiner.log().contains("caught up from a snapshot"),
+        "node 4 did not catch up from a snapshot:\n{}",
+        joiner.log()
+    );
+
+    // Reads (served by the leader, wherever it is) return a suffix of what was written, in order.
+    let mut client4 = support::streams_client(&joiner.endpoint()).await.unwrap();
+    let records = support::read_shard(&mut client4, STREAM, &shards[0]).await;
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|r| std::str::from_utf8(&r.data).unwrap()[..8].parse().unwrap())
+        .collect();
+    assert!(
+        !ids.is_empty() && ids[0] > 0,
+        "retention removed the oldest records"
+    );
+    assert_eq!(ids, (ids[0]..3200).collect::<Vec<_>>());
+
+    // Entry for entry, node 4's log is node 2's log where both still hold it, to the same end.
+    joiner.kill9();
+    for m in &mut cluster.members {
+        m.kill9();
+    }
+    let mine = entries(&group_dir(&joiner.dir.path().join("data")).unwrap());
+    let theirs = entries(&group_dir(&cluster.members[1].dir).unwrap());
+    assert_eq!(mine.last().map(|e| e.index), theirs.last().map(|e| e.index));
+    let from = mine[0].index.max(theirs[0].index);
+    // Raft-level identity: blank and membership entries carry each replica's own append time.
+    let overlap = |log: &[runnel_log::Entry]| -> Vec<(u64, u64, u8, bytes::Bytes, Option<i64>)> {
+        log.iter()
+            .filter(|e| e.index >= from)
+            .map(|e| {
+                let ts = (e.kind == KIND_RECORDS).then_some(e.timestamp_ms);
+                (e.index, e.term, e.kind, e.payload.clone(), ts)
+            })
+            .collect()
+    };
+    println!(
+        "cluster_catch_up: node 4 holds entries {}..={}, node 2 {}..={}",
+        mine[0].index,
+        mine[mine.len() - 1].index,
+        theirs[0].index,
+        theirs[theirs.len() - 1].index
+    );
+    assert!(overlap(&mine).len() > 1);
+    assert!(
+        overlap(&mine) == overlap(&theirs),
+        "node 4's log differs from node 2's from index {from}"
+    );
+    // Node 4 holds entries from before it joined, but not the group's first ones: they came
+    // with the snapshot, not by replaying the log from the start.
+    assert!(mine[0].index > 1, "node 4's log starts at {}", mine[0].index);
+    assert!(
+        mine[0].index <= before_move,
+        "node 4 holds nothing from before the move (first {}, applied before the move {before_move})",
+        mine[0].index
+    );
+}
