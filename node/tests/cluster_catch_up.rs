@@ -85,6 +85,38 @@ fn entries(dir: &Path) -> Vec<runnel_log::Entry> {
     reader.read(first, usize::MAX, usize::MAX).unwrap()
 }
 
+/// Two replicas' logs end at the same entry and agree, Raft entry for Raft entry, wherever both
+/// still hold it (blank and membership entries carry each replica's own append time; records
+/// carry the leader's). Returns the first index compared.
+fn assert_same_log(a: (&str, &[runnel_log::Entry]), b: (&str, &[runnel_log::Entry])) -> u64 {
+    let range = |l: &[runnel_log::Entry]| (l[0].index, l[l.len() - 1].index);
+    let (ra, rb) = (range(a.1), range(b.1));
+    assert_eq!(ra.1, rb.1, "{} holds {ra:?}, {} holds {rb:?}", a.0, b.0);
+    let from = ra.0.max(rb.0);
+    let overlap = |log: &[runnel_log::Entry]| -> Vec<(u64, u64, u8, bytes::Bytes, Option<i64>)> {
+        log.iter()
+            .filter(|e| e.index >= from)
+            .map(|e| {
+                let ts = (e.kind == KIND_RECORDS).then_some(e.timestamp_ms);
+                (e.index, e.term, e.kind, e.payload.clone(), ts)
+            })
+            .collect()
+    };
+    assert!(
+        overlap(a.1).len() > 1,
+        "{} and {} share too little: {ra:?} {rb:?}",
+        a.0,
+        b.0
+    );
+    assert!(
+        overlap(a.1) == overlap(b.1),
+        "{}'s log differs from {}'s from index {from}",
+        a.0,
+        b.0
+    );
+    from
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log_start() {
     let mut cluster = Cluster::start_with(3, ARGS);
@@ -157,36 +189,82 @@ async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log
     }
     let mine = entries(&group_dir(&joiner.dir.path().join("data")).unwrap());
     let theirs = entries(&group_dir(&cluster.members[1].dir).unwrap());
-    assert_eq!(mine.last().map(|e| e.index), theirs.last().map(|e| e.index));
-    let from = mine[0].index.max(theirs[0].index);
-    // Raft-level identity: blank and membership entries carry each replica's own append time.
-    let overlap = |log: &[runnel_log::Entry]| -> Vec<(u64, u64, u8, bytes::Bytes, Option<i64>)> {
-        log.iter()
-            .filter(|e| e.index >= from)
-            .map(|e| {
-                let ts = (e.kind == KIND_RECORDS).then_some(e.timestamp_ms);
-                (e.index, e.term, e.kind, e.payload.clone(), ts)
-            })
-            .collect()
-    };
-    println!(
-        "cluster_catch_up: node 4 holds entries {}..={}, node 2 {}..={}",
-        mine[0].index,
-        mine[mine.len() - 1].index,
-        theirs[0].index,
-        theirs[theirs.len() - 1].index
-    );
-    assert!(overlap(&mine).len() > 1);
-    assert!(
-        overlap(&mine) == overlap(&theirs),
-        "node 4's log differs from node 2's from index {from}"
-    );
+    let from = assert_same_log(("node 4", &mine), ("node 2", &theirs));
+    println!("cluster_catch_up: node 4 and node 2 agree from index {from}");
     // Node 4 holds entries from before it joined, but not the group's first ones: they came
     // with the snapshot, not by replaying the log from the start.
     assert!(mine[0].index > 1, "node 4's log starts at {}", mine[0].index);
     assert!(
         mine[0].index <= before_move,
         "node 4 holds nothing from before the move (first {}, applied before the move {before_move})",
+        mine[0].index
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_down_past_retention_catches_up_from_a_snapshot_on_restart() {
+    let mut cluster = Cluster::start_with(3, ARGS);
+    let mut admin = cluster.create_stream(0, STREAM, 1).await;
+    support::wait_active(&mut admin, STREAM).await;
+    let mut client = support::streams_client(&cluster.members[0].endpoint())
+        .await
+        .unwrap();
+    write(&mut client, 0..300).await;
+
+    // Node 3 goes down; the others write on until retention has deleted, on both, entries
+    // node 3 never received.
+    cluster.members[2].kill9();
+    let stale = entries(&group_dir(&cluster.members[2].dir).unwrap());
+    let stale_end = stale[stale.len() - 1].index;
+    let mut client = support::streams_client(&cluster.members[0].endpoint())
+        .await
+        .unwrap();
+    write(&mut client, 300..3300).await;
+    let dirs: Vec<PathBuf> = cluster.members[..2].iter().map(|m| m.dir.clone()).collect();
+    eventually(
+        "retention to delete entries node 3 lacks on nodes 1 and 2",
+        || cluster.logs(),
+        || {
+            let dirs = dirs.clone();
+            async move {
+                dirs.iter()
+                    .all(|d| first_segment(d).is_some_and(|b| b > stale_end + 1))
+            }
+        },
+    )
+    .await;
+
+    cluster.restart(2);
+    write(&mut client, 3300..3400).await;
+    let metrics = (cluster.members[0].metrics, cluster.members[2].metrics);
+    eventually(
+        "node 3 to apply as far as node 1",
+        || cluster.logs(),
+        || async move {
+            let mine = applied(metrics.1).await;
+            !mine.is_empty() && mine == applied(metrics.0).await
+        },
+    )
+    .await;
+    let log3 = std::fs::read_to_string(&cluster.members[2].log).unwrap();
+    assert!(
+        log3.contains("caught up from a snapshot"),
+        "node 3 did not catch up from a snapshot:\n{log3}"
+    );
+
+    for m in &mut cluster.members {
+        m.kill9();
+    }
+    let mine = entries(&group_dir(&cluster.members[2].dir).unwrap());
+    let theirs = entries(&group_dir(&cluster.members[0].dir).unwrap());
+    let from = assert_same_log(("node 3", &mine), ("node 1", &theirs));
+    println!(
+        "cluster_catch_up: node 3 held ..={stale_end} when it went down; it and node 1 agree from index {from}"
+    );
+    // Its stale log was replaced: it no longer starts where the group did.
+    assert!(
+        mine[0].index > stale_end,
+        "node 3's log starts at {}",
         mine[0].index
     );
 }
