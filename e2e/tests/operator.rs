@@ -130,7 +130,7 @@ impl Lifecycle for Env {
         self.apply_stream(
             &ns,
             &name,
-            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "consumers": ["fraud"], "deletionPolicy": "Delete"}),
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "encryption": {"type": "KMS", "keyId": "alias/runnel"}, "deletionPolicy": "Delete"}),
         )
         .await?;
         let obj = self

@@ -4,6 +4,8 @@
 //!   tags and mode, each checked in the status and in the node's own DescribeStream;
 //! - `runnel-bench` load above the autoscaling target → the operator splits the hot shard
 //!   (SplitShard), and the status shows the children, the rates and the scaling time;
+//! - `consumers` registered as enhanced fan-out consumers (ACTIVE, with ARNs in the status),
+//!   one removed from the spec deregistered, one registered through the API left alone;
 //! - a shard-count change the node refuses (its daily UpdateShardCount limit) →
 //!   `Scaling=False ScalingBlocked` and a Warning Event, nothing changed.
 //!
@@ -43,6 +45,7 @@ fn operator_changes_and_scales_running_streams() -> TestResult {
     runtime.block_on(async {
         let env = Env::start(&cluster).await?;
         spec_changes(&env).await?;
+        consumers_follow_the_spec(&env).await?;
         autoscaling_splits_the_hot_shard(&env).await?;
         // A node allowing one UpdateShardCount per day: the second is refused and reported.
         let limited = Env {
@@ -200,6 +203,123 @@ async fn spec_changes(env: &Env) -> TestResult {
     .await?;
     wait_open_shards(env, &ns, &name, 1).await?;
     assert!(env.events(&ns, &name).await?.iter().any(|r| r == "ModeUpdated"));
+
+    env.streams(&ns).delete(&name, &DeleteParams::default()).await?;
+    env.wait_gone(&ns, &name).await?;
+    Ok(())
+}
+
+/// Managed consumers in the status: name → (ARN, status).
+fn status_consumers(obj: &Value) -> BTreeMap<String, (String, String)> {
+    obj.pointer("/status/consumers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["consumerName"].as_str()?.to_string(),
+                (
+                    c["consumerARN"].as_str()?.to_string(),
+                    c["consumerStatus"].as_str()?.to_string(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The node's consumers of `stream`: name → ARN.
+async fn node_consumers(
+    env: &Env,
+    stream: &str,
+) -> Result<BTreeMap<String, String>, Box<dyn std::error::Error>> {
+    let listed = env
+        .admin()
+        .await?
+        .list_consumers(pb::ListConsumersRequest {
+            stream_name: stream.into(),
+        })
+        .await?
+        .into_inner();
+    Ok(listed
+        .consumers
+        .into_iter()
+        .map(|c| (c.consumer_name, c.consumer_arn))
+        .collect())
+}
+
+async fn wait_consumers(
+    env: &Env,
+    ns: &str,
+    name: &str,
+    want: &[&str],
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let what = format!("Stream {ns}/{name} with ACTIVE consumers {want:?} in its status");
+    Ok(env
+        .wait_stream(ns, name, &what, RESHARD, |obj, _| {
+            let listed = status_consumers(obj);
+            let names: Vec<&str> = listed.keys().map(String::as_str).collect();
+            if names == want && listed.values().all(|(_, s)| s == "ACTIVE") {
+                Ok(())
+            } else {
+                Err(format!("status consumers {listed:?}"))
+            }
+        })
+        .await?)
+}
+
+async fn consumers_follow_the_spec(env: &Env) -> TestResult {
+    let ns = create_namespace(&env.client, "e2e-consumers").await?;
+    let _operator = OperatorProcess::start(
+        &env.kubeconfig,
+        &env.node.grpc_addr,
+        "op-consumers",
+        &["--namespace", &ns],
+    )?;
+    let name = format!("fanout-{ns}");
+    env.apply_stream(
+        &ns,
+        &name,
+        json!({"name": name, "shardCount": 1, "consumers": ["audit", "fraud"], "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    let obj = wait_consumers(env, &ns, &name, &["audit", "fraud"]).await?;
+    // The status carries the node's consumer ARNs (what SubscribeToShard takes).
+    let on_node = node_consumers(env, &name).await?;
+    let in_status: BTreeMap<String, String> = status_consumers(&obj)
+        .into_iter()
+        .map(|(n, (arn, _))| (n, arn))
+        .collect();
+    assert_eq!(in_status, on_node);
+    assert_eq!(condition(&obj, "Degraded").map(|c| c.0), Some("False".into()));
+
+    // An application registers its own consumer through the API; then "fraud" leaves the spec.
+    env.admin()
+        .await?
+        .register_consumer(pb::RegisterConsumerRequest {
+            stream_name: name.clone(),
+            consumer_name: "kcl-app".into(),
+        })
+        .await?;
+    env.apply_stream(
+        &ns,
+        &name,
+        json!({"name": name, "shardCount": 1, "consumers": ["audit"], "deletionPolicy": "Delete"}),
+    )
+    .await?;
+    wait_consumers(env, &ns, &name, &["audit"]).await?;
+    // The status drops a consumer once it is gone from the node (it is listed while DELETING);
+    // the one registered through the API was never the operator's.
+    let names: Vec<String> = node_consumers(env, &name).await?.into_keys().collect();
+    assert_eq!(names, ["audit", "kcl-app"]);
+    let events = env.events(&ns, &name).await?;
+    assert!(
+        events.iter().any(|r| r == "ConsumerRegistered"),
+        "events {events:?}"
+    );
+    assert!(
+        events.iter().any(|r| r == "ConsumerDeregistered"),
+        "events {events:?}"
+    );
 
     env.streams(&ns).delete(&name, &DeleteParams::default()).await?;
     env.wait_gone(&ns, &name).await?;

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::crd::StreamMode;
+use crate::observed::ObservedConsumer;
 use crate::observed::ObservedStream;
 
 /// How long to wait for a TCP connection to a node.
@@ -277,6 +278,48 @@ impl CatalogClient {
         self.call("UpdateTags", name, |mut c| {
             let request = request.clone();
             async move { c.update_tags(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The stream's enhanced fan-out consumers.
+    pub async fn list_consumers(&self, name: &str) -> Result<Vec<ObservedConsumer>, CatalogError> {
+        let request = pb::ListConsumersRequest {
+            stream_name: name.to_string(),
+        };
+        let listed = self
+            .call("ListConsumers", name, |mut c| {
+                let request = request.clone();
+                async move { c.list_consumers(request).await }
+            })
+            .await?;
+        Ok(listed.consumers.into_iter().map(ObservedConsumer::from).collect())
+    }
+
+    /// Registers an enhanced fan-out consumer (CREATING, then ACTIVE).
+    pub async fn register_consumer(&self, name: &str, consumer: &str) -> Result<(), CatalogError> {
+        let request = pb::RegisterConsumerRequest {
+            stream_name: name.to_string(),
+            consumer_name: consumer.to_string(),
+        };
+        self.call("RegisterConsumer", name, |mut c| {
+            let request = request.clone();
+            async move { c.register_consumer(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deregisters an enhanced fan-out consumer (DELETING, then gone).
+    pub async fn deregister_consumer(&self, name: &str, consumer: &str) -> Result<(), CatalogError> {
+        let request = pb::DeregisterConsumerRequest {
+            stream_name: name.to_string(),
+            consumer_name: consumer.to_string(),
+        };
+        self.call("DeregisterConsumer", name, |mut c| {
+            let request = request.clone();
+            async move { c.deregister_consumer(request).await }
         })
         .await
         .map(|_| ())

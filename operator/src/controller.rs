@@ -34,8 +34,11 @@ use kube::runtime::watcher;
 
 use crate::catalog_client::CatalogClient;
 use crate::catalog_client::CatalogError;
+use crate::consumers;
+use crate::consumers::ConsumerChange;
 use crate::crd::AutoscalingStatus;
 use crate::crd::ConditionType;
+use crate::crd::ConsumerStatus;
 use crate::crd::DeletionPolicy;
 use crate::crd::DeliveryStream;
 use crate::crd::DeliveryStreamStatus;
@@ -48,6 +51,7 @@ use crate::node_metrics::SeriesKey;
 use crate::observed::ObservedStream;
 use crate::plan::Change;
 use crate::plan::Desired;
+use crate::plan::Drift;
 use crate::plan::OWNER_TAG;
 use crate::plan::Plan;
 use crate::plan::ScalingState;
@@ -432,8 +436,20 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
         scaling = state;
     }
 
+    let previous_consumers = previous.map(|p| p.consumers.as_slice()).unwrap_or_default();
+    let consumers = reconcile_consumers(
+        ctx,
+        stream.as_ref(),
+        &desired.name,
+        previous_consumers,
+        observed.status == Some(StreamLifecycle::Active),
+        &mut drift,
+    )
+    .await?;
+    let consumers_settled = consumers::settled(&stream.spec.consumers, &consumers);
+
     let measured = measured(ctx, &desired.name, &observed);
-    let status = stream_status(
+    let mut status = stream_status(
         generation,
         previous,
         Observation::Observed {
@@ -445,10 +461,12 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
         },
         &now(),
     );
+    status.consumers = consumers;
     events_for_changes(ctx, stream.as_ref(), previous, &status).await;
     write_stream_status(api, &stream, previous, &status).await?;
     let in_transition = !made.is_empty()
         || acted
+        || !consumers_settled
         || observed.status != Some(StreamLifecycle::Active)
         || matches!(scaling, ScalingState::InProgress(_));
     let requeue = if in_transition {
@@ -459,6 +477,67 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
         RESYNC
     };
     Ok(Action::requeue(requeue))
+}
+
+/// Registers the consumers `spec.consumers` lists and the stream lacks and deregisters those
+/// this resource managed and no longer lists (only while the stream is ACTIVE); returns the
+/// managed consumers for the status. A refusal (a limit) is reported as drift.
+async fn reconcile_consumers(
+    ctx: &Context,
+    obj: &Stream,
+    name: &str,
+    previous: &[ConsumerStatus],
+    active: bool,
+    drift: &mut Vec<Drift>,
+) -> Result<Vec<ConsumerStatus>, CatalogError> {
+    let spec = &obj.spec.consumers;
+    if spec.is_empty() && previous.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut listed = ctx.catalog.list_consumers(name).await?;
+    if active {
+        let mut made = false;
+        for change in consumers::changes(spec, previous, &listed) {
+            let (result, reason, action) = match &change {
+                ConsumerChange::Register(c) => (
+                    ctx.catalog.register_consumer(name, c).await,
+                    "ConsumerRegistered",
+                    "RegisterStreamConsumer",
+                ),
+                ConsumerChange::Deregister(c) => (
+                    ctx.catalog.deregister_consumer(name, c).await,
+                    "ConsumerDeregistered",
+                    "DeregisterStreamConsumer",
+                ),
+            };
+            match result {
+                Ok(()) => {
+                    made = true;
+                    ctx.publish(
+                        obj,
+                        EventType::Normal,
+                        reason,
+                        action,
+                        format!("{change} on stream {name:?}"),
+                    )
+                    .await;
+                }
+                // The stream left ACTIVE meanwhile: the next pass goes on.
+                Err(e) if e.is_busy() => break,
+                Err(e) => match e.refusal() {
+                    Some(message) => drift.push(Drift::ConsumerRefused {
+                        change: change.to_string(),
+                        message: message.to_string(),
+                    }),
+                    None => return Err(e),
+                },
+            }
+        }
+        if made {
+            listed = ctx.catalog.list_consumers(name).await?;
+        }
+    }
+    Ok(consumers::status(spec, previous, &listed))
 }
 
 /// Makes one admin call of the plan.

@@ -3,6 +3,7 @@
 
 pub mod catalog_client;
 pub mod cluster;
+pub mod consumers;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;

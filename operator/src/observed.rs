@@ -22,6 +22,25 @@ pub struct ObservedStream {
     pub shards: Vec<ObservedShard>,
 }
 
+/// An enhanced fan-out consumer of a stream, as ListConsumers reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedConsumer {
+    pub name: String,
+    pub arn: String,
+    /// CREATING, ACTIVE or DELETING.
+    pub status: String,
+}
+
+impl From<pb::Consumer> for ObservedConsumer {
+    fn from(c: pb::Consumer) -> Self {
+        ObservedConsumer {
+            name: c.consumer_name,
+            arn: c.consumer_arn,
+            status: c.status,
+        }
+    }
+}
+
 /// One shard of an [`ObservedStream`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObservedShard {

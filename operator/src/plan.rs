@@ -73,11 +73,6 @@ impl Desired {
         {
             unsupported.push(Drift::Encryption);
         }
-        if !spec.consumers.is_empty() {
-            unsupported.push(Drift::Consumers {
-                count: spec.consumers.len(),
-            });
-        }
         let mut tags = spec.tags.clone();
         tags.insert(OWNER_TAG.to_string(), owner.clone());
         Some(Desired {
@@ -119,8 +114,9 @@ pub enum Drift {
     MaxRecordSize { kib: i32 },
     /// KMS encryption.
     Encryption,
-    /// Enhanced fan-out consumers.
-    Consumers { count: usize },
+    /// The node refused a consumer registration or deregistration (e.g. the stream's consumer
+    /// limit, counting consumers registered through the API).
+    ConsumerRefused { change: String, message: String },
 }
 
 impl fmt::Display for Drift {
@@ -133,10 +129,9 @@ impl fmt::Display for Drift {
             Drift::Encryption => {
                 f.write_str("spec.encryption KMS is not applied (no encryption at rest yet)")
             }
-            Drift::Consumers { count } => write!(
-                f,
-                "spec.consumers ({count}) are not registered (enhanced fan-out is not supported yet)"
-            ),
+            Drift::ConsumerRefused { change, message } => {
+                write!(f, "spec.consumers: {change} was refused: {message}")
+            }
         }
     }
 }
@@ -582,7 +577,8 @@ mod tests {
                 Change::UpdateStreamMode(StreamMode::Provisioned)
             ]
         );
-        assert_eq!(drift, vec![Drift::Consumers { count: 1 }]);
+        // Consumers are registered by the controller, not reported as drift.
+        assert!(drift.is_empty());
         assert!(!autoscale);
         // Once the mode matches, the shard count follows.
         o.mode = Some(StreamMode::Provisioned);

@@ -28,6 +28,7 @@ pub mod reason {
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const CATALOG_UNAVAILABLE: &str = "CatalogUnavailable";
     pub const NOT_SUPPORTED_YET: &str = "NotSupportedYet";
+    pub const CONSUMER_REFUSED: &str = "ConsumerRefused";
     pub const NOT_IMPLEMENTED: &str = "NotImplemented";
     pub const STABLE: &str = "Stable";
     pub const AS_EXPECTED: &str = "AsExpected";
@@ -286,10 +287,16 @@ fn observed_conditions(
         .map(|s| s.shard_id.as_str())
         .collect();
     let degraded = if !not_applied.is_empty() {
+        // A refusal by the node (a limit) is not a missing feature.
+        let refused = drift.iter().all(|d| matches!(d, Drift::ConsumerRefused { .. }));
         cond(
             ConditionType::Degraded,
             "True",
-            reason::NOT_SUPPORTED_YET,
+            if refused {
+                reason::CONSUMER_REFUSED
+            } else {
+                reason::NOT_SUPPORTED_YET
+            },
             not_applied.join("; "),
         )
     } else if stream.status == Some(StreamLifecycle::Active) && !leaderless.is_empty() {
@@ -475,7 +482,7 @@ mod tests {
     #[test]
     fn drift_goes_to_degraded_and_scaling_follows_the_state() {
         let o = active(2);
-        let drift = vec![Drift::Consumers { count: 2 }];
+        let drift = vec![Drift::Encryption];
         let scaling = ScalingState::InProgress("UpdateShardCount 2 -> 4 requested".into());
         let s = stream_status(
             Some(2),
@@ -500,7 +507,7 @@ mod tests {
             (degraded.status.as_str(), degraded.reason.as_str()),
             ("True", reason::NOT_SUPPORTED_YET)
         );
-        assert!(degraded.message.contains("spec.consumers"));
+        assert!(degraded.message.contains("spec.encryption"));
         assert_eq!(get(&s, ConditionType::Ready).status, "True");
         let blocked = ScalingState::Blocked("limit reached".into());
         let s = stream_status(

@@ -25,6 +25,7 @@ pub use delivery_stream::ProcessorType;
 pub use delivery_stream::S3Destination;
 pub use stream::Autoscaling;
 pub use stream::AutoscalingStatus;
+pub use stream::ConsumerStatus;
 pub use stream::DeletionPolicy;
 pub use stream::Encryption;
 pub use stream::EncryptionType;

@@ -202,6 +202,24 @@ pub struct StreamStatus {
     /// MergeShards); the autoscaler's cooldowns count from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_scaling_time: Option<Time>,
+    /// The enhanced fan-out consumers this resource manages: those `spec.consumers` lists, and
+    /// those it registered that are still being deregistered. Consumers registered through the
+    /// API are not listed and never touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["consumerName"]))]
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// One enhanced fan-out consumer, as DescribeStreamConsumer describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    pub consumer_name: String,
+    /// `<stream ARN>/consumer/<name>:<creation timestamp>`: what SubscribeToShard takes.
+    #[serde(rename = "consumerARN")]
+    pub consumer_arn: String,
+    /// CREATING, ACTIVE or DELETING.
+    pub consumer_status: String,
 }
 
 /// The autoscaler's latest decision and action.
