@@ -71,7 +71,22 @@ pub const HEARTBEAT_MS: u64 = 250;
 pub const ELECTION_MIN_MS: u64 = 1000;
 pub const ELECTION_MAX_MS: u64 = 2000;
 
-fn raft_config(name: &str, snapshot_policy: SnapshotPolicy, cluster: bool) -> io::Result<Arc<Config>> {
+/// How much of its log a group keeps for Raft after a snapshot.
+#[derive(Clone, Copy)]
+enum AfterSnapshot {
+    /// Purge everything the snapshot covers (the catalog: its snapshot is its state).
+    PurgeCovered,
+    /// Purge only what is asked for (a shard: retention purges through the expired entries,
+    /// so a follower that is merely behind gets the entries it lacks, not the whole log).
+    PurgeOnRequest,
+}
+
+fn raft_config(
+    name: &str,
+    snapshot_policy: SnapshotPolicy,
+    after_snapshot: AfterSnapshot,
+    cluster: bool,
+) -> io::Result<Arc<Config>> {
     let config = Config {
         cluster_name: name.to_owned(),
         // A standalone group has one voter: no timers at all, so idle groups cost nothing; it
@@ -85,7 +100,10 @@ fn raft_config(name: &str, snapshot_policy: SnapshotPolicy, cluster: bool) -> io
         election_timeout_max: ELECTION_MAX_MS,
         enable_pre_vote: Some(cluster),
         snapshot_policy,
-        max_in_snapshot_log_to_keep: 0,
+        max_in_snapshot_log_to_keep: match after_snapshot {
+            AfterSnapshot::PurgeCovered => 0,
+            AfterSnapshot::PurgeOnRequest => u64::MAX,
+        },
         // Small channels: a node hosts thousands of groups.
         api_channel_size: Some(1024),
         notification_channel_size: Some(1024),
@@ -167,6 +185,7 @@ pub async fn start_shard_group(
     let config = raft_config(
         &format!("shard-{group}"),
         SnapshotPolicy::Never,
+        AfterSnapshot::PurgeOnRequest,
         env.peers.is_some(),
     )?;
     let raft = match &env.peers {
@@ -213,6 +232,7 @@ pub async fn start_catalog_group(
     let config = raft_config(
         "catalog",
         SnapshotPolicy::LogsSinceLast(1000),
+        AfterSnapshot::PurgeCovered,
         env.peers.is_some(),
     )?;
     let raft = match &env.peers {

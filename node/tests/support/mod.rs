@@ -237,13 +237,25 @@ pub async fn admin_client(endpoint: &str) -> Result<AdminClient<Channel>, tonic:
         .max_encoding_message_size(CLIENT_MAX_MESSAGE))
 }
 
+/// [`http_get`], or the empty string while nothing listens on `port` (a restarting node).
+pub async fn http_get_if_up(port: u16, path: &str) -> String {
+    match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(s) => http_get_on(s, port, path).await,
+        Err(_) => String::new(),
+    }
+}
+
 /// A minimal HTTP/1.1 GET returning the body (connection closed by the server).
 pub async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::AsyncReadExt;
-    use tokio::io::AsyncWriteExt;
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the metrics port");
+    http_get_on(s, port, path).await
+}
+
+async fn http_get_on(mut s: tokio::net::TcpStream, port: u16, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("send request");
     let mut buf = Vec::new();

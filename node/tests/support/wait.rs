@@ -17,9 +17,10 @@ where
     panic!("timed out waiting for {what}; logs:\n{}", logs());
 }
 
-/// Applied log index of every shard group (not the catalog, group 0) a node reports.
+/// Applied log index of every shard group (not the catalog, group 0) a node reports (none
+/// while it is down).
 pub async fn applied(metrics_port: u16) -> std::collections::BTreeMap<u64, u64> {
-    let text = super::http_get(metrics_port, "/metrics").await;
+    let text = super::http_get_if_up(metrics_port, "/metrics").await;
     text.lines()
         .filter_map(|l| l.strip_prefix("runnel_raft_applied_index{group=\""))
         .filter_map(|l| {
