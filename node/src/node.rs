@@ -23,6 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::capacity::on_demand::OnDemandPolicy;
+use crate::capacity::shard_admission::ShardAdmission;
 use crate::catalog::CatalogCommand;
 use crate::cluster::CatalogClient;
 use crate::cluster::RaftApi;
@@ -166,7 +167,12 @@ impl Node {
             peers.clone(),
         );
         let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
-        let router = ShardRouter::new(host.clone(), peers.clone());
+        // The per-shard budgets of the shards this node leads, applied to every node's requests.
+        let admission = Arc::new(ShardAdmission::new(
+            config.service.shard_limits,
+            config.service.api_limits.clone(),
+        ));
+        let router = ShardRouter::new(host.clone(), peers.clone(), admission);
         let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
         let barrier = catalog_client.clone();
         // Client APIs answer Unavailable until the node has caught up with the catalog.

@@ -4,6 +4,8 @@
 //!
 //! - [`throughput`]: PROVISIONED per-shard limits as token buckets, and the per-shard admission
 //!   of writes and reads that the service layer consults.
+//! - [`shard_admission`]: those per-shard budgets and GetShardIterator's per-shard limit as
+//!   the leader of a shard applies them to the requests of every node.
 //! - [`hot_shards`]: the ON_DEMAND policy deciding which hot shards to split, and where.
 //! - [`cold_shards`]: the ON_DEMAND policy deciding which cold adjacent shards to merge.
 //! - [`on_demand`]: one reshard per stream and window, splits before merges.
@@ -15,5 +17,6 @@ pub mod api_limits;
 pub mod cold_shards;
 pub mod hot_shards;
 pub mod on_demand;
+pub mod shard_admission;
 pub mod throughput;
 pub mod usage;

@@ -69,6 +69,24 @@ impl ShardRecord {
     pub fn is_open(&self) -> bool {
         self.ending_log_index.is_none() && !self.pending
     }
+
+    /// An open shard over the whole hash range, created at 0 on node 1 (unit tests).
+    #[cfg(test)]
+    pub fn fixture(index: u32, group: u64) -> ShardRecord {
+        ShardRecord {
+            index,
+            group,
+            parent: None,
+            adjacent_parent: None,
+            range: HashKeyRange::FULL,
+            created_ms: 0,
+            ending_log_index: None,
+            replicas: vec![1],
+            pending: false,
+            closed_ms: None,
+            target_replicas: None,
+        }
+    }
 }
 
 /// A reshard round in progress: parents being sealed, children waiting to open.

@@ -15,11 +15,12 @@ use crate::catalog::ShardRecord;
 use crate::raft::catalog_sm::CatalogView;
 use crate::raft::transport;
 use crate::shard::AppendError;
+use crate::shard::ReadError;
+use crate::shard::ReadLimits;
 use crate::shard::ShardRouter;
 use crate::shard::router::NOT_APPENDED;
 use crate::shard::router::Proposed;
-use crate::shard::router::frames_to_proto;
-use crate::shard::router::start_from_proto;
+use crate::shard::wire;
 
 pub struct RaftApi {
     /// Counts the encoded Raft messages received (`runnel_replication_inbound_bytes_total`).
@@ -97,22 +98,14 @@ impl Raft for RaftApi {
             self.router.seal(&shard, r.hops).await.map(Proposed::Closed)
         } else {
             self.router
-                .append(&shard, r.batch, r.hops)
+                .append(&shard, r.batch, r.admit, r.hops)
                 .await
-                .map(Proposed::Appended)
+                .map(Proposed::Records)
         };
         match outcome {
-            Ok(Proposed::Appended(a)) => Ok(Response::new(pb::ProposeShardResponse {
-                log_index: a.log_index,
-                arrival_ms: a.arrival_ms,
-                closed_at: None,
-            })),
-            Ok(Proposed::Closed(at)) | Err(AppendError::Closed { at, .. }) => {
-                Ok(Response::new(pb::ProposeShardResponse {
-                    log_index: 0,
-                    arrival_ms: 0,
-                    closed_at: Some(at),
-                }))
+            Ok(proposed) => Ok(Response::new(wire::proposed_to_proto(proposed))),
+            Err(AppendError::Closed { at, .. }) => {
+                Ok(Response::new(wire::proposed_to_proto(Proposed::Closed(at))))
             }
             Err(e @ AppendError::NotLeader { .. }) => Err(not_applied(e.to_string())),
             Err(e) => Err(Status::internal(e.to_string())),
@@ -144,13 +137,17 @@ impl Raft for RaftApi {
         let Some(shard) = self.shard_record(r.group) else {
             return Err(Status::unavailable(format!("group {} is unknown here", r.group)));
         };
-        let start = start_from_proto(r.start);
-        let max_bytes = usize::try_from(r.max_bytes).unwrap_or(usize::MAX);
-        let read = self
-            .router
-            .read(&shard, start, r.limit as usize, max_bytes, r.hops)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(frames_to_proto(read)))
+        let start = wire::start_from_proto(r.start);
+        let limits = ReadLimits {
+            max_entries: r.limit as usize,
+            max_bytes: usize::try_from(r.max_bytes).unwrap_or(usize::MAX),
+        };
+        let admission = wire::admission_from_proto(r.admission);
+        match self.router.read(&shard, start, limits, admission, r.hops).await {
+            Ok(read) => Ok(Response::new(wire::frames_to_proto(read))),
+            // An answer, not a failure: the forwarding node must not retry it elsewhere.
+            Err(ReadError::Throttled { .. }) => Ok(Response::new(wire::throttled_read())),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
     }
 }

@@ -110,11 +110,102 @@ impl RecordBatch {
     }
 }
 
+/// Where one record of an encoded batch ends, and its size as throughput counts it (data plus
+/// partition key, `capacity::usage::record_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub end: usize,
+    pub size: usize,
+}
+
+/// The records of an encoded batch, walked without decoding them (the leader of a shard admits
+/// a forwarded batch from these).
+pub fn record_spans(encoded: &[u8]) -> Result<Vec<RecordSpan>, BatchDecodeError> {
+    let mut buf = encoded;
+    let need = |buf: &[u8], n: usize| {
+        if buf.len() < n {
+            Err(BatchDecodeError("truncated"))
+        } else {
+            Ok(())
+        }
+    };
+    need(buf, 5)?;
+    if buf.get_u8() != VERSION {
+        return Err(BatchDecodeError("unknown version"));
+    }
+    let count = buf.get_u32() as usize;
+    let mut spans = Vec::with_capacity(count.min(65_536));
+    for _ in 0..count {
+        need(buf, 2)?;
+        let key_len = buf.get_u16() as usize;
+        need(buf, key_len + 1)?;
+        buf.advance(key_len);
+        match buf.get_u8() {
+            0 => {}
+            1 => {
+                need(buf, 16)?;
+                buf.advance(16);
+            }
+            _ => return Err(BatchDecodeError("bad hash key flag")),
+        }
+        need(buf, 4)?;
+        let len = buf.get_u32() as usize;
+        need(buf, len)?;
+        buf.advance(len);
+        spans.push(RecordSpan {
+            end: encoded.len() - buf.len(),
+            size: key_len + len,
+        });
+    }
+    if buf.has_remaining() {
+        return Err(BatchDecodeError("trailing bytes"));
+    }
+    Ok(spans)
+}
+
+/// The first `n` records of an encoded batch whose records are `spans`, encoded: the batch
+/// itself when that is all of them, else a copy with the count rewritten.
+pub fn batch_prefix(encoded: &Bytes, spans: &[RecordSpan], n: usize) -> Bytes {
+    if n >= spans.len() {
+        return encoded.clone();
+    }
+    let end = n.checked_sub(1).and_then(|i| spans.get(i)).map_or(5, |s| s.end);
+    let mut buf = BytesMut::with_capacity(end);
+    buf.put_u8(VERSION);
+    buf.put_u32(n as u32);
+    buf.put_slice(encoded.get(5..end).unwrap_or_default());
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn spans_reject_what_decode_rejects() {
+        let enc = RecordBatch {
+            records: vec![Record {
+                partition_key: "k".into(),
+                explicit_hash_key: Some(7),
+                data: Bytes::from_static(b"abc"),
+            }],
+        }
+        .encode();
+        assert_eq!(
+            record_spans(&enc),
+            Ok(vec![RecordSpan {
+                end: enc.len(),
+                size: 4
+            }])
+        );
+        assert!(record_spans(&enc[..enc.len() - 1]).is_err());
+        let mut trailing = enc.to_vec();
+        trailing.push(0);
+        assert!(record_spans(&trailing).is_err());
+        assert!(record_spans(&[2, 0, 0, 0, 0]).is_err());
+    }
 
     proptest! {
         #[test]
@@ -122,10 +213,19 @@ mod tests {
             let batch = RecordBatch { records: recs.into_iter().map(|(k, h, d)| Record { partition_key: k, explicit_hash_key: h, data: Bytes::from(d) }).collect() };
             let enc = batch.encode();
             prop_assert_eq!(enc.len(), batch.encoded_len());
-            prop_assert_eq!(RecordBatch::decode(enc.clone()), Ok(batch));
+            prop_assert_eq!(RecordBatch::decode(enc.clone()), Ok(batch.clone()));
             // Every strict prefix is rejected, never misread.
             for cut in [0, 1, enc.len() / 2, enc.len().saturating_sub(1)] {
                 if cut < enc.len() { prop_assert!(RecordBatch::decode(enc.slice(..cut)).is_err()); }
+            }
+            // Spans give each record's size; every prefix decodes to the first records.
+            let spans = record_spans(&enc).unwrap();
+            let sizes: Vec<usize> = spans.iter().map(|s| s.size).collect();
+            let expected: Vec<usize> = batch.records.iter().map(|r| r.data.len() + r.partition_key.len()).collect();
+            prop_assert_eq!(sizes, expected);
+            for n in 0..=batch.records.len() {
+                let prefix = RecordBatch::decode(batch_prefix(&enc, &spans, n)).unwrap();
+                prop_assert_eq!(&prefix.records[..], &batch.records[..n]);
             }
         }
     }

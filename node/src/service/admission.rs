@@ -1,15 +1,16 @@
-//! Per-shard throughput admission: the service layer's hooks around `capacity::throughput`.
+//! Per-shard throughput admission: what the service layer asks of the shard's leader, which
+//! decides (`capacity::shard_admission`, applied by `shard::router`), and how its answers
+//! become AWS results and metrics.
 //!
-//! Enforced by the node that serves the request, before it appends or reads (see
-//! `docs/ARCHITECTURE.md`, "Throttling", for what that means in a cluster).
-
-use std::collections::BTreeMap;
-use std::time::Instant;
+//! The node that takes the request decides *whether* a request is admitted (the stream's mode,
+//! `--throttling`); the leader decides *how much*. Refusals are counted
+//! (WriteProvisionedThroughputExceeded, ReadProvisionedThroughputExceeded, and
+//! `runnel_api_calls_throttled_total`) here, by the node that builds the AWS response, once per
+//! refused entry or call. See `docs/ARCHITECTURE.md`, "Throttling".
 
 use super::PutEntryResult;
 use super::ServiceError;
 use super::StreamService;
-use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::catalog::StreamRecord;
 use crate::model::Record;
@@ -32,82 +33,61 @@ pub fn read_throttled_message(shard: u32, stream: &str, account: &str) -> String
 }
 
 impl StreamService {
-    /// Admits each shard's batch of a PutRecords against the shard's write budget. Entries over
-    /// the budget (a suffix of each shard's batch) are taken out of the batch and fail on their
-    /// own with ProvisionedThroughputExceededException, as AWS; batches left empty are dropped.
-    pub(super) fn admit_writes(
+    /// Whether the appends of a PutRecords to `stream` are admitted against the per-shard
+    /// write budgets (by each shard's leader).
+    pub(super) fn write_throttled(&self, stream: &StreamRecord) -> bool {
+        self.inner.config.throttling.applies_to(stream.mode)
+    }
+
+    /// Fails the entries of one shard's batch that its leader did not admit (a suffix of the
+    /// batch) with ProvisionedThroughputExceededException, as AWS; returns how many.
+    pub(super) fn fail_throttled(
         &self,
-        stream: &StreamRecord,
-        batches: &mut BTreeMap<u32, Vec<(usize, Record)>>,
+        stream: &str,
+        shard: u32,
+        refused: &[(usize, Record)],
         results: &mut [Option<PutEntryResult>],
-    ) {
-        let config = &self.inner.config;
-        if !config.throttling.applies_to(stream.mode) {
-            return;
+    ) -> u64 {
+        let message = write_throttled_message(shard, stream, &self.inner.config.account);
+        let mut throttled = 0;
+        for &(i, _) in refused {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(PutEntryResult::Failed {
+                    error_code: THROTTLED.into(),
+                    error_message: message.clone(),
+                });
+                throttled += 1;
+            }
         }
-        let now = Instant::now();
-        let mut throttled = 0u64;
-        batches.retain(|&index, entries| {
-            // A shard missing from the catalog is reported by the append, as before.
-            let Some(shard) = stream.shard(index) else {
-                return true;
-            };
-            let sizes = entries
-                .iter()
-                .map(|(_, r)| record_bytes(r.data.len(), &r.partition_key));
-            let admitted = self.inner.throttle.admit_writes(shard.group, sizes, now);
-            if admitted >= entries.len() {
-                return true;
-            }
-            let message = write_throttled_message(index, &stream.name, &config.account);
-            for &(i, _) in &entries[admitted..] {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(PutEntryResult::Failed {
-                        error_code: THROTTLED.into(),
-                        error_message: message.clone(),
-                    });
-                    throttled += 1;
-                }
-            }
-            entries.truncate(admitted);
-            admitted > 0
-        });
+        throttled
+    }
+
+    /// Counts throttled PutRecords entries (WriteProvisionedThroughputExceeded).
+    pub(super) fn count_write_throttled(&self, stream: &str, throttled: u64) {
         if throttled > 0 {
             self.inner
                 .metrics
                 .streams
                 .write_throughput_exceeded
-                .with_label_values(&[&stream.name])
+                .with_label_values(&[stream])
                 .inc_by(throttled);
         }
     }
 
-    /// Admits one GetRecords call on `shard` against its read budget.
-    pub(super) fn admit_read(&self, stream: &str, shard: &ShardRecord) -> Result<(), ServiceError> {
-        if !self.read_throttled(stream) {
-            return Ok(());
-        }
-        if self.inner.throttle.admit_read(shard.group, Instant::now()) {
-            return Ok(());
-        }
+    /// The GetRecords error of a read the shard's leader refused (counted as
+    /// ReadProvisionedThroughputExceeded).
+    pub(super) fn read_refused(&self, stream: &str, shard: &ShardRecord) -> ServiceError {
         self.inner
             .metrics
             .streams
             .read_throughput_exceeded
             .with_label_values(&[stream])
             .inc();
-        Err(ServiceError::ProvisionedThroughputExceeded(
-            read_throttled_message(shard.index, stream, &self.inner.config.account),
+        ServiceError::ProvisionedThroughputExceeded(read_throttled_message(
+            shard.index,
+            stream,
+            &self.inner.config.account,
         ))
-    }
-
-    /// Charges the bytes an admitted GetRecords returned to the shard's read budget.
-    pub(super) fn charge_read(&self, stream: &str, shard: &ShardRecord, bytes: usize) {
-        if self.read_throttled(stream) {
-            self.inner
-                .throttle
-                .charge_read(shard.group, bytes, Instant::now());
-        }
     }
 
     pub(super) fn read_throttled(&self, stream: &str) -> bool {

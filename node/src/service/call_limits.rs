@@ -69,7 +69,8 @@ pub fn call_throttled_error(call: ApiCall, target: &CallTarget<'_>, account: &st
 }
 
 impl StreamService {
-    /// Admits one `call` against its per-second limit in the scope AWS counts it in.
+    /// Admits one `call` against its per-second limit in the scope AWS counts it in, on this
+    /// node (GetShardIterator's per-shard limit is applied by the shard's leader instead).
     pub fn admit_call(&self, call: ApiCall, target: CallTarget<'_>) -> Result<(), ServiceError> {
         let config = &self.inner.config;
         if config.throttling == Throttling::Off {
@@ -79,35 +80,28 @@ impl StreamService {
         if self.inner.api_limiter.admit(call, scope, Instant::now()) {
             return Ok(());
         }
+        Err(self.call_refused(call, &target))
+    }
+
+    /// The error of a `call` refused by its limit (here or by the shard's leader), counted in
+    /// `runnel_api_calls_throttled_total`.
+    pub(super) fn call_refused(&self, call: ApiCall, target: &CallTarget<'_>) -> ServiceError {
         self.inner
             .metrics
             .streams
             .api_calls_throttled
             .with_label_values(&[call.name()])
             .inc();
-        Err(call_throttled_error(call, &target, &config.account))
+        call_throttled_error(call, target, &self.inner.config.account)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::hash_key::HashKeyRange;
 
     fn shard() -> ShardRecord {
-        ShardRecord {
-            index: 3,
-            group: 17,
-            parent: None,
-            adjacent_parent: None,
-            range: HashKeyRange::FULL,
-            created_ms: 0,
-            ending_log_index: None,
-            replicas: vec![1],
-            pending: false,
-            closed_ms: None,
-            target_replicas: None,
-        }
+        ShardRecord::fixture(3, 17)
     }
 
     #[test]

@@ -57,7 +57,6 @@ use crate::capacity::api_limits::ApiLimits;
 use crate::capacity::cold_shards::MergePolicy;
 use crate::capacity::hot_shards::SplitPolicy;
 use crate::capacity::throughput::ShardLimits;
-use crate::capacity::throughput::ShardThrottle;
 use crate::capacity::throughput::Throttling;
 use crate::cluster::CatalogClient;
 use crate::metrics::Metrics;
@@ -139,9 +138,9 @@ struct Inner {
     view: CatalogView,
     router: ShardRouter,
     metrics: Metrics,
-    /// Per-shard token buckets of the requests this node admits.
-    throttle: ShardThrottle,
-    /// Per-second limits of API calls served by this node.
+    /// Per-second limits of API calls served by this node, except GetShardIterator's per-shard
+    /// limit, which the shard's leader keeps with the per-shard throughput budgets
+    /// (`ShardRouter`).
     api_limiter: ApiLimiter,
     /// Enhanced fan-out subscriptions served by this node.
     subscriptions: subscriptions::Subscriptions,
@@ -161,11 +160,9 @@ impl StreamService {
         router: ShardRouter,
         metrics: Metrics,
     ) -> StreamService {
-        let throttle = ShardThrottle::new(config.shard_limits);
         let api_limiter = ApiLimiter::new(config.api_limits.clone());
         StreamService {
             inner: Arc::new(Inner {
-                throttle,
                 api_limiter,
                 subscriptions: subscriptions::Subscriptions::default(),
                 config,

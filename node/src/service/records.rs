@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::ServiceError;
 use super::StreamService;
 use super::validate::Violations;
+use crate::capacity::shard_admission::ReadAdmission;
 use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::catalog::StreamRecord;
@@ -18,6 +19,8 @@ use crate::model::ShardId;
 use crate::model::hash_key;
 use crate::shard::AppendError;
 use crate::shard::Cursor;
+use crate::shard::ReadError;
+use crate::shard::ReadLimits;
 use crate::shard::ReadRecord;
 use crate::shard::ReadResult;
 use crate::shard::ReadStart;
@@ -100,6 +103,39 @@ pub struct ChildShard {
     pub shard_id: ShardId,
     pub parent_shards: Vec<ShardId>,
     pub range: crate::model::HashKeyRange,
+}
+
+/// Why a read of a shard returned nothing.
+#[derive(Debug)]
+pub(super) enum ReadFailure {
+    /// The shard's leader refused to admit it (over the shard's limits).
+    Throttled,
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for ReadFailure {
+    fn from(e: ServiceError) -> Self {
+        ReadFailure::Service(e)
+    }
+}
+
+impl From<ReadError> for ReadFailure {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Throttled { .. } => ReadFailure::Throttled,
+            other => ReadFailure::Service(ServiceError::internal(other)),
+        }
+    }
+}
+
+impl ReadFailure {
+    /// The error of a read that is never admitted (a subscription's).
+    pub(super) fn into_service_error(self) -> ServiceError {
+        match self {
+            ReadFailure::Service(e) => e,
+            ReadFailure::Throttled => ServiceError::internal("a read that needs no admission was throttled"),
+        }
+    }
 }
 
 impl StreamService {
@@ -250,8 +286,9 @@ impl StreamService {
             };
             batches.entry(shard.index).or_default().push((i, r));
         }
-        // Per-shard throughput (PROVISIONED): entries over a shard's budget fail on their own.
-        self.admit_writes(stream, &mut batches, results);
+        // Per-shard throughput (PROVISIONED): each shard's leader appends what fits its budget;
+        // the entries it refused fail on their own.
+        let admit = self.write_throttled(stream);
         let router = &self.inner.router;
         let appends = batches.into_iter().map(|(shard, entries)| {
             let record = stream.shard(shard).cloned();
@@ -260,7 +297,7 @@ impl StreamService {
                     records: entries.iter().map(|(_, r)| r.clone()).collect(),
                 };
                 let outcome = match &record {
-                    Some(record) => router.append(record, batch.encode(), 0).await,
+                    Some(record) => router.append(record, batch.encode(), admit, 0).await,
                     None => Err(AppendError::Unavailable {
                         shard: ShardId(shard),
                         message: "shard vanished".into(),
@@ -271,15 +308,26 @@ impl StreamService {
         });
         let mut closed = Vec::new();
         let mut retry = Vec::new();
+        let mut throttled = 0;
         for (record, shard, entries, outcome) in futures::future::join_all(appends).await {
             match (record, outcome) {
-                (Some(record), Ok(a)) => {
-                    for (p, (i, _)) in entries.into_iter().enumerate() {
-                        results[i] = Some(PutEntryResult::Ok {
-                            shard_id: ShardId(shard),
-                            sequence_number: sequence_number(&record, a.log_index, p as u16, a.arrival_ms),
-                        });
+                (Some(record), Ok(admitted)) => {
+                    let (count, at) = admitted.appended(entries.len());
+                    if let Some(a) = at {
+                        for (p, (i, _)) in entries.iter().take(count).enumerate() {
+                            results[*i] = Some(PutEntryResult::Ok {
+                                shard_id: ShardId(shard),
+                                sequence_number: sequence_number(
+                                    &record,
+                                    a.log_index,
+                                    p as u16,
+                                    a.arrival_ms,
+                                ),
+                            });
+                        }
                     }
+                    let refused = entries.get(count..).unwrap_or_default();
+                    throttled += self.fail_throttled(&stream.name, shard, refused, results);
                 }
                 (_, Err(AppendError::Closed { .. })) => {
                     closed.push(shard);
@@ -294,6 +342,7 @@ impl StreamService {
                 }
             }
         }
+        self.count_write_throttled(&stream.name, throttled);
         Ok((closed, retry))
     }
 
@@ -344,19 +393,20 @@ impl StreamService {
         })
     }
 
-    /// Resolves a position to an exact cursor now (a shard iterator pins LATEST when issued).
-    pub async fn resolve_cursor(
+    /// Resolves a position to an exact cursor now (a shard iterator pins LATEST when issued),
+    /// at the shard's leader, which first admits the read as `admission` says.
+    pub(super) async fn resolve_cursor(
         &self,
         shard: &ShardRecord,
         position: &PositionInput,
-    ) -> Result<Cursor, ServiceError> {
+        admission: ReadAdmission,
+    ) -> Result<Cursor, ReadFailure> {
         let start = self.read_start(shard, position)?;
         let read = self
             .inner
             .router
-            .read(shard, start, 0, 0, 0)
-            .await
-            .map_err(ServiceError::internal)?;
+            .read(shard, start, ReadLimits::RESOLVE, admission, 0)
+            .await?;
         Ok(read.start)
     }
 
@@ -379,14 +429,18 @@ impl StreamService {
         let shard = self.read_target(&input.stream_name, &input.shard_id)?;
         let start = self.read_start(&shard, &input.position)?;
         let limit = input.limit.unwrap_or(MAX_GET_LIMIT) as usize;
-        // Per-shard read throughput (PROVISIONED): 5 calls/s, bytes charged after the read.
-        self.admit_read(&input.stream_name, &shard)?;
-        let read = self.read(&shard, start, limit, MAX_GET_BYTES).await?;
-        let m = &self.inner.metrics.streams;
+        // Per-shard read throughput (PROVISIONED), at the shard's leader: 5 calls/s, bytes
+        // charged after each read.
         let name = &input.stream_name;
+        let budget = self.read_throttled(name);
+        let read = match self.read(&shard, start, limit, MAX_GET_BYTES, budget).await {
+            Ok(read) => read,
+            Err(ReadFailure::Throttled) => return Err(self.read_refused(name, &shard)),
+            Err(ReadFailure::Service(e)) => return Err(e),
+        };
+        let m = &self.inner.metrics.streams;
         let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
-        let out = self.account_read(name, &read.records);
-        self.charge_read(name, &shard, out);
+        self.account_read(name, &read.records);
         m.get_records_records
             .with_label_values(&[name])
             .inc_by(read.records.len() as u64);
@@ -411,30 +465,40 @@ impl StreamService {
 }
 
 impl StreamService {
-    /// Reads up to `limit` records of a shard from `start`, at its leader.
+    /// Reads up to `limit` records of a shard from `start`, at its leader. With
+    /// `get_records_budget`, the read is a GetRecords call that the leader admits against the
+    /// shard's read budget: the first read takes a call, each read is charged its bytes.
     pub(super) async fn read(
         &self,
         shard: &ShardRecord,
         start: ReadStart,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<ReadResult, ServiceError> {
+        get_records_budget: bool,
+    ) -> Result<ReadResult, ReadFailure> {
         // Fetch entries until `limit` records or the end: some entries hold no records (a new
         // leader's blank entry, membership changes), and one entry holds up to 500.
         let mut start = start;
         let mut out: Option<ReadResult> = None;
-        for _ in 0..16 {
+        for round in 0..16 {
             let taken = out.as_ref().map_or(0, |o| o.records.len());
             let bytes: usize = out
                 .as_ref()
                 .map_or(0, |o| o.records.iter().map(|r| r.data.len()).sum());
             let (want, room) = (limit - taken, max_bytes.saturating_sub(bytes).max(1));
-            let frames = self
-                .inner
-                .router
-                .read(shard, start, want.clamp(1, 1024), room, 0)
-                .await
-                .map_err(ServiceError::internal)?;
+            let admission = if get_records_budget {
+                ReadAdmission::GetRecords {
+                    first: round == 0,
+                    records: want,
+                }
+            } else {
+                ReadAdmission::Unlimited
+            };
+            let limits = ReadLimits {
+                max_entries: want.clamp(1, 1024),
+                max_bytes: room,
+            };
+            let frames = self.inner.router.read(shard, start, limits, admission, 0).await?;
             let (watermark, fetched) = (frames.watermark, frames.frames.len());
             let part = decode(shard, frames.frames, frames.start, watermark, want, room)
                 .map_err(ServiceError::internal)?;
@@ -454,7 +518,7 @@ impl StreamService {
             }
             start = ReadStart::Cursor(next);
         }
-        out.ok_or_else(|| ServiceError::internal("read produced nothing"))
+        out.ok_or_else(|| ServiceError::internal("read produced nothing").into())
     }
 
     /// Where a read that stopped at `next` continues: nowhere past the end of a closed shard,

@@ -9,7 +9,10 @@ use super::ShardDescription;
 use super::StreamDescription;
 use super::StreamService;
 use super::call_limits::CallTarget;
+use super::records::ReadFailure;
 use crate::capacity::api_limits::ApiCall;
+use crate::capacity::shard_admission::ReadAdmission;
+use crate::capacity::throughput::Throttling;
 use crate::catalog::StreamStatus;
 use crate::clock;
 use crate::model::ShardId;
@@ -264,7 +267,6 @@ impl StreamService {
             shard: Some(&shard),
             consumer: None,
         };
-        self.admit_call(ApiCall::GetShardIterator, target)?;
         if let PositionInput::AtTimestamp(ts) = position {
             let now = clock::now_ms();
             if ts > now {
@@ -273,7 +275,18 @@ impl StreamService {
                 )));
             }
         }
-        let cursor = self.resolve_cursor(&shard, &position).await?;
+        // GetShardIterator's per-shard limit is kept by the shard's leader, which resolves
+        // the position.
+        let admission = if self.config().throttling == Throttling::Off {
+            ReadAdmission::Unlimited
+        } else {
+            ReadAdmission::GetShardIterator
+        };
+        let cursor = match self.resolve_cursor(&shard, &position, admission).await {
+            Ok(cursor) => cursor,
+            Err(ReadFailure::Throttled) => return Err(self.call_refused(ApiCall::GetShardIterator, &target)),
+            Err(ReadFailure::Service(e)) => return Err(e),
+        };
         Ok(IteratorPosition {
             stream_name: stream_name.to_owned(),
             shard_index: shard.index,

@@ -60,10 +60,10 @@ impl StreamService {
                 .map(|r| r.watermark());
             let mut quiet = Duration::ZERO;
             loop {
-                let read = match svc.read(&shard, start, 10_000, EVENT_BYTES).await {
+                let read = match svc.read(&shard, start, 10_000, EVENT_BYTES, false).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        let _ = tx.send(Err(e.into_service_error())).await;
                         return;
                     }
                 };

@@ -183,7 +183,7 @@ impl StreamService {
         } else {
             0
         };
-        let burst = self.inner.throttle.limits().burst;
+        let burst = self.inner.config.shard_limits.burst;
         let lifetime = self.config().subscription_lifetime;
         let (tx, rx) = mpsc::channel(2);
         let svc = self.clone();

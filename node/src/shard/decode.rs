@@ -2,6 +2,8 @@
 //! the leader (which ship frames).
 
 use super::cursor::Cursor;
+use super::replica::FrameRead;
+use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::clock;
 use crate::model::RecordBatch;
@@ -102,4 +104,74 @@ pub fn decode(
         next: cursor,
         millis_behind_latest,
     })
+}
+
+/// The bytes (data and partition keys, as usage counts them) of the records a reader taking up
+/// to `limit` records or about `max_bytes` gets from `read`: what the shard's leader charges a
+/// GetRecords read, computed as the reader's own [`decode`] will.
+pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, limit: usize, max_bytes: usize) -> usize {
+    decode(
+        shard,
+        read.frames.clone(),
+        read.start,
+        read.watermark,
+        limit,
+        max_bytes,
+    )
+    .map_or(0, |r| {
+        r.records
+            .iter()
+            .map(|r| record_bytes(r.data.len(), &r.partition_key))
+            .sum()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::model::Record;
+
+    fn shard() -> ShardRecord {
+        ShardRecord::fixture(0, 1)
+    }
+
+    fn frame(index: u64, sizes: &[usize]) -> runnel_log::Entry {
+        let batch = RecordBatch {
+            records: sizes
+                .iter()
+                .map(|&n| Record {
+                    partition_key: "k".into(),
+                    explicit_hash_key: None,
+                    data: Bytes::from(vec![0u8; n - 1]),
+                })
+                .collect(),
+        };
+        runnel_log::Entry {
+            index,
+            term: 1,
+            timestamp_ms: 0,
+            kind: KIND_RECORDS,
+            payload: batch.encode(),
+        }
+    }
+
+    #[test]
+    fn a_read_is_charged_what_the_reader_takes_of_it() {
+        let read = FrameRead {
+            start: Cursor {
+                log_index: 1,
+                position: 1,
+            },
+            frames: vec![frame(1, &[10, 20, 30]), frame(2, &[40]), frame(3, &[50])],
+            watermark: 2,
+        };
+        let s = shard();
+        // From the second record of entry 1, up to the watermark.
+        assert_eq!(returned_bytes(&s, &read, 100, 1 << 20), 20 + 30 + 40);
+        assert_eq!(returned_bytes(&s, &read, 2, 1 << 20), 20 + 30);
+        // Bytes stop a read after the record that reaches them.
+        assert_eq!(returned_bytes(&s, &read, 100, 25), 20 + 30);
+    }
 }

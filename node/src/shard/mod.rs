@@ -7,6 +7,7 @@ mod decode;
 mod host;
 mod replica;
 pub mod router;
+pub mod wire;
 
 pub use cursor::Cursor;
 pub use cursor::ReadStart;
@@ -21,4 +22,6 @@ pub use replica::Appended;
 pub use replica::FrameRead;
 pub use replica::ReadError;
 pub use replica::ShardReplica;
+pub use router::Admitted;
+pub use router::ReadLimits;
 pub use router::ShardRouter;

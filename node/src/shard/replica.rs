@@ -35,6 +35,9 @@ pub enum AppendError {
     /// records belong in its children.
     #[error("shard {shard} is closed")]
     Closed { shard: ShardId, at: u64 },
+    /// The batch could not be read for admission (never expected: nodes encode batches).
+    #[error("malformed batch for shard {shard}: {message}")]
+    Malformed { shard: ShardId, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,9 @@ pub enum ReadError {
     NotLeader { shard: ShardId, leader: Option<u64> },
     #[error("cannot read shard {shard}: {message}")]
     Failed { shard: ShardId, message: String },
+    /// The shard's leader refused the read: over the shard's read or call limits.
+    #[error("shard {shard} is over its read limits")]
+    Throttled { shard: ShardId },
 }
 
 /// Where an appended batch landed.

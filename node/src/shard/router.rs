@@ -2,6 +2,11 @@
 //! this node's replica leads, otherwise over the node-to-node API. Clients never see "not
 //! leader". An append is retried only when it certainly was not appended (the group rejected it
 //! before appending, or the request never left), so the server never duplicates a record.
+//!
+//! The leader also admits what the node taking the request asks it to (`capacity::
+//! shard_admission`): its buckets are the shard's, whichever node a client talks to. Each attempt
+//! decides afresh on the node that appends or reads, so a batch charged by a leader that then
+//! lost its leadership is charged again by the next one (refusing more, never admitting more).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +16,18 @@ use bytes::Bytes;
 use runnel_proto::v1 as pb;
 use tonic::Code;
 
-use super::cursor::Cursor;
 use super::cursor::ReadStart;
+use super::decode::returned_bytes;
 use super::host::ShardHost;
 use super::replica::AppendError;
 use super::replica::Appended;
 use super::replica::FrameRead;
 use super::replica::ReadError;
+use super::replica::ShardReplica;
+use super::wire;
+use crate::capacity::shard_admission::BatchAdmission;
+use crate::capacity::shard_admission::ReadAdmission;
+use crate::capacity::shard_admission::ShardAdmission;
 use crate::catalog::ShardRecord;
 use crate::model::ShardId;
 use crate::raft::transport::PeerPool;
@@ -33,19 +43,47 @@ pub const NOT_APPENDED: &str = "x-runnel-not-appended";
 pub struct ShardRouter {
     host: Arc<ShardHost>,
     peers: Option<Arc<PeerPool>>,
+    /// The budgets of the shards this node leads.
+    admission: Arc<ShardAdmission>,
 }
 
 /// What a proposal to a shard group carries.
 #[derive(Clone, Debug)]
 pub enum Proposal {
-    Records(Bytes),
+    /// An encoded batch; with `admit`, only what fits the shard's write budget is appended.
+    Records {
+        batch: Bytes,
+        admit: bool,
+    },
     Seal,
+}
+
+/// What the shard's leader appended of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// Every record.
+    All(Appended),
+    /// The first `count` records; the others were over the shard's write budget.
+    Prefix(Appended, usize),
+    /// None: the first record was already over the budget.
+    None,
+}
+
+impl Admitted {
+    /// How many records of a batch of `len` were appended, and where (`None` when none was).
+    pub fn appended(self, len: usize) -> (usize, Option<Appended>) {
+        match self {
+            Admitted::All(at) => (len, Some(at)),
+            Admitted::Prefix(at, count) => (count.min(len), Some(at)),
+            Admitted::None => (0, None),
+        }
+    }
 }
 
 /// How a shard group answered a proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proposed {
-    Appended(Appended),
+    Records(Admitted),
     /// The shard is sealed at this log index; nothing was appended.
     Closed(u64),
 }
@@ -99,8 +137,16 @@ pub fn unanswered(what: &str) -> String {
 }
 
 impl ShardRouter {
-    pub fn new(host: Arc<ShardHost>, peers: Option<Arc<PeerPool>>) -> ShardRouter {
-        ShardRouter { host, peers }
+    pub fn new(
+        host: Arc<ShardHost>,
+        peers: Option<Arc<PeerPool>>,
+        admission: Arc<ShardAdmission>,
+    ) -> ShardRouter {
+        ShardRouter {
+            host,
+            peers,
+            admission,
+        }
     }
 
     pub fn host(&self) -> &Arc<ShardHost> {
@@ -118,17 +164,20 @@ impl ShardRouter {
         leader.and_then(|l| self.host.address(l))
     }
 
-    /// Appends an encoded batch to the shard; returns once it is committed. A sealed shard
-    /// answers [`AppendError::Closed`] (nothing appended).
+    /// Appends an encoded batch to the shard; returns once it is committed. With `admit`, the
+    /// shard's leader appends only the prefix of the batch that fits the shard's write budget.
+    /// A sealed shard answers [`AppendError::Closed`] (nothing appended).
     pub async fn append(
         &self,
         shard: &ShardRecord,
         batch: Bytes,
+        admit: bool,
         hops: u32,
-    ) -> Result<Appended, AppendError> {
-        let attempt = || self.propose_once(shard, Proposal::Records(batch.clone()), hops);
+    ) -> Result<Admitted, AppendError> {
+        let proposal = Proposal::Records { batch, admit };
+        let attempt = || self.propose_once(shard, &proposal, hops);
         match retry(attempt, || unavailable(shard, "append")).await? {
-            Proposed::Appended(a) => Ok(a),
+            Proposed::Records(admitted) => Ok(admitted),
             Proposed::Closed(at) => Err(AppendError::Closed {
                 shard: ShardId(shard.index),
                 at,
@@ -138,38 +187,71 @@ impl ShardRouter {
 
     /// Seals the shard at its leader (idempotent); returns the seal's log index.
     pub async fn seal(&self, shard: &ShardRecord, hops: u32) -> Result<u64, AppendError> {
-        let attempt = || self.propose_once(shard, Proposal::Seal, hops);
+        let attempt = || self.propose_once(shard, &Proposal::Seal, hops);
         match retry(attempt, || unavailable(shard, "seal")).await? {
             Proposed::Closed(at) => Ok(at),
-            Proposed::Appended(_) => Err(AppendError::Storage {
+            Proposed::Records(_) => Err(AppendError::Storage {
                 shard: ShardId(shard.index),
                 message: "seal answered as an append".into(),
             }),
         }
     }
 
+    /// Proposes on this node's replica: appends only when it leads, after admitting the batch
+    /// when asked to.
+    async fn propose_local(
+        &self,
+        replica: &ShardReplica,
+        proposal: &Proposal,
+    ) -> Result<Proposed, AppendError> {
+        let (batch, admit) = match proposal {
+            Proposal::Seal => return replica.seal().await.map(Proposed::Closed),
+            Proposal::Records { batch, admit } => (batch, *admit),
+        };
+        if !admit {
+            return replica
+                .append(batch.clone())
+                .await
+                .map(|at| Proposed::Records(Admitted::All(at)));
+        }
+        // Only the leader admits: a follower's buckets would be its own.
+        if let Err(leader) = replica.leadership() {
+            return Err(AppendError::NotLeader {
+                shard: replica.id(),
+                leader,
+            });
+        }
+        let admission = self
+            .admission
+            .admit_batch(replica.shard.group, batch, Instant::now())
+            .map_err(|e| AppendError::Malformed {
+                shard: replica.id(),
+                message: e.to_string(),
+            })?;
+        let admitted = match admission {
+            BatchAdmission::All => Admitted::All(replica.append(batch.clone()).await?),
+            BatchAdmission::Prefix { batch, count } => Admitted::Prefix(replica.append(batch).await?, count),
+            BatchAdmission::None => Admitted::None,
+        };
+        Ok(Proposed::Records(admitted))
+    }
+
     async fn propose_once(
         &self,
         shard: &ShardRecord,
-        proposal: Proposal,
+        proposal: &Proposal,
         hops: u32,
     ) -> Attempt<Proposed, AppendError> {
         let id = ShardId(shard.index);
         let target = match self.host.by_group(shard.group) {
-            Some(replica) => {
-                let local = match &proposal {
-                    Proposal::Records(batch) => replica.append(batch.clone()).await.map(Proposed::Appended),
-                    Proposal::Seal => replica.seal().await.map(Proposed::Closed),
-                };
-                match local {
-                    Err(AppendError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
-                        Some(addr) => addr,
-                        None => return Attempt::Retry(AppendError::NotLeader { shard: id, leader }),
-                    },
-                    Err(AppendError::Closed { at, .. }) => return Attempt::Done(Ok(Proposed::Closed(at))),
-                    other => return Attempt::Done(other),
-                }
-            }
+            Some(replica) => match self.propose_local(&replica, proposal).await {
+                Err(AppendError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
+                    Some(addr) => addr,
+                    None => return Attempt::Retry(AppendError::NotLeader { shard: id, leader }),
+                },
+                Err(AppendError::Closed { at, .. }) => return Attempt::Done(Ok(Proposed::Closed(at))),
+                other => return Attempt::Done(other),
+            },
             None => match self.some_replica_addr(shard, hops) {
                 Some(addr) => addr,
                 None => {
@@ -197,27 +279,19 @@ impl ShardRouter {
             Ok(c) => c,
             Err(message) => return Attempt::Done(Err(AppendError::Unavailable { shard: id, message })),
         };
-        let (batch, seal) = match proposal {
-            Proposal::Records(batch) => (batch, false),
-            Proposal::Seal => (Bytes::new(), true),
+        let (batch, seal, admit) = match proposal {
+            Proposal::Records { batch, admit } => (batch.clone(), false, *admit),
+            Proposal::Seal => (Bytes::new(), true, false),
         };
         let req = pb::ProposeShardRequest {
             group: shard.group,
             batch,
             hops: hops + 1,
             seal,
+            admit,
         };
         match client.propose_shard(req).await {
-            Ok(resp) => {
-                let r = resp.into_inner();
-                Attempt::Done(Ok(match r.closed_at {
-                    Some(at) => Proposed::Closed(at),
-                    None => Proposed::Appended(Appended {
-                        log_index: r.log_index,
-                        arrival_ms: r.arrival_ms,
-                    }),
-                }))
-            }
+            Ok(resp) => Attempt::Done(Ok(wire::proposed_from_proto(resp.into_inner()))),
             Err(status) => {
                 let err = AppendError::Unavailable {
                     shard: id,
@@ -232,16 +306,17 @@ impl ShardRouter {
         }
     }
 
-    /// Reads frames of the shard from its leader.
+    /// Reads frames of the shard from its leader, which first admits the read as `admission`
+    /// says ([`ReadError::Throttled`] when it refuses).
     pub async fn read(
         &self,
         shard: &ShardRecord,
         start: ReadStart,
-        max_entries: usize,
-        max_bytes: usize,
+        limits: ReadLimits,
+        admission: ReadAdmission,
         hops: u32,
     ) -> Result<FrameRead, ReadError> {
-        let attempt = || self.read_once(shard, start, max_entries, max_bytes, hops);
+        let attempt = || self.read_once(shard, start, limits, admission, hops);
         retry(attempt, || ReadError::Failed {
             shard: ShardId(shard.index),
             message: unanswered("read"),
@@ -249,17 +324,48 @@ impl ShardRouter {
         .await
     }
 
+    /// Reads from this node's replica when it leads, admitting and charging the read.
+    async fn read_local(
+        &self,
+        replica: &ShardReplica,
+        start: ReadStart,
+        limits: ReadLimits,
+        admission: ReadAdmission,
+    ) -> Result<FrameRead, ReadError> {
+        let (max_entries, max_bytes) = (limits.max_entries, limits.max_bytes);
+        if admission == ReadAdmission::Unlimited {
+            return replica.read_frames(start, max_entries, max_bytes).await;
+        }
+        // Only the leader admits: a follower's buckets would be its own.
+        if let Err(leader) = replica.leadership() {
+            return Err(ReadError::NotLeader {
+                shard: replica.id(),
+                leader,
+            });
+        }
+        let group = replica.shard.group;
+        if !self.admission.admit_read(group, admission, Instant::now()) {
+            return Err(ReadError::Throttled { shard: replica.id() });
+        }
+        let read = replica.read_frames(start, max_entries, max_bytes).await?;
+        if let ReadAdmission::GetRecords { records, .. } = admission {
+            let bytes = returned_bytes(&replica.shard, &read, records, max_bytes);
+            self.admission.charge_read(group, bytes, Instant::now());
+        }
+        Ok(read)
+    }
+
     async fn read_once(
         &self,
         shard: &ShardRecord,
         start: ReadStart,
-        max_entries: usize,
-        max_bytes: usize,
+        limits: ReadLimits,
+        admission: ReadAdmission,
         hops: u32,
     ) -> Attempt<FrameRead, ReadError> {
         let id = ShardId(shard.index);
         let target = match self.host.by_group(shard.group) {
-            Some(replica) => match replica.read_frames(start, max_entries, max_bytes).await {
+            Some(replica) => match self.read_local(&replica, start, limits, admission).await {
                 Err(ReadError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
                     Some(addr) => addr,
                     None => return Attempt::Retry(ReadError::NotLeader { shard: id, leader }),
@@ -292,17 +398,35 @@ impl ShardRouter {
         };
         let req = pb::ReadShardRequest {
             group: shard.group,
-            start: Some(start_to_proto(start)),
-            limit: max_entries as u32,
-            max_bytes: max_bytes as u64,
+            start: Some(wire::start_to_proto(start)),
+            limit: limits.max_entries as u32,
+            max_bytes: limits.max_bytes as u64,
             hops: hops + 1,
+            admission: wire::admission_to_proto(admission),
         };
         match client.read_shard(req).await {
-            Ok(resp) => Attempt::Done(Ok(frames_from_proto(resp.into_inner()))),
+            Ok(resp) if resp.get_ref().throttled => Attempt::Done(Err(ReadError::Throttled { shard: id })),
+            Ok(resp) => Attempt::Done(Ok(wire::frames_from_proto(resp.into_inner()))),
             // Reads change nothing: any failure may be retried.
             Err(status) => Attempt::Retry(failed(format!("{target}: {}", status.message()))),
         }
     }
+}
+
+/// How much one read of a shard may return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Log entries (0 only resolves the start).
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl ReadLimits {
+    /// A read that only resolves its start.
+    pub const RESOLVE: ReadLimits = ReadLimits {
+        max_entries: 0,
+        max_bytes: 0,
+    };
 }
 
 fn unavailable(shard: &ShardRecord, what: &str) -> AppendError {
@@ -315,73 +439,4 @@ fn unavailable(shard: &ShardRecord, what: &str) -> AppendError {
 fn certainly_not_appended(status: &tonic::Status) -> bool {
     status.metadata().contains_key(NOT_APPENDED)
         || (status.code() == Code::Unavailable && status.message().contains("connect"))
-}
-
-pub fn start_to_proto(start: ReadStart) -> pb::read_shard_request::Start {
-    use pb::read_shard_request::Start;
-    match start {
-        ReadStart::Cursor(c) => Start::Cursor(pb::ShardCursor {
-            log_index: c.log_index,
-            position: u32::from(c.position),
-        }),
-        ReadStart::TrimHorizon => Start::TrimHorizon(pb::Empty {}),
-        ReadStart::Latest => Start::Latest(pb::Empty {}),
-        ReadStart::AtTimestamp(t) => Start::AtTimestampMs(t),
-    }
-}
-
-pub fn start_from_proto(start: Option<pb::read_shard_request::Start>) -> ReadStart {
-    use pb::read_shard_request::Start;
-    match start {
-        Some(Start::Cursor(c)) => ReadStart::Cursor(Cursor {
-            log_index: c.log_index,
-            position: c.position.min(u32::from(u16::MAX)) as u16,
-        }),
-        Some(Start::Latest(_)) => ReadStart::Latest,
-        Some(Start::AtTimestampMs(t)) => ReadStart::AtTimestamp(t),
-        Some(Start::TrimHorizon(_)) | None => ReadStart::TrimHorizon,
-    }
-}
-
-pub fn frames_to_proto(read: FrameRead) -> pb::ReadShardResponse {
-    pb::ReadShardResponse {
-        start: Some(pb::ShardCursor {
-            log_index: read.start.log_index,
-            position: u32::from(read.start.position),
-        }),
-        watermark: read.watermark,
-        frames: read
-            .frames
-            .into_iter()
-            .map(|f| pb::LogFrame {
-                index: f.index,
-                term: f.term,
-                timestamp_ms: f.timestamp_ms,
-                kind: u32::from(f.kind),
-                payload: f.payload,
-            })
-            .collect(),
-    }
-}
-
-fn frames_from_proto(r: pb::ReadShardResponse) -> FrameRead {
-    let start = r.start.map_or(Cursor::entry_start(1), |c| Cursor {
-        log_index: c.log_index,
-        position: c.position.min(u32::from(u16::MAX)) as u16,
-    });
-    FrameRead {
-        start,
-        watermark: r.watermark,
-        frames: r
-            .frames
-            .into_iter()
-            .map(|f| runnel_log::Entry {
-                index: f.index,
-                term: f.term,
-                timestamp_ms: f.timestamp_ms,
-                kind: f.kind as u8,
-                payload: f.payload,
-            })
-            .collect(),
-    }
 }

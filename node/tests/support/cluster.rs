@@ -29,8 +29,9 @@ pub struct Member {
     pub log: PathBuf,
     /// This member's `--peers`.
     pub peers: String,
-    /// Further node flags.
-    pub extra_args: Vec<String>,
+    /// Further arguments of every start ([`UNTHROTTLED`](super::UNTHROTTLED) unless the cluster
+    /// was started with others).
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -53,9 +54,7 @@ impl Member {
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics)])
             .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.kinesis)])
-            // Producers write as fast as they can; cluster tests are not about limits.
-            .args(["--throttling", "off"])
-            .args(&self.extra_args)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -101,16 +100,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Members reaching each other directly.
+    /// Members reaching each other directly. Producers write as fast as they can: cluster
+    /// tests are not about limits, so throttling is off.
     pub fn start(n: u64) -> Cluster {
-        Cluster::start_with(n, &[])
+        Cluster::start_with(n, super::UNTHROTTLED)
     }
 
-    /// Members reaching each other directly, each started with `args` too.
+    /// Members reaching each other directly, each started with `args`.
     pub fn start_with(n: u64, args: &[&str]) -> Cluster {
         let mut cluster = Cluster::prepare(n);
         for m in &mut cluster.members {
-            m.extra_args = args.iter().map(|a| a.to_string()).collect();
+            m.args = args.iter().map(|a| a.to_string()).collect();
         }
         let peers = (0..cluster.members.len())
             .map(|j| (j, format!("127.0.0.1:{}", cluster.members[j].grpc)))
@@ -161,7 +161,7 @@ impl Cluster {
                 dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 peers: String::new(),
-                extra_args: Vec::new(),
+                args: super::UNTHROTTLED.iter().map(|a| a.to_string()).collect(),
                 child: None,
             })
             .collect();

@@ -29,6 +29,15 @@ pub fn client_for_port(port: u16) -> Client {
     Client::from_conf(config_for_port(port).build())
 }
 
+/// A client that never retries, for a Kinesis port (e.g. of a cluster member).
+pub fn client_for_port_without_retries(port: u16) -> Client {
+    Client::from_conf(
+        config_for_port(port)
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
 fn config(node: &Node) -> aws_sdk_kinesis::config::Builder {
     config_for_port(node.kinesis_port)
 }

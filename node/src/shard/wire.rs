@@ -1,0 +1,195 @@
+//! The node-to-node form of forwarded shard requests (`runnel.v1.Raft` ProposeShard and
+//! ReadShard): conversions between the router's values and their protobuf messages. Pure.
+
+use runnel_proto::v1 as pb;
+
+use super::cursor::Cursor;
+use super::cursor::ReadStart;
+use super::replica::Appended;
+use super::replica::FrameRead;
+use super::router::Admitted;
+use super::router::Proposed;
+use crate::capacity::shard_admission::ReadAdmission;
+
+/// A proposal's answer: where the records went and how many of them the leader admitted.
+pub fn proposed_to_proto(proposed: Proposed) -> pb::ProposeShardResponse {
+    let (at, closed_at, admitted) = match proposed {
+        Proposed::Records(Admitted::All(at)) => (Some(at), None, None),
+        Proposed::Records(Admitted::Prefix(at, count)) => (Some(at), None, Some(count as u32)),
+        Proposed::Records(Admitted::None) => (None, None, Some(0)),
+        Proposed::Closed(at) => (None, Some(at), None),
+    };
+    pb::ProposeShardResponse {
+        log_index: at.map_or(0, |a| a.log_index),
+        arrival_ms: at.map_or(0, |a| a.arrival_ms),
+        closed_at,
+        admitted,
+    }
+}
+
+/// The inverse of [`proposed_to_proto`]. A leader that does not answer `admitted` (one that
+/// predates admission at the leader) appended the whole batch.
+pub fn proposed_from_proto(r: pb::ProposeShardResponse) -> Proposed {
+    if let Some(at) = r.closed_at {
+        return Proposed::Closed(at);
+    }
+    let at = Appended {
+        log_index: r.log_index,
+        arrival_ms: r.arrival_ms,
+    };
+    Proposed::Records(match r.admitted {
+        None => Admitted::All(at),
+        Some(0) => Admitted::None,
+        Some(count) => Admitted::Prefix(at, count as usize),
+    })
+}
+
+pub fn admission_to_proto(admission: ReadAdmission) -> Option<pb::ReadAdmission> {
+    use pb::read_admission::Kind;
+    let kind = match admission {
+        ReadAdmission::Unlimited => return None,
+        ReadAdmission::GetRecords { first, records } => Kind::GetRecords(pb::GetRecordsRead {
+            first,
+            records: u32::try_from(records).unwrap_or(u32::MAX),
+        }),
+        ReadAdmission::GetShardIterator => Kind::GetShardIterator(pb::Empty {}),
+    };
+    Some(pb::ReadAdmission { kind: Some(kind) })
+}
+
+pub fn admission_from_proto(admission: Option<pb::ReadAdmission>) -> ReadAdmission {
+    use pb::read_admission::Kind;
+    match admission.and_then(|a| a.kind) {
+        None => ReadAdmission::Unlimited,
+        Some(Kind::GetRecords(g)) => ReadAdmission::GetRecords {
+            first: g.first,
+            records: g.records as usize,
+        },
+        Some(Kind::GetShardIterator(_)) => ReadAdmission::GetShardIterator,
+    }
+}
+
+/// The answer to a read its leader refused.
+pub fn throttled_read() -> pb::ReadShardResponse {
+    pb::ReadShardResponse {
+        throttled: true,
+        ..pb::ReadShardResponse::default()
+    }
+}
+
+pub fn start_to_proto(start: ReadStart) -> pb::read_shard_request::Start {
+    use pb::read_shard_request::Start;
+    match start {
+        ReadStart::Cursor(c) => Start::Cursor(pb::ShardCursor {
+            log_index: c.log_index,
+            position: u32::from(c.position),
+        }),
+        ReadStart::TrimHorizon => Start::TrimHorizon(pb::Empty {}),
+        ReadStart::Latest => Start::Latest(pb::Empty {}),
+        ReadStart::AtTimestamp(t) => Start::AtTimestampMs(t),
+    }
+}
+
+pub fn start_from_proto(start: Option<pb::read_shard_request::Start>) -> ReadStart {
+    use pb::read_shard_request::Start;
+    match start {
+        Some(Start::Cursor(c)) => ReadStart::Cursor(Cursor {
+            log_index: c.log_index,
+            position: c.position.min(u32::from(u16::MAX)) as u16,
+        }),
+        Some(Start::Latest(_)) => ReadStart::Latest,
+        Some(Start::AtTimestampMs(t)) => ReadStart::AtTimestamp(t),
+        Some(Start::TrimHorizon(_)) | None => ReadStart::TrimHorizon,
+    }
+}
+
+pub fn frames_to_proto(read: FrameRead) -> pb::ReadShardResponse {
+    pb::ReadShardResponse {
+        start: Some(pb::ShardCursor {
+            log_index: read.start.log_index,
+            position: u32::from(read.start.position),
+        }),
+        watermark: read.watermark,
+        throttled: false,
+        frames: read
+            .frames
+            .into_iter()
+            .map(|f| pb::LogFrame {
+                index: f.index,
+                term: f.term,
+                timestamp_ms: f.timestamp_ms,
+                kind: u32::from(f.kind),
+                payload: f.payload,
+            })
+            .collect(),
+    }
+}
+
+pub fn frames_from_proto(r: pb::ReadShardResponse) -> FrameRead {
+    let start = r.start.map_or(Cursor::entry_start(1), |c| Cursor {
+        log_index: c.log_index,
+        position: c.position.min(u32::from(u16::MAX)) as u16,
+    });
+    FrameRead {
+        start,
+        watermark: r.watermark,
+        frames: r
+            .frames
+            .into_iter()
+            .map(|f| runnel_log::Entry {
+                index: f.index,
+                term: f.term,
+                timestamp_ms: f.timestamp_ms,
+                kind: f.kind as u8,
+                payload: f.payload,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_survive_the_wire() {
+        let at = Appended {
+            log_index: 7,
+            arrival_ms: 9,
+        };
+        for p in [
+            Proposed::Records(Admitted::All(at)),
+            Proposed::Records(Admitted::Prefix(at, 3)),
+            Proposed::Records(Admitted::None),
+            Proposed::Closed(12),
+        ] {
+            assert_eq!(proposed_from_proto(proposed_to_proto(p)), p);
+        }
+        // An answer without `admitted` (an older leader) appended everything.
+        let old = pb::ProposeShardResponse {
+            log_index: 7,
+            arrival_ms: 9,
+            closed_at: None,
+            admitted: None,
+        };
+        assert_eq!(proposed_from_proto(old), Proposed::Records(Admitted::All(at)));
+    }
+
+    #[test]
+    fn read_admissions_survive_the_wire() {
+        for a in [
+            ReadAdmission::Unlimited,
+            ReadAdmission::GetRecords {
+                first: true,
+                records: 10_000,
+            },
+            ReadAdmission::GetRecords {
+                first: false,
+                records: 1,
+            },
+            ReadAdmission::GetShardIterator,
+        ] {
+            assert_eq!(admission_from_proto(admission_to_proto(a)), a);
+        }
+    }
+}
