@@ -155,7 +155,7 @@ async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log
             .unwrap_or(0);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let mut joiner = Joiner::start_with(4, cluster.members[1].grpc, &ARGS[..4]);
+    let mut joiner = Joiner::start_with(4, cluster.members[1].grpc, &ARGS[2..4]);
     let logs = || format!("{}\n--- node 4\n{}", cluster.logs(), joiner.log());
     support::cluster::wait_ready(&joiner.endpoint(), STREAM).await;
     move_replica(&mut admin, STREAM, (0, &shards[0]), (1, 4), vec![2, 3, 4], &logs).await;
