@@ -134,15 +134,15 @@ struct NodeArgs {
     /// How often retention looks for expired segments (seconds).
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     retention_check_secs: u64,
-    /// Testing only: retention acts as if the clock were this many hours ahead (expires
+    /// Testing only: retention acts as if the clock were this many seconds ahead (expires
     /// records early). Never set in production.
     #[arg(
         long,
-        env = "RUNNEL_RETENTION_CLOCK_OFFSET_HOURS",
+        env = "RUNNEL_RETENTION_CLOCK_OFFSET_SECS",
         default_value_t = 0,
         hide = true
     )]
-    retention_clock_offset_hours: u32,
+    retention_clock_offset_secs: u32,
     /// Delay of the CREATING → ACTIVE and DELETING → gone transitions (milliseconds).
     #[arg(long, env = "RUNNEL_TRANSITION_DELAY_MS", default_value_t = 100)]
     transition_delay_ms: u64,
@@ -401,7 +401,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
         advertise: None,
         retention: RetentionSchedule {
             every: std::time::Duration::from_secs(args.retention_check_secs),
-            clock_offset_ms: i64::from(args.retention_clock_offset_hours) * 3_600_000,
+            clock_offset_ms: i64::from(args.retention_clock_offset_secs) * 1000,
         },
     }
 }
