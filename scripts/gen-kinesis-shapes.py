@@ -19,7 +19,7 @@ OPERATIONS = [
     "IncreaseStreamRetentionPeriod", "ListShards", "ListStreamConsumers", "ListStreams",
     "ListTagsForResource", "ListTagsForStream", "MergeShards", "PutRecord", "PutRecords",
     "RegisterStreamConsumer", "RemoveTagsFromStream", "SplitShard", "SubscribeToShard",
-    "TagResource", "UntagResource", "UpdateShardCount", "UpdateStreamMode",
+    "TagResource", "UntagResource", "UpdateMaxRecordSize", "UpdateShardCount", "UpdateStreamMode",
 ]
 
 

@@ -155,6 +155,7 @@ impl Client {
             mode: mode as i32,
             tags: params.tags,
             retention_period_hours: params.retention_hours,
+            max_record_size_kib: None,
         };
         let response = self
             .admin

@@ -126,12 +126,17 @@ impl Lifecycle for Env {
             Some(2)
         );
 
-        // A field no admin call can apply yet: reported on Degraded, the rest still applies.
+        // A field no admin call can apply yet (KMS): reported on Degraded, the rest still applies.
         self.apply_stream(
             &ns,
             &name,
-            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "encryption": {"type": "KMS", "keyId": "alias/runnel"}, "deletionPolicy": "Delete"}),
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "maxRecordSizeKiB": 2048, "encryption": {"type": "KMS", "keyId": "alias/runnel"}, "deletionPolicy": "Delete"}),
         )
+        .await?;
+        // maxRecordSizeKiB reaches the node (UpdateMaxRecordSize).
+        self.wait_node(&format!("{name} takes 2 MiB records"), |d| {
+            d.is_some_and(|d| d.max_record_size_kib == 2048)
+        })
         .await?;
         let obj = self
             .wait_condition(&ns, &name, "Degraded", "True", "NotSupportedYet")
@@ -184,6 +189,7 @@ impl Lifecycle for Env {
                 mode: pb::StreamMode::Provisioned as i32,
                 tags: Default::default(),
                 retention_period_hours: Some(24),
+                max_record_size_kib: None,
             })
             .await?;
         self.apply_stream(&ns, &foreign, json!({"name": foreign, "shardCount": 5, "retentionPeriodHours": 100, "deletionPolicy": "Delete"})).await?;

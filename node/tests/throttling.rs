@@ -16,11 +16,11 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::types::StreamMode;
 use aws_sdk_kinesis::types::StreamModeDetails;
 use support::Node;
 use support::sdk::client_without_retries as client;
+use support::sdk::trim_horizon;
 
 /// 10 records/s and 10 KiB/s of writes, 2 calls/s and 10 KiB/s of reads per shard.
 const SMALL_LIMITS: &[&str] = &[
@@ -78,19 +78,6 @@ fn metric(page: &str, name: &str, stream: &str) -> f64 {
     page.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-async fn iterator(c: &Client, stream: &str, shard: &str) -> String {
-    c.get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator()
-        .unwrap()
-        .to_string()
 }
 
 #[tokio::test]
@@ -207,7 +194,7 @@ async fn get_records_is_throttled_by_calls_and_by_bytes() {
         .await
         .unwrap();
     // Reading the 100 KiB record puts the shard ~9 s into read debt (10 KiB/s).
-    let it = iterator(&c, "r", "shardId-000000000000").await;
+    let it = trim_horizon(&c, "r", "shardId-000000000000").await;
     let got = c.get_records().shard_iterator(&it).send().await.unwrap();
     assert_eq!(got.records().len(), 1);
     let next = got.next_shard_iterator().unwrap();
@@ -221,7 +208,7 @@ async fn get_records_is_throttled_by_calls_and_by_bytes() {
 
     // Calls: 30 GetRecords on an empty shard allowed 2 calls/s (a burst of 2).
     create(&c, "r2", Some(1)).await;
-    let it = iterator(&c, "r2", "shardId-000000000000").await;
+    let it = trim_horizon(&c, "r2", "shardId-000000000000").await;
     let started = Instant::now();
     let (mut ok, mut throttled) = (0u32, 0u32);
     for _ in 0..30 {
@@ -272,7 +259,7 @@ async fn on_demand_streams_are_not_throttled() {
     let shard = c.list_shards().stream_name("od").send().await.unwrap().shards()[0]
         .shard_id()
         .to_string();
-    let it = iterator(&c, "od", &shard).await;
+    let it = trim_horizon(&c, "od", &shard).await;
     for _ in 0..20 {
         c.get_records().shard_iterator(&it).send().await.unwrap();
     }
@@ -306,7 +293,7 @@ async fn usage_metrics_count_bytes_payload_units_and_shard_hours() {
             .unwrap();
     }
     let total: usize = sizes.iter().sum();
-    let it = iterator(&c, "u", "shardId-000000000000").await;
+    let it = trim_horizon(&c, "u", "shardId-000000000000").await;
     let mut read = 0;
     let mut it = Some(it);
     while let Some(i) = it.take() {

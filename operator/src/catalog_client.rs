@@ -53,6 +53,8 @@ pub struct CreateStream {
     pub shard_count: Option<u32>,
     pub retention_period_hours: u32,
     pub tags: BTreeMap<String, String>,
+    /// MaxRecordSizeInKiB.
+    pub max_record_size_kib: u32,
 }
 
 /// Admin client over a set of node addresses (`HOST:PORT` of their gRPC port).
@@ -135,6 +137,7 @@ impl CatalogClient {
             mode: proto_mode(create.mode) as i32,
             tags: create.tags.clone().into_iter().collect(),
             retention_period_hours: Some(create.retention_period_hours),
+            max_record_size_kib: Some(create.max_record_size_kib),
         };
         let result = self
             .call("CreateStream", &create.name, |mut c| {
@@ -190,6 +193,20 @@ impl CatalogClient {
         self.call("UpdateRetention", name, |mut c| {
             let request = request.clone();
             async move { c.update_retention(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets the largest record the stream accepts.
+    pub async fn update_max_record_size(&self, name: &str, kib: u32) -> Result<(), CatalogError> {
+        let request = pb::UpdateMaxRecordSizeRequest {
+            stream_name: name.to_string(),
+            max_record_size_kib: kib,
+        };
+        self.call("UpdateMaxRecordSize", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_max_record_size(request).await }
         })
         .await
         .map(|_| ())

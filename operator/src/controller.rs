@@ -544,6 +544,7 @@ async fn reconcile_consumers(
 async fn make_change(ctx: &Context, name: &str, change: &Change) -> Result<(), CatalogError> {
     match change {
         Change::UpdateRetention(hours) => ctx.catalog.update_retention(name, *hours).await,
+        Change::UpdateMaxRecordSize(kib) => ctx.catalog.update_max_record_size(name, *kib).await,
         Change::UpdateTags { add, remove } => ctx.catalog.update_tags(name, add, remove).await,
         Change::UpdateStreamMode(mode) => ctx.catalog.update_stream_mode(name, *mode).await,
         Change::UpdateShardCount { target, .. } => ctx.catalog.update_shard_count(name, *target).await,
@@ -553,6 +554,7 @@ async fn make_change(ctx: &Context, name: &str, change: &Change) -> Result<(), C
 async fn publish_change(ctx: &Context, obj: &Stream, name: &str, change: &Change) {
     let (reason, action) = match change {
         Change::UpdateRetention(_) => ("Updated", "UpdateRetention"),
+        Change::UpdateMaxRecordSize(_) => ("Updated", "UpdateMaxRecordSize"),
         Change::UpdateTags { .. } => ("TagsUpdated", "UpdateTags"),
         Change::UpdateStreamMode(_) => ("ModeUpdated", "UpdateStreamMode"),
         Change::UpdateShardCount { .. } => ("ShardCountUpdated", "UpdateShardCount"),

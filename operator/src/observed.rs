@@ -20,6 +20,8 @@ pub struct ObservedStream {
     pub retention_period_hours: u32,
     pub tags: BTreeMap<String, String>,
     pub shards: Vec<ObservedShard>,
+    /// MaxRecordSizeInKiB (1024 when the node does not report it).
+    pub max_record_size_kib: u32,
 }
 
 /// An enhanced fan-out consumer of a stream, as ListConsumers reports it.
@@ -86,6 +88,11 @@ impl From<pb::StreamDescription> for ObservedStream {
             retention_period_hours: d.retention_period_hours,
             tags: d.tags.into_iter().collect(),
             shards: d.shards.into_iter().map(ObservedShard::from).collect(),
+            max_record_size_kib: if d.max_record_size_kib == 0 {
+                crate::validation::MIN_MAX_RECORD_SIZE_KIB as u32
+            } else {
+                d.max_record_size_kib
+            },
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Desired {
     pub tags: BTreeMap<String, String>,
     /// The autoscaler's tunables, when autoscaling is on.
     pub autoscaling: Option<AutoscalingConfig>,
+    /// MaxRecordSizeInKiB (1024 when the spec leaves it unset).
+    pub max_record_size_kib: u32,
     /// Spec fields the data plane has no API for yet, with the requested value.
     pub unsupported: Vec<Drift>,
 }
@@ -63,11 +65,6 @@ impl Desired {
             ),
         };
         let mut unsupported = Vec::new();
-        if let Some(kib) = spec.max_record_size_kib
-            && kib != crate::validation::MIN_MAX_RECORD_SIZE_KIB
-        {
-            unsupported.push(Drift::MaxRecordSize { kib });
-        }
         if let Some(enc) = &spec.encryption
             && enc.type_ == EncryptionType::Kms
         {
@@ -91,6 +88,10 @@ impl Desired {
                 .unwrap_or(DEFAULT_RETENTION_HOURS),
             tags,
             autoscaling,
+            max_record_size_kib: spec
+                .max_record_size_kib
+                .and_then(|k| u32::try_from(k).ok())
+                .unwrap_or(crate::validation::MIN_MAX_RECORD_SIZE_KIB as u32),
             unsupported,
         })
     }
@@ -103,6 +104,7 @@ impl Desired {
             shard_count: self.initial_shard_count,
             retention_period_hours: self.retention_period_hours,
             tags: self.tags.clone(),
+            max_record_size_kib: self.max_record_size_kib,
         }
     }
 }
@@ -110,8 +112,6 @@ impl Desired {
 /// A difference between spec and catalog that the data plane cannot apply (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drift {
-    /// A maximum record size other than 1 MiB.
-    MaxRecordSize { kib: i32 },
     /// KMS encryption.
     Encryption,
     /// The node refused a consumer registration or deregistration (e.g. the stream's consumer
@@ -122,10 +122,6 @@ pub enum Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::MaxRecordSize { kib } => write!(
-                f,
-                "spec.maxRecordSizeKiB {kib} is not applied (the data plane accepts records up to 1024 KiB)"
-            ),
             Drift::Encryption => {
                 f.write_str("spec.encryption KMS is not applied (no encryption at rest yet)")
             }
@@ -150,6 +146,8 @@ pub fn mode_name(mode: Option<StreamMode>) -> &'static str {
 pub enum Change {
     /// UpdateRetention.
     UpdateRetention(u32),
+    /// UpdateMaxRecordSize (KiB).
+    UpdateMaxRecordSize(u32),
     /// UpdateTags: add or overwrite `add`, then remove `remove`.
     UpdateTags {
         add: BTreeMap<String, String>,
@@ -176,6 +174,7 @@ impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Change::UpdateRetention(hours) => write!(f, "UpdateRetention to {hours} h"),
+            Change::UpdateMaxRecordSize(kib) => write!(f, "UpdateMaxRecordSize to {kib} KiB"),
             Change::UpdateTags { add, remove } => write!(
                 f,
                 "UpdateTags (set {}, remove {})",
@@ -246,6 +245,9 @@ pub fn plan(desired: &Desired, observed: Option<&ObservedStream>) -> Plan {
     let mut changes = Vec::new();
     if observed.retention_period_hours != desired.retention_period_hours {
         changes.push(Change::UpdateRetention(desired.retention_period_hours));
+    }
+    if observed.max_record_size_kib != desired.max_record_size_kib {
+        changes.push(Change::UpdateMaxRecordSize(desired.max_record_size_kib));
     }
     if let Some(tags) = tag_change(&desired.tags, &observed.tags) {
         changes.push(tags);
@@ -374,6 +376,7 @@ mod tests {
             mode: Some(desired.mode),
             retention_period_hours: desired.retention_period_hours,
             tags: desired.tags.clone(),
+            max_record_size_kib: desired.max_record_size_kib,
             shards: (0..open_shards)
                 .map(|i| ObservedShard {
                     shard_id: format!("shardId-{i:012}"),
@@ -381,6 +384,19 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_changed_max_record_size_is_updated() -> Result<(), String> {
+        let mut spec = provisioned(2);
+        spec.max_record_size_kib = Some(4096);
+        let d = Desired::from_stream(&stream(spec)).ok_or("desired")?;
+        assert_eq!(d.create_request().max_record_size_kib, 4096);
+        let mut o = observed(&d, 2);
+        assert!(converge(&d, &o)?.0.is_empty());
+        o.max_record_size_kib = 1024;
+        assert_eq!(converge(&d, &o)?.0, vec![Change::UpdateMaxRecordSize(4096)]);
+        Ok(())
     }
 
     #[test]

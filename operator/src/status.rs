@@ -396,6 +396,7 @@ mod tests {
             mode: Some(StreamMode::Provisioned),
             retention_period_hours: 24,
             tags: Default::default(),
+            max_record_size_kib: 1024,
             shards: (0..shards)
                 .map(|i| ObservedShard {
                     shard_id: format!("shardId-{i:012}"),

@@ -34,6 +34,9 @@ ALLOWED = {
         "InvalidArgumentException",
     ("ListStreams", "StreamSummaries"):
         "AWS returns StreamSummaries (since 2022); kinesis-local does not",
+    ("DescribeStreamSummary", "StreamDescriptionSummary.MaxRecordSizeInKiB"):
+        "AWS's StreamDescriptionSummary has MaxRecordSizeInKiB (since 2025, with "
+        "UpdateMaxRecordSize); kinesis-local leaves it out unless set",
     ("UpdateShardCount", "StreamARN"):
         "AWS's UpdateShardCountOutput has StreamARN (since 2023); kinesis-local omits it",
     ("ListStreamConsumers", "NextToken"):

@@ -231,6 +231,7 @@ mod tests {
             tags: BTreeMap::new(),
             placement: vec![vec![1]],
             now_ms: 1,
+            max_record_size_kib: None,
         });
         c.apply(CatalogCommand::SetStatus {
             name: "s".into(),

@@ -120,9 +120,20 @@ pub struct StreamRecord {
     /// Shard leases and checkpoints of consuming applications, by application name.
     #[serde(default)]
     pub applications: BTreeMap<String, leases::Leases>,
+    /// Largest record accepted (MaxRecordSizeInKiB); `None` is AWS's default, 1024 KiB.
+    #[serde(default)]
+    pub max_record_size_kib: Option<u32>,
 }
 
+/// AWS's default and the bounds of MaxRecordSizeInKiB.
+pub const DEFAULT_MAX_RECORD_SIZE_KIB: u32 = 1024;
+pub const MAX_MAX_RECORD_SIZE_KIB: u32 = 10240;
+
 impl StreamRecord {
+    /// MaxRecordSizeInKiB of the stream.
+    pub fn max_record_size_kib(&self) -> u32 {
+        self.max_record_size_kib.unwrap_or(DEFAULT_MAX_RECORD_SIZE_KIB)
+    }
     /// Shards that take writes (open and not pending).
     pub fn open_shards(&self) -> impl Iterator<Item = &ShardRecord> {
         self.shards.iter().filter(|s| s.is_open())
@@ -179,6 +190,9 @@ pub enum CatalogCommand {
         /// Replica nodes of each shard, in shard order; the first one forms the group.
         placement: Vec<Vec<u64>>,
         now_ms: i64,
+        /// MaxRecordSizeInKiB; `None` for the default.
+        #[serde(default)]
+        max_record_size_kib: Option<u32>,
     },
     SetStatus {
         name: String,
@@ -188,6 +202,11 @@ pub enum CatalogCommand {
     SetRetention {
         name: String,
         hours: u32,
+    },
+    /// UpdateMaxRecordSize.
+    SetMaxRecordSize {
+        name: String,
+        kib: u32,
     },
     /// Changes nothing: a node proposes it to learn that its replica has caught up.
     Noop,
@@ -332,6 +351,7 @@ impl Catalog {
                 tags,
                 placement,
                 now_ms,
+                max_record_size_kib,
             } => {
                 if self.streams.contains_key(&name) {
                     return CatalogReply::AlreadyExists;
@@ -371,6 +391,7 @@ impl Catalog {
                         scaling_ms: Vec::new(),
                         consumers: BTreeMap::new(),
                         applications: BTreeMap::new(),
+                        max_record_size_kib,
                     },
                 );
                 CatalogReply::Done
@@ -392,6 +413,13 @@ impl Catalog {
             CatalogCommand::SetRetention { name, hours } => match self.streams.get_mut(&name) {
                 Some(s) => {
                     s.retention_hours = hours;
+                    CatalogReply::Done
+                }
+                None => CatalogReply::NotFound,
+            },
+            CatalogCommand::SetMaxRecordSize { name, kib } => match self.streams.get_mut(&name) {
+                Some(s) => {
+                    s.max_record_size_kib = Some(kib);
                     CatalogReply::Done
                 }
                 None => CatalogReply::NotFound,
@@ -592,6 +620,7 @@ mod tests {
             tags: BTreeMap::new(),
             placement: vec![vec![1]; shards as usize],
             now_ms: 1_000,
+            max_record_size_kib: None,
         }
     }
 

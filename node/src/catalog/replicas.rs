@@ -102,6 +102,7 @@ mod tests {
             tags: BTreeMap::new(),
             placement: vec![vec![1, 2, 3]],
             now_ms: 1,
+            max_record_size_kib: None,
         });
         c
     }

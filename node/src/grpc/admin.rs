@@ -28,6 +28,7 @@ impl Admin for AdminApi {
             on_demand: r.mode == pb::StreamMode::OnDemand as i32,
             retention_hours: r.retention_period_hours,
             tags: r.tags.into_iter().collect(),
+            max_record_size_kib: r.max_record_size_kib,
         };
         let d = self.service.create_stream(input).await.map_err(convert::status)?;
         Ok(Response::new(pb::CreateStreamResponse {
@@ -86,6 +87,18 @@ impl Admin for AdminApi {
             .await
             .map_err(convert::status)?;
         Ok(Response::new(pb::UpdateRetentionResponse {}))
+    }
+
+    async fn update_max_record_size(
+        &self,
+        request: Request<pb::UpdateMaxRecordSizeRequest>,
+    ) -> Result<Response<pb::UpdateMaxRecordSizeResponse>, Status> {
+        let r = request.into_inner();
+        self.service
+            .update_max_record_size(&r.stream_name, r.max_record_size_kib)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::UpdateMaxRecordSizeResponse {}))
     }
 
     async fn update_shard_count(

@@ -85,6 +85,7 @@ pub fn stream_description(d: StreamDescription) -> pb::StreamDescription {
         retention_period_hours: d.retention_hours,
         creation_timestamp_ms: d.created_ms,
         open_shard_count: d.open_shard_count,
+        max_record_size_kib: d.max_record_size_kib,
         tags: d.tags.into_iter().collect(),
         shards: d
             .shards

@@ -26,6 +26,16 @@ pub(super) fn describe_account_settings() -> Result<Doc, ApiError> {
         .doc())
 }
 
+/// UpdateMaxRecordSize (by StreamARN, as the API takes it): an empty answer.
+pub(super) async fn update_max_record_size(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
+    let name = stream_of(api, &doc)?;
+    let kib = doc
+        .int("MaxRecordSizeInKiB")
+        .map_or(0, |k| u32::try_from(k.max(0)).unwrap_or(u32::MAX));
+    api.service().update_max_record_size(&name, kib).await?;
+    Ok(Out::new().doc())
+}
+
 pub(super) async fn update_stream_mode(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
     if doc.get("WarmThroughputMiBps").is_some() {
         return Err(ApiError::new(

@@ -206,6 +206,7 @@ const SERVED: &[&str] = &[
     "SubscribeToShard",
     "TagResource",
     "UntagResource",
+    "UpdateMaxRecordSize",
     "UpdateShardCount",
     "UpdateStreamMode",
 ];
@@ -267,6 +268,7 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         "DescribeLimits" => limits::describe_limits(api),
         "DescribeAccountSettings" => limits::describe_account_settings(),
         "UpdateStreamMode" => limits::update_stream_mode(api, doc).await,
+        "UpdateMaxRecordSize" => limits::update_max_record_size(api, doc).await,
         "SplitShard" => reshard::split_shard(api, doc).await,
         "MergeShards" => reshard::merge_shards(api, doc).await,
         "UpdateShardCount" => reshard::update_shard_count(api, doc).await,

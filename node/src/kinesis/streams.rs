@@ -45,11 +45,7 @@ fn u32_of(v: i64) -> u32 {
 }
 
 pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiError> {
-    for p in [
-        "WarmThroughputMiBps",
-        "MaxRecordSizeInKiB",
-        "RecordDistributionStrategy",
-    ] {
+    for p in ["WarmThroughputMiBps", "RecordDistributionStrategy"] {
         if doc.get(p).is_some() {
             return Err(not_supported(p));
         }
@@ -65,6 +61,7 @@ pub(super) async fn create_stream(api: &KinesisApi, doc: Doc) -> Result<Doc, Api
         on_demand,
         retention_hours: None,
         tags,
+        max_record_size_kib: doc.int("MaxRecordSizeInKiB").map(u32_of),
     };
     api.service().create_stream(input).await?;
     Ok(Out::new().doc())
@@ -118,7 +115,8 @@ pub(super) fn describe_stream_summary(api: &KinesisApi, doc: Doc) -> Result<Doc,
         .put("EnhancedMonitoring", enhanced_monitoring())
         .put("EncryptionType", "NONE")
         .put("OpenShardCount", d.open_shard_count)
-        .put("ConsumerCount", api.service().consumer_count(&name));
+        .put("ConsumerCount", api.service().consumer_count(&name))
+        .put("MaxRecordSizeInKiB", d.max_record_size_kib);
     Ok(Out::new().put("StreamDescriptionSummary", summary).doc())
 }
 

@@ -10,6 +10,8 @@ use super::validate::Violations;
 use crate::catalog::Catalog;
 use crate::catalog::CatalogCommand;
 use crate::catalog::CatalogReply;
+use crate::catalog::DEFAULT_MAX_RECORD_SIZE_KIB;
+use crate::catalog::MAX_MAX_RECORD_SIZE_KIB;
 use crate::catalog::ShardRecord;
 use crate::catalog::StreamMode;
 use crate::catalog::StreamRecord;
@@ -32,6 +34,8 @@ pub struct CreateStreamInput {
     pub on_demand: bool,
     pub retention_hours: Option<u32>,
     pub tags: BTreeMap<String, String>,
+    /// MaxRecordSizeInKiB (1024..=10240); `None` for the default, 1024.
+    pub max_record_size_kib: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +61,8 @@ pub struct StreamDescription {
     pub tags: BTreeMap<String, String>,
     pub shards: Vec<ShardDescription>,
     pub open_shard_count: u32,
+    /// MaxRecordSizeInKiB.
+    pub max_record_size_kib: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +134,7 @@ impl StreamService {
             tags: s.tags.clone(),
             open_shard_count: s.open_shards().count() as u32,
             shards,
+            max_record_size_kib: s.max_record_size_kib(),
         }
     }
 
@@ -156,6 +163,9 @@ impl StreamService {
         };
         let retention_hours = input.retention_hours.unwrap_or(MIN_RETENTION_HOURS);
         check_retention(retention_hours)?;
+        if let Some(kib) = input.max_record_size_kib {
+            check_max_record_size(kib)?;
+        }
         if shard_count > cfg.max_shards_per_stream {
             return Err(ServiceError::LimitExceeded(format!(
                 "This request would exceed the shard limit for the account {}. Current limit: {}. Number of additional shards that would have resulted from this request: {shard_count}.",
@@ -176,6 +186,7 @@ impl StreamService {
             tags: input.tags,
             placement: self.place(shard_count),
             now_ms: clock::now_ms(),
+            max_record_size_kib: input.max_record_size_kib,
         };
         match self.propose(cmd).await? {
             CatalogReply::Done => {}
@@ -364,13 +375,7 @@ impl StreamService {
         v.stream_name(name, "streamName");
         v.into_result()?;
         check_retention(hours)?;
-        let record = self.stream_record(name)?;
-        if record.status != StreamStatus::Active {
-            return Err(ServiceError::ResourceInUse(format!(
-                "Stream {name} under account {} not ACTIVE, instead in state {:?}",
-                self.inner.config.account, record.status
-            )));
-        }
+        self.require_active(&self.stream_record(name)?)?;
         match self
             .propose(CatalogCommand::SetRetention {
                 name: name.into(),
@@ -389,6 +394,37 @@ impl StreamService {
         match record.status {
             StreamStatus::Active | StreamStatus::Updating => Ok(record),
             _ => Err(self.not_found(name)),
+        }
+    }
+}
+
+/// MaxRecordSizeInKiB's range (the Kinesis API checks it against its model first).
+fn check_max_record_size(kib: u32) -> Result<(), ServiceError> {
+    if !(DEFAULT_MAX_RECORD_SIZE_KIB..=MAX_MAX_RECORD_SIZE_KIB).contains(&kib) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "MaxRecordSizeInKiB must be between {DEFAULT_MAX_RECORD_SIZE_KIB} and {MAX_MAX_RECORD_SIZE_KIB}; {kib} was requested."
+        )));
+    }
+    Ok(())
+}
+
+impl StreamService {
+    /// UpdateMaxRecordSize: the largest record the stream accepts from now on.
+    pub async fn update_max_record_size(&self, name: &str, kib: u32) -> Result<(), ServiceError> {
+        let mut v = Violations::default();
+        v.stream_name(name, "streamName");
+        v.into_result()?;
+        check_max_record_size(kib)?;
+        self.require_active(&self.stream_record(name)?)?;
+        match self
+            .propose(CatalogCommand::SetMaxRecordSize {
+                name: name.into(),
+                kib,
+            })
+            .await?
+        {
+            CatalogReply::NotFound => Err(self.not_found(name)),
+            _ => Ok(()),
         }
     }
 }

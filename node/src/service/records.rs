@@ -29,6 +29,8 @@ use crate::shard::sequence_number;
 
 pub const MAX_RECORDS_PER_PUT: usize = 500;
 pub const MAX_PUT_BYTES: usize = 5 << 20;
+/// 256 characters of UTF-8.
+const MAX_PARTITION_KEY_BYTES: usize = 1024;
 pub const MAX_GET_LIMIT: u32 = 10_000;
 pub const MAX_GET_BYTES: usize = 10 << 20;
 /// How many reshard rounds one put follows before failing the records it still holds.
@@ -157,7 +159,13 @@ impl StreamService {
             );
         }
         v.stream_name(&input.stream_name, "streamName");
-        let max = self.inner.config.max_record_bytes;
+        // The stream's MaxRecordSizeInKiB (the default for a stream that does not exist: that
+        // error comes after the request's own checks, as on AWS).
+        let max = self
+            .inner
+            .view
+            .read(|c| c.stream(&input.stream_name).and_then(|s| s.max_record_size_kib))
+            .map_or(self.inner.config.max_record_bytes, |kib| kib as usize * 1024);
         for (i, r) in input.records.iter().enumerate().take(MAX_RECORDS_PER_PUT) {
             let chars = r.partition_key.chars().count();
             let path = format!("records.{}.member.partitionKey", i + 1);
@@ -190,10 +198,12 @@ impl StreamService {
             .iter()
             .map(|r| r.data.len() + r.partition_key.len())
             .sum();
-        if total > MAX_PUT_BYTES {
+        // A stream taking records over 5 MiB takes a request of one such record.
+        let limit = MAX_PUT_BYTES.max(max + MAX_PARTITION_KEY_BYTES);
+        if total > limit {
             return Err(ServiceError::InvalidArgument(format!(
                 "Records size exceeds {} MB limit",
-                MAX_PUT_BYTES >> 20
+                limit >> 20
             )));
         }
         for r in &input.records {

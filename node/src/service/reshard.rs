@@ -62,7 +62,8 @@ impl StreamService {
         Ok(shard.clone())
     }
 
-    fn require_active(&self, stream: &StreamRecord) -> Result<(), ServiceError> {
+    /// A stream change needs the stream ACTIVE (ResourceInUseException otherwise).
+    pub(super) fn require_active(&self, stream: &StreamRecord) -> Result<(), ServiceError> {
         if stream.status != StreamStatus::Active {
             return Err(ServiceError::ResourceInUse(format!(
                 "Stream {} under account {} not ACTIVE, instead in state {}",

@@ -41,6 +41,7 @@ pub static OPERATIONS: &[(&str, Option<&str>)] = &[
     ("SubscribeToShard", Some("SubscribeToShardInput")),
     ("TagResource", Some("TagResourceInput")),
     ("UntagResource", Some("UntagResourceInput")),
+    ("UpdateMaxRecordSize", Some("UpdateMaxRecordSizeInput")),
     ("UpdateShardCount", Some("UpdateShardCountInput")),
     ("UpdateStreamMode", Some("UpdateStreamModeInput")),
 ];
@@ -1244,6 +1245,30 @@ pub static SHAPES: &[Shape] = &[
                 name: "TagKeys",
                 shape: "TagKeyList",
                 required: true,
+            },
+        ]),
+        min: None,
+        max: None,
+        pattern: None,
+        enums: &[],
+    },
+    Shape {
+        name: "UpdateMaxRecordSizeInput",
+        kind: Kind::Structure(&[
+            Member {
+                name: "MaxRecordSizeInKiB",
+                shape: "MaxRecordSizeInKiB",
+                required: true,
+            },
+            Member {
+                name: "StreamARN",
+                shape: "StreamARN",
+                required: false,
+            },
+            Member {
+                name: "StreamId",
+                shape: "StreamId",
+                required: false,
             },
         ]),
         min: None,

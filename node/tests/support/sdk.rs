@@ -52,6 +52,20 @@ fn config_for_port(port: u16) -> aws_sdk_kinesis::config::Builder {
         .http_client(http)
 }
 
+/// A TRIM_HORIZON iterator of one shard.
+pub async fn trim_horizon(c: &Client, stream: &str, shard: &str) -> String {
+    c.get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .unwrap()
+        .to_string()
+}
+
 /// The `(__type, message)` of a failed SDK call.
 pub fn code<E: ProvideErrorMetadata, R>(r: Result<R, E>) -> (String, String) {
     match r {
