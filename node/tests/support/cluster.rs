@@ -29,6 +29,8 @@ pub struct Member {
     pub log: PathBuf,
     /// This member's `--peers`.
     pub peers: String,
+    /// Further node flags.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -53,6 +55,7 @@ impl Member {
             .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.kinesis)])
             // Producers write as fast as they can; cluster tests are not about limits.
             .args(["--throttling", "off"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -100,7 +103,15 @@ pub struct Cluster {
 impl Cluster {
     /// Members reaching each other directly.
     pub fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Members reaching each other directly, each started with `args` too.
+    pub fn start_with(n: u64, args: &[&str]) -> Cluster {
         let mut cluster = Cluster::prepare(n);
+        for m in &mut cluster.members {
+            m.extra_args = args.iter().map(|a| a.to_string()).collect();
+        }
         let peers = (0..cluster.members.len())
             .map(|j| (j, format!("127.0.0.1:{}", cluster.members[j].grpc)))
             .collect::<Vec<_>>();
@@ -113,7 +124,16 @@ impl Cluster {
 
     /// Members reaching each other through a [`Network`] of proxies.
     pub async fn start_partitionable(n: u64) -> Cluster {
+        Cluster::start_partitionable_with(n, &[]).await
+    }
+
+    /// Members reaching each other through a [`Network`] of proxies, each started with `args`
+    /// too.
+    pub async fn start_partitionable_with(n: u64, args: &[&str]) -> Cluster {
         let mut cluster = Cluster::prepare(n);
+        for m in &mut cluster.members {
+            m.extra_args = args.iter().map(|a| a.to_string()).collect();
+        }
         let grpc: Vec<std::net::SocketAddr> = cluster
             .members
             .iter()
@@ -150,6 +170,7 @@ impl Cluster {
                 dir: dir.path().join(format!("node-{id}")),
                 log: dir.path().join(format!("node-{id}.log")),
                 peers: String::new(),
+                extra_args: Vec::new(),
                 child: None,
             })
             .collect();
@@ -177,6 +198,27 @@ impl Cluster {
             .map(|m| std::fs::read_to_string(&m.log).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Shard-group replicas the members report quiesced (`runnel_raft_quiesced_groups`);
+    /// members that do not answer count none.
+    pub async fn quiesced_replicas(&self) -> u64 {
+        let mut n = 0;
+        for m in &self.members {
+            if tokio::net::TcpStream::connect(("127.0.0.1", m.metrics))
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let text = super::http_get(m.metrics, "/metrics").await;
+            n += text
+                .lines()
+                .find_map(|l| l.strip_prefix("runnel_raft_quiesced_groups "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        n
     }
 
     /// Restarts member `i` (by position) with its peers.
