@@ -64,6 +64,11 @@ struct ClusterArgs {
     /// `--grpc-addr`).
     #[arg(long, env = "RUNNEL_ADVERTISE_ADDR")]
     advertise_addr: Option<String>,
+    /// Quiesce idle shard groups (`--quiesce false` to keep every group ticking): a group with
+    /// nothing to replicate stops its timers, and its followers rely on node-to-node liveness
+    /// pings to notice a dead leader.
+    #[arg(long, env = "RUNNEL_QUIESCE", default_value_t = true, action = clap::ArgAction::Set)]
+    quiesce: bool,
     /// Replicas of each new shard.
     #[arg(long, env = "RUNNEL_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=7))]
     replication_factor: u64,
@@ -398,6 +403,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
         },
         peers: BTreeMap::new(),
         join: None,
+        quiesce: false,
         advertise: None,
         retention: RetentionSchedule {
             every: std::time::Duration::from_secs(args.retention_check_secs),
@@ -448,6 +454,7 @@ async fn cluster(args: ClusterArgs) -> anyhow::Result<()> {
     config.node_id = args.node_id;
     config.peers = peers;
     config.join = args.join.clone();
+    config.quiesce = args.quiesce;
     config.advertise = args.advertise_addr.clone();
     config.service.replication_factor = args.replication_factor as usize;
     serve("cluster", &args.node, config).await

@@ -98,6 +98,9 @@ pub struct TransportMetrics {
     pub inbound_bytes: IntCounterVec,
     /// Peers this node keeps a replication connection to.
     pub connections: IntGaugeVec,
+    /// Shard replicas quiesced here: led or followed without ticking (no heartbeats, no
+    /// election timer).
+    pub quiesced_groups: IntGaugeVec,
 }
 
 #[derive(Clone)]
@@ -316,6 +319,12 @@ impl Metrics {
                 &r,
                 "replication_connections",
                 "peers this node keeps a replication connection to",
+                &[],
+            )?,
+            quiesced_groups: gauge(
+                &r,
+                "raft_quiesced_groups",
+                "shard replicas quiesced on this node: led or followed without ticking (no heartbeats, no election timer)",
                 &[],
             )?,
         };

@@ -81,6 +81,8 @@ pub struct NodeConfig {
     pub peers: BTreeMap<u64, String>,
     /// Join the running cluster of this member (its gRPC address) instead of forming one.
     pub join: Option<String>,
+    /// Quiesce idle shard groups (no per-group heartbeats; node liveness instead).
+    pub quiesce: bool,
     /// The gRPC address other nodes reach this one at (default: `peers`' entry, else the
     /// bound gRPC address).
     pub advertise: Option<String>,
@@ -173,7 +175,7 @@ impl Node {
             config.service.api_limits.clone(),
         ));
         let router = ShardRouter::new(host.clone(), peers.clone(), admission);
-        let catalog_client = CatalogClient::new(catalog.raft.clone(), peers);
+        let catalog_client = CatalogClient::new(catalog.raft.clone(), peers.clone());
         let barrier = catalog_client.clone();
         // Client APIs answer Unavailable until the node has caught up with the catalog.
         let ready = Arc::new(AtomicBool::new(false));
@@ -187,7 +189,10 @@ impl Node {
 
         // Serve right away: in a cluster the other nodes' Raft traffic must get through before
         // this node can learn the catalog.
+        let liveness =
+            cluster.then(|| crate::cluster::liveness::Liveness::new(config.node_id, config.quiesce));
         let raft_api = RaftApi {
+            liveness: liveness.clone(),
             inbound_bytes: metrics.transport.inbound_bytes.with_label_values(&[] as &[&str]),
             catalog: catalog_client.clone(),
             view: catalog.view.clone(),
@@ -225,6 +230,10 @@ impl Node {
                     let _ = stopped.await;
                 }),
         );
+        let quiesced_gauge = metrics
+            .transport
+            .quiesced_groups
+            .with_label_values(&[] as &[&str]);
         let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(metrics_listener, metrics.clone()).await {
                 tracing::error!(error = %e, "metrics endpoint stopped");
@@ -264,6 +273,16 @@ impl Node {
                 host.clone(),
                 catalog.view.clone(),
             )));
+            if let (Some(live), Some(pool)) = (&liveness, &peers) {
+                tasks.push(tokio::spawn(live.clone().ping_loop(host.clone(), pool.clone())));
+                if config.quiesce {
+                    tasks.push(tokio::spawn(crate::cluster::quiesce::driver::run(
+                        host.clone(),
+                        live.clone(),
+                        quiesced_gauge.clone(),
+                    )));
+                }
+            }
         }
         ready.store(true, Ordering::Release);
         service

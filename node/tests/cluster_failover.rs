@@ -17,7 +17,12 @@
 //! strictly increasing order. While the faults last, a reader asks random nodes for records
 //! already acknowledged (`support::read_probe`): a successful read must return them.
 //!
-//! `CLUSTER_FAULTS` sets how many faults to inject (default 5: each kind once, the CI-sized run,
+//! Nodes run with their default (idle groups quiesce, though producers rarely leave a group
+//! idle); `CLUSTER_QUIESCE=0` runs them with `--quiesce false`, and `CLUSTER_QUIESCE=1` with
+//! `--quiesce true` and, before each fault, pauses the producers and the reader until every
+//! shard group is quiesced (bounded), so faults strike quiet groups: a dead or cut-off leader
+//! must be replaced and a write must wake its group (writes start again 300 ms after the fault
+//! strikes). `CLUSTER_FAULTS` sets how many faults to inject (default 5: each kind once, the CI-sized run,
 //! about a minute); `CLUSTER_SEED` replays the fault plan (kinds, victims, pauses; not the
 //! processes' scheduling); `CLUSTER_KEEP_DATA=1` keeps the nodes' data and logs. The long run is
 //! `CLUSTER_FAULTS=200 cargo test -p runnel-node --test cluster_failover -- --nocapture`
@@ -41,6 +46,7 @@ use support::faults;
 use support::read_probe::LatestAcks;
 use support::read_probe::probe_reads;
 use support::workload::Ack;
+use support::workload::PAUSED;
 use support::workload::ack_order_violation;
 use support::workload::check_exactly_once;
 use support::workload::produce_published;
@@ -63,7 +69,15 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
         .unwrap_or_else(rand::random);
     println!("cluster_failover: faults={faults} seed={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::start_partitionable(NODES as u64).await;
+    let mode = std::env::var("CLUSTER_QUIESCE").unwrap_or_default();
+    let quiesce = !mode.is_empty() && mode != "0";
+    println!("cluster_failover: CLUSTER_QUIESCE={mode:?}");
+    let args: &[&str] = match mode.as_str() {
+        "" => &["--throttling", "off"],
+        "0" => &["--throttling", "off", "--quiesce", "false"],
+        _ => &["--throttling", "off", "--quiesce", "true"],
+    };
+    let mut cluster = Cluster::start_partitionable_with(NODES as u64, args).await;
     let endpoints = cluster.endpoints();
     // Create through any node once the cluster answers.
     let mut admin = cluster.create_stream(1, STREAM, 3).await;
@@ -91,6 +105,15 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
 
     for (i, fault) in faults::plan(&mut rng, faults, true).into_iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+        if quiesce {
+            let quiet = quiesce_all(&cluster).await;
+            println!("fault {i}: {quiet} shard replicas quiesced before it");
+            // Writes start again just after the fault strikes.
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                PAUSED.store(false, Ordering::SeqCst);
+            });
+        }
         let what = faults::inject(fault, &mut cluster, &mut rng, &acked).await;
         println!("fault {i} ({fault:?}): {what}");
     }
@@ -129,6 +152,21 @@ async fn acknowledged_records_survive_crashes_and_partitions() {
         where_stored.len(),
         faults
     );
+}
+
+/// Pauses the producers and the reader until every shard replica is quiesced, for at most
+/// 20 s (an unreachable member reports none); returns how many were.
+async fn quiesce_all(cluster: &Cluster) -> u64 {
+    PAUSED.store(true, Ordering::SeqCst);
+    let mut quiet = 0;
+    for _ in 0..100 {
+        quiet = cluster.quiesced_replicas().await;
+        if quiet == (NODES * 3) as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    quiet
 }
 
 /// The acknowledgement checks catch what a deposed leader acknowledging a write would leave

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use runnel_proto::v1 as pb;
 use runnel_proto::v1::admin_client::AdminClient;
@@ -219,4 +220,117 @@ async fn leaders_go_back_to_their_preferred_nodes_after_a_restart() {
     cluster.restart(0);
     let logs = || cluster.logs();
     eventually("leaders to spread again", &logs, balanced).await;
+}
+
+/// Puts one record per shard (retrying until each is acknowledged); returns the acks.
+async fn put_one_per_shard(endpoints: &[String], round: u32) -> Vec<(String, String, Vec<u8>)> {
+    let mut acks = Vec::new();
+    for k in 0..24 {
+        let data = format!("round-{round}-key-{k}").into_bytes();
+        let mut attempt = 0;
+        loop {
+            let endpoint = &endpoints[attempt % endpoints.len()];
+            attempt += 1;
+            assert!(attempt < 600, "record {k} of round {round} never acknowledged");
+            let Ok(mut client) = support::streams_client(endpoint).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let put = client.put_records(pb::PutRecordsRequest {
+                stream_name: STREAM.into(),
+                records: vec![support::entry(&format!("key-{k}"), data.clone())],
+            });
+            if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(10), put).await {
+                let r = &resp.into_inner().records[0];
+                if r.error_code.is_empty() {
+                    acks.push((r.shard_id.clone(), r.sequence_number.clone(), data));
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    acks
+}
+
+/// Reads every shard through every node (all must agree) and checks that each acknowledged
+/// record is where its acknowledgement put it.
+async fn assert_reads_back(endpoints: &[String], shards: &[String], acks: &[(String, String, Vec<u8>)]) {
+    let stored = read_agreeing(endpoints, STREAM, shards).await;
+    for (shard, seq, data) in acks {
+        let found = stored[shard].iter().find(|r| &r.sequence_number == seq);
+        assert_eq!(
+            found.map(|r| r.data.as_ref()),
+            Some(data.as_slice()),
+            "{shard} {seq}"
+        );
+    }
+}
+
+/// Shard groups each member leads.
+async fn leaderships(ports: &[u16]) -> Vec<usize> {
+    let mut led = Vec::new();
+    for p in ports {
+        led.push(shard_leaderships(*p).await);
+    }
+    led
+}
+
+/// Idle groups quiesce (every replica, led or followed); a write wakes its group and is
+/// acknowledged; a read of a quiet leader confirms leadership with a heartbeat round; when the
+/// node leading the most groups dies, the others notice through liveness pings and elect; once
+/// it is back, leadership returns to the preferred nodes (transfers wake the groups first) and
+/// every replica quiesces again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quiesced_groups_wake_for_writes_and_fail_over() {
+    let mut cluster = Cluster::start_with(3, &["--throttling", "off", "--quiesce", "true"]);
+    let mut admin = cluster.create_stream(0, STREAM, 6).await;
+    let shards = support::wait_active(&mut admin, STREAM).await;
+    let ports: Vec<u16> = cluster.members.iter().map(|m| m.metrics).collect();
+    let endpoints = cluster.endpoints();
+    // Every replica of the six groups: led without ticking or followed without a timer.
+    let all_quiet = || async { cluster.quiesced_replicas().await == 18 };
+    let logs = || cluster.logs();
+    eventually("every replica to quiesce", &logs, all_quiet).await;
+    // A write wakes its group and is acknowledged; the groups go quiet again.
+    let mut acks = put_one_per_shard(&endpoints, 0).await;
+    eventually("every replica to quiesce again", &logs, all_quiet).await;
+    // Reads of quiet leaders (through every node) return what was acknowledged.
+    assert_reads_back(&endpoints, &shards, &acks).await;
+    eventually("every replica to quiesce after the reads", &logs, all_quiet).await;
+    // The node leading the most groups dies while they are quiet: node liveness wakes the
+    // followers, they elect, and writes go on. (Leaderships are reported every few seconds.)
+    eventually("every leadership to be reported", &logs, || async {
+        leaderships(&ports).await.iter().sum::<usize>() == 6
+    })
+    .await;
+    let led = leaderships(&ports).await;
+    let victim = (0..3).max_by_key(|i| led[*i]).unwrap();
+    assert!(led[victim] > 0, "{led:?}");
+    cluster.members[victim].kill9();
+    let alive: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, e)| e.clone())
+        .collect();
+    let killed = std::time::Instant::now();
+    acks.extend(put_one_per_shard(&alive, 1).await);
+    // Informational only (the machine's speed must not decide the test).
+    println!(
+        "writes to every shard acknowledged {:?} after the kill",
+        killed.elapsed()
+    );
+    cluster.restart(victim);
+    acks.extend(put_one_per_shard(&endpoints, 2).await);
+    // Leadership goes back to the preferred nodes (two groups each) and everything quiesces.
+    let logs = || cluster.logs();
+    eventually(
+        "leaders to spread again and every replica to quiesce",
+        &logs,
+        || async { leaderships(&ports).await == vec![2, 2, 2] && cluster.quiesced_replicas().await == 18 },
+    )
+    .await;
+    // Every acknowledged record reads back where its acknowledgement put it, through every node.
+    assert_reads_back(&endpoints, &shards, &acks).await;
 }

@@ -43,6 +43,7 @@ async fn start(dir: &std::path::Path) -> Node {
         kinesis_tls: None,
         peers: Default::default(),
         join: None,
+        quiesce: false,
         advertise: None,
         retention: Default::default(),
     };

@@ -25,6 +25,8 @@ use crate::shard::wire;
 pub struct RaftApi {
     /// Counts the encoded Raft messages received (`runnel_replication_inbound_bytes_total`).
     pub inbound_bytes: prometheus::IntCounter,
+    /// Records the other nodes' liveness pings (cluster mode).
+    pub liveness: Option<std::sync::Arc<super::liveness::Liveness>>,
     pub catalog: CatalogClient,
     pub view: CatalogView,
     pub router: ShardRouter,
@@ -43,7 +45,10 @@ impl RaftApi {
             transport::handle(self.catalog.raft(), &m.payload).await
         } else {
             match self.router.host().by_group(m.group) {
-                Some(r) => transport::handle_shard(r.group(), &m.payload).await,
+                Some(r) => {
+                    r.on_raft_message();
+                    transport::handle_shard(r.group(), &m.payload).await
+                }
                 None => Err(format!("group {} is not hosted here", m.group)),
             }
         };
@@ -84,6 +89,13 @@ impl Raft for RaftApi {
         self.inbound_bytes.inc_by(bytes as u64);
         let replies = join_all(messages.into_iter().map(|m| self.one(m))).await;
         Ok(Response::new(pb::RaftBatchResponse { replies }))
+    }
+
+    async fn ping(&self, request: Request<pb::PingRequest>) -> Result<Response<pb::PingResponse>, Status> {
+        if let Some(live) = &self.liveness {
+            live.ping_received(&request.into_inner());
+        }
+        Ok(Response::new(pb::PingResponse {}))
     }
 
     async fn propose_shard(

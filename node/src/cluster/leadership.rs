@@ -17,6 +17,11 @@ use crate::shard::ShardHost;
 pub const REBALANCE_EVERY: Duration = Duration::from_secs(5);
 /// A preferred leader this many entries or fewer behind may take over.
 pub const MAX_LAG: u64 = 16;
+/// A group about to hand over leadership is kept awake (not quiesced) this long.
+const HOLD_AWAKE: Duration = Duration::from_secs(2 * REBALANCE_EVERY.as_secs());
+/// The target must have acknowledged the leader this recently: then its ticker is on (a
+/// quiesced replica wakes at the first message of its group) and it has the leader's log.
+const ACKED_WITHIN: Duration = Duration::from_secs(1);
 
 /// What a leader knows about one of its groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +82,24 @@ pub async fn rebalance_leaders(host: Arc<ShardHost>, view: CatalogView) {
                 changing: shard.target_replicas.is_some(),
             };
             if let Some(to) = transfer_target(&led, MAX_LAG) {
+                // Wake the group first (a quiesced leader heartbeats again, its followers tick
+                // again) and keep it awake until the transfer is over; hand over once the
+                // target has answered the woken leader.
+                let now = std::time::Instant::now();
+                replica.quiesce().hold_awake(raft, now + HOLD_AWAKE);
+                let acked = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(&to).copied().flatten())
+                    .map(|t| crate::cluster::quiesce::std_instant(*t, now));
+                if acked.is_none_or(|t| now.saturating_duration_since(t) >= ACKED_WITHIN) {
+                    tracing::debug!(
+                        group = shard.group,
+                        to,
+                        "woke the group; transferring on the next round"
+                    );
+                    continue;
+                }
                 tracing::info!(stream = %stream, group = shard.group, to, "handing leadership to the preferred leader");
                 if let Err(e) = raft.trigger().transfer_leader(to).await {
                     tracing::warn!(group = shard.group, error = %e, "leader transfer failed");

@@ -178,6 +178,9 @@ async fn change_replicas(
         return Ok(());
     };
     let raft = &replica.group().raft;
+    // A quiesced group ticks again, and its leader renews its lease (membership changes are
+    // writes); it stays awake while the change is under way (learners, joint membership).
+    replica.wake_for_write().await;
     let want: BTreeSet<u64> = target.iter().copied().collect();
     let voters: BTreeSet<u64> = raft
         .metrics()

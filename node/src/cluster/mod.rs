@@ -4,8 +4,10 @@
 mod api;
 mod catalog_client;
 pub mod leadership;
+pub mod liveness;
 pub mod membership;
 pub mod placement;
+pub mod quiesce;
 
 pub use api::RaftApi;
 pub use catalog_client::CatalogClient;

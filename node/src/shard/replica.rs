@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use openraft::ReadPolicy;
+use openraft::LinearizerOption;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::ClientWriteError;
 use openraft::error::RaftError;
@@ -14,6 +14,7 @@ use super::cursor::Cursor;
 use super::cursor::ReadStart;
 use crate::catalog::ShardRecord;
 use crate::clock;
+use crate::cluster::quiesce::GroupSwitch;
 use crate::model::ShardId;
 use crate::raft::group::ShardGroup;
 use crate::raft::types::ShardCommand;
@@ -72,6 +73,8 @@ pub struct ShardReplica {
     group: ShardGroup,
     node_id: u64,
     last_ts: AtomicI64,
+    /// Whether the group is quiesced here (cluster mode), and what wakes it.
+    quiesce: GroupSwitch,
 }
 
 impl ShardReplica {
@@ -82,6 +85,7 @@ impl ShardReplica {
             group,
             node_id,
             last_ts: AtomicI64::new(0),
+            quiesce: GroupSwitch::default(),
         }
     }
 
@@ -91,6 +95,20 @@ impl ShardReplica {
 
     pub fn group(&self) -> &ShardGroup {
         &self.group
+    }
+
+    pub fn quiesce(&self) -> &GroupSwitch {
+        &self.quiesce
+    }
+
+    /// A Raft message of the group arrived from another node: a quiesced group ticks again.
+    pub fn on_raft_message(&self) {
+        self.quiesce.on_message(&self.group.raft);
+    }
+
+    /// The term this replica leads its group quietly in, if it does.
+    pub fn quiesced_leader_term(&self) -> Option<u64> {
+        self.quiesce.quiet_term()
     }
 
     /// Arrival timestamps never go backwards within a shard, even if the clock does.
@@ -109,8 +127,26 @@ impl ShardReplica {
         }
     }
 
+    /// Wakes a quiesced group before a write or a membership change. A quiet leader sent no
+    /// heartbeats, so its leader lease has run out and openraft would refuse the write: a
+    /// heartbeat round to a quorum renews it first (if that fails, the write fails as it would
+    /// have).
+    pub async fn wake_for_write(&self) {
+        if self.quiesce.on_request(&self.group.raft) {
+            let renewed = self
+                .group
+                .raft
+                .ensure_linearizable(LinearizerOption::new(None, true))
+                .await;
+            if let Err(e) = renewed {
+                tracing::debug!(shard = %self.id(), error = %e, "woken leader could not renew its lease");
+            }
+        }
+    }
+
     /// Appends one encoded batch as one Raft entry; returns when it is committed and applied.
     pub async fn append(&self, batch: Bytes) -> Result<Appended, AppendError> {
+        self.wake_for_write().await;
         let arrival_ms = self.arrival_ms();
         let cmd = ShardCommand::Records {
             timestamp_ms: arrival_ms,
@@ -131,6 +167,7 @@ impl ShardReplica {
     /// Seals the shard (idempotent): returns the log index of the first seal, after which the
     /// group accepts no records.
     pub async fn seal(&self) -> Result<u64, AppendError> {
+        self.wake_for_write().await;
         match self.group.raft.client_write(ShardCommand::Seal).await {
             Ok(resp) => match resp.data {
                 ShardReply::Closed { at } => Ok(at),
@@ -191,8 +228,10 @@ impl ShardReplica {
         })
     }
 
-    /// Reads frames from `start` as the leader: after confirming leadership (a lease read), so a
-    /// deposed leader never presents its prefix as the latest data.
+    /// Reads frames from `start` as the leader: after confirming leadership, so a deposed leader
+    /// never presents its prefix as the latest data. A lease read while a quorum acknowledged
+    /// the leader within its lease; otherwise (a quiesced leader sends no heartbeats, so its
+    /// lease runs out) a heartbeat round to a quorum first, as a read-index read does.
     pub async fn read_frames(
         &self,
         start: ReadStart,
@@ -205,10 +244,11 @@ impl ShardReplica {
                 leader,
             });
         }
+        self.quiesce.on_request(&self.group.raft);
         if self
             .group
             .raft
-            .ensure_linearizable(ReadPolicy::LeaseRead)
+            .ensure_linearizable(LinearizerOption::new(None, true))
             .await
             .is_err()
         {

@@ -124,7 +124,15 @@ impl Cluster {
 
     /// Members reaching each other through a [`Network`] of proxies.
     pub async fn start_partitionable(n: u64) -> Cluster {
+        Cluster::start_partitionable_with(n, super::UNTHROTTLED).await
+    }
+
+    /// Members reaching each other through a [`Network`] of proxies, each started with `args`.
+    pub async fn start_partitionable_with(n: u64, args: &[&str]) -> Cluster {
         let mut cluster = Cluster::prepare(n);
+        for m in &mut cluster.members {
+            m.args = args.iter().map(|a| a.to_string()).collect();
+        }
         let grpc: Vec<std::net::SocketAddr> = cluster
             .members
             .iter()
@@ -194,6 +202,21 @@ impl Cluster {
     /// Restarts member `i` (by position) with its peers.
     pub fn restart(&mut self, i: usize) {
         self.members[i].spawn();
+    }
+
+    /// Shard-group replicas the members report quiesced (`runnel_raft_quiesced_groups`);
+    /// members that do not answer count none.
+    pub async fn quiesced_replicas(&self) -> u64 {
+        let mut n = 0;
+        for m in &self.members {
+            let text = super::http_get_if_up(m.metrics, "/metrics").await;
+            n += text
+                .lines()
+                .find_map(|l| l.strip_prefix("runnel_raft_quiesced_groups "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        n
     }
 
     /// Creates a stream through member `via` once the cluster answers; returns the admin

@@ -51,6 +51,9 @@ pub async fn probe_reads(
     let mut checked = 0;
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if super::workload::PAUSED.load(Ordering::SeqCst) {
+            continue;
+        }
         // Picked before the read is sent: its acknowledgement has arrived.
         let Some((shard, seq, id)) = latest.pick(&mut rng) else {
             continue;

@@ -18,6 +18,9 @@ use super::cluster::wait_ready;
 use super::read_probe::LatestAcks;
 use super::seq_cmp;
 
+/// While set, producers and read probes send nothing (so idle groups can quiesce).
+pub static PAUSED: AtomicBool = AtomicBool::new(false);
+
 /// One acknowledged record: (producer, counter), and where the acknowledgement put it.
 ///
 /// `sent_after` and `done` order requests in real time without a clock: they are values of the
@@ -63,6 +66,10 @@ pub async fn produce_published(
     let mut acks = Vec::new();
     let mut next = 0u64;
     while !stop.load(Ordering::SeqCst) {
+        if PAUSED.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
         let endpoint = &endpoints[rng.random_range(0..endpoints.len())];
         let Ok(mut client) = super::streams_client(endpoint).await else {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -28,6 +28,7 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Calls in flight to one peer.
 const IN_FLIGHT: usize = 4;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 type Reply = Result<pb::RaftReply, String>;
@@ -42,6 +43,7 @@ pub struct PeerPool {
     /// Node id → the address this node reaches it at (its `--peers`).
     routes: BTreeMap<u64, String>,
     peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+    ping_clients: Mutex<HashMap<String, RaftClient<Channel>>>,
     metrics: Option<TransportMetrics>,
 }
 
@@ -52,6 +54,7 @@ impl PeerPool {
         Arc::new(PeerPool {
             routes,
             peers: Mutex::default(),
+            ping_clients: Mutex::default(),
             metrics,
         })
     }
@@ -97,6 +100,27 @@ impl PeerPool {
         .await
         .map_err(|_| format!("sender to {addr} stopped"))?;
         rx.await.map_err(|_| format!("call to {addr} dropped"))?
+    }
+
+    /// A liveness ping to the node at `addr`, on a connection kept for pings so they never
+    /// queue behind replication traffic.
+    pub async fn ping(&self, addr: &str, ping: pb::PingRequest) -> Result<(), String> {
+        let mut client = {
+            let mut clients = self.ping_clients.lock().unwrap_or_else(|p| p.into_inner());
+            match clients.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = RaftClient::new(channel(addr)?);
+                    clients.insert(addr.to_owned(), c.clone());
+                    c
+                }
+            }
+        };
+        match tokio::time::timeout(PING_TIMEOUT, client.ping(ping)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
+            Err(_) => Err(format!("{addr}: ping timed out")),
+        }
     }
 
     /// A client for forwarded requests (proposals, reads) to the node at `addr`.
