@@ -221,8 +221,20 @@ async fn split_merge_and_update_shard_count_lose_nothing_under_writers() {
                 .send()
                 .await,
         );
+        // Unless the split finished in between: then the pair is judged, and shard 1 and the
+        // lower child of shard 0 are not adjacent.
+        let finished = t == "InvalidArgumentException"
+            && c.describe_stream_summary()
+                .stream_name(STREAM)
+                .send()
+                .await
+                .unwrap()
+                .stream_description_summary()
+                .unwrap()
+                .stream_status()
+                == &StreamStatus::Active;
         assert!(
-            t == "ResourceInUseException" || t == "ResourceNotFoundException",
+            t == "ResourceInUseException" || t == "ResourceNotFoundException" || finished,
             "{t}: {m}"
         );
     }
