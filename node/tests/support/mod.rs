@@ -38,9 +38,29 @@ pub fn node_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_runnel-node"))
 }
 
+/// A free loopback port below the kernel's ephemeral range (Linux: 32768 and up), so that no
+/// outgoing connection of a running node (replication, liveness pings, forwarding) can take it
+/// between this check and the bind of the node it is meant for. Ports are handed out in turn
+/// from a per-process starting point, so tests running in parallel do not pick the same one.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::Ordering;
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// A standalone node process with its own data directory; killed (SIGKILL) on drop.
