@@ -12,14 +12,7 @@ use runnel_log::LogConfig;
 use runnel_log::LogError;
 use support::entry_for;
 use support::read_all;
-
-fn small() -> LogConfig {
-    LogConfig {
-        segment_bytes: 8 * 1024,
-        segment_max_age_ms: 3_600_000,
-        index_interval_bytes: 512,
-    }
-}
+use support::small;
 
 fn segment_files(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = fs::read_dir(dir)

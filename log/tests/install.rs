@@ -7,17 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use runnel_log::Log;
-use runnel_log::LogConfig;
 use support::entry_for;
 use support::read_all;
-
-fn small() -> LogConfig {
-    LogConfig {
-        segment_bytes: 8 * 1024,
-        segment_max_age_ms: 3_600_000,
-        index_interval_bytes: 512,
-    }
-}
+use support::small;
 
 /// Writes entries `range` into a fresh log at `dir/name` and closes it.
 fn stage(dir: &Path, name: &str, range: std::ops::Range<u64>) {

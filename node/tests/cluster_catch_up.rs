@@ -89,6 +89,24 @@ fn entries(dir: &Path) -> Vec<runnel_log::Entry> {
     }
 }
 
+/// Waits until every node in `dirs` has deleted its shard log below `first` (retention ran).
+async fn wait_deleted_below(what: &str, logs: impl Fn() -> String, dirs: &[PathBuf], first: u64) {
+    eventually(what, logs, || async move {
+        dirs.iter().all(|d| first_segment(d).is_some_and(|b| b >= first))
+    })
+    .await;
+}
+
+/// Waits until the node with metrics port `follower` has applied every shard group as far as
+/// the node with `leader` (both up).
+async fn wait_applied_alike(what: &str, logs: impl Fn() -> String, follower: u16, leader: u16) {
+    eventually(what, logs, || async move {
+        let mine = applied(follower).await;
+        !mine.is_empty() && mine == applied(leader).await
+    })
+    .await;
+}
+
 /// Two replicas' logs end at the same entry and agree, Raft entry for Raft entry, wherever both
 /// still hold it (blank and membership entries carry each replica's own append time; records
 /// carry the leader's). Returns the first index compared.
@@ -133,13 +151,11 @@ async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log
     // About 3 MiB: several segments, sealed and then expired on every replica.
     write(&mut client, 0..3000).await;
     let dirs: Vec<PathBuf> = cluster.members.iter().map(|m| m.dir.clone()).collect();
-    eventually(
+    wait_deleted_below(
         "retention to delete the first segments on every replica",
         || cluster.logs(),
-        || {
-            let dirs = dirs.clone();
-            async move { dirs.iter().all(|d| first_segment(d).is_some_and(|b| b > 1)) }
-        },
+        &dirs,
+        2,
     )
     .await;
 
@@ -161,11 +177,12 @@ async fn a_new_replica_catches_up_from_a_snapshot_once_retention_deleted_the_log
     move_replica(&mut admin, STREAM, (0, &shards[0]), (1, 4), vec![2, 3, 4], &logs).await;
     // Writes after the move reach the new replica through ordinary replication.
     write(&mut client, 3000..3200).await;
-    eventually("node 4 to apply as far as node 2", &logs, || async {
-        let mine = applied(joiner.metrics).await;
-        let theirs = applied(cluster.members[1].metrics).await;
-        !mine.is_empty() && mine == theirs
-    })
+    wait_applied_alike(
+        "node 4 to apply as far as node 2",
+        &logs,
+        joiner.metrics,
+        cluster.members[1].metrics,
+    )
     .await;
     assert!(
         joiner.log().contains("caught up from a snapshot"),
@@ -225,29 +242,21 @@ async fn a_follower_down_past_retention_catches_up_from_a_snapshot_on_restart() 
         .unwrap();
     write(&mut client, 300..3300).await;
     let dirs: Vec<PathBuf> = cluster.members[..2].iter().map(|m| m.dir.clone()).collect();
-    eventually(
+    wait_deleted_below(
         "retention to delete entries node 3 lacks on nodes 1 and 2",
         || cluster.logs(),
-        || {
-            let dirs = dirs.clone();
-            async move {
-                dirs.iter()
-                    .all(|d| first_segment(d).is_some_and(|b| b > stale_end + 1))
-            }
-        },
+        &dirs,
+        stale_end + 2,
     )
     .await;
 
     cluster.restart(2);
     write(&mut client, 3300..3400).await;
-    let metrics = (cluster.members[0].metrics, cluster.members[2].metrics);
-    eventually(
+    wait_applied_alike(
         "node 3 to apply as far as node 1",
         || cluster.logs(),
-        || async move {
-            let mine = applied(metrics.1).await;
-            !mine.is_empty() && mine == applied(metrics.0).await
-        },
+        cluster.members[2].metrics,
+        cluster.members[0].metrics,
     )
     .await;
     let log3 = std::fs::read_to_string(&cluster.members[2].log).unwrap();
@@ -297,16 +306,11 @@ async fn a_follower_merely_behind_gets_entries_not_a_snapshot() {
     // Several sealed segments, on every replica, not expired yet.
     write(&mut client, 0..3000).await;
     let metrics: Vec<u16> = cluster.members.iter().map(|m| m.metrics).collect();
-    eventually(
+    wait_applied_alike(
         "node 3 to apply everything",
         || cluster.logs(),
-        || {
-            let metrics = metrics.clone();
-            async move {
-                let mine = applied(metrics[2]).await;
-                !mine.is_empty() && mine == applied(metrics[0]).await
-            }
-        },
+        metrics[2],
+        metrics[0],
     )
     .await;
     let behind = *applied(metrics[2]).await.values().next().unwrap();
@@ -319,28 +323,21 @@ async fn a_follower_merely_behind_gets_entries_not_a_snapshot() {
         .unwrap();
     write(&mut client, 3000..3030).await;
     let dirs: Vec<PathBuf> = cluster.members[..2].iter().map(|m| m.dir.clone()).collect();
-    eventually(
+    wait_deleted_below(
         "retention to delete the old segments on nodes 1 and 2",
         || cluster.logs(),
-        || {
-            let dirs = dirs.clone();
-            async move { dirs.iter().all(|d| first_segment(d).is_some_and(|b| b > 1)) }
-        },
+        &dirs,
+        2,
     )
     .await;
     let purged_on_others = dirs.iter().filter_map(|d| first_segment(d)).max().unwrap();
 
     cluster.restart(2);
-    eventually(
+    wait_applied_alike(
         "node 3 to apply as far as node 1",
         || cluster.logs(),
-        || {
-            let metrics = metrics.clone();
-            async move {
-                let mine = applied(metrics[2]).await;
-                !mine.is_empty() && mine == applied(metrics[0]).await
-            }
-        },
+        metrics[2],
+        metrics[0],
     )
     .await;
     let log3 = std::fs::read_to_string(&cluster.members[2].log).unwrap();

@@ -89,7 +89,7 @@ impl From<pb::StreamDescription> for ObservedStream {
             tags: d.tags.into_iter().collect(),
             shards: d.shards.into_iter().map(ObservedShard::from).collect(),
             max_record_size_kib: if d.max_record_size_kib == 0 {
-                crate::validation::MIN_MAX_RECORD_SIZE_KIB as u32
+                crate::plan::DEFAULT_MAX_RECORD_SIZE_KIB
             } else {
                 d.max_record_size_kib
             },

@@ -17,6 +17,8 @@ use crate::policy::autoscaling::AutoscalingConfig;
 pub const OWNER_TAG: &str = "runnel.dev/owner";
 /// Retention when the spec leaves it unset, as in AWS.
 pub const DEFAULT_RETENTION_HOURS: u32 = 24;
+/// MaxRecordSizeInKiB when the spec leaves it unset (and when a node does not report it), as in AWS.
+pub const DEFAULT_MAX_RECORD_SIZE_KIB: u32 = 1024;
 /// Initial shard count of an ON_DEMAND stream, as AWS starts, unless autoscaling.minShards says more.
 pub const ON_DEMAND_INITIAL_SHARDS: u32 = 4;
 
@@ -91,7 +93,7 @@ impl Desired {
             max_record_size_kib: spec
                 .max_record_size_kib
                 .and_then(|k| u32::try_from(k).ok())
-                .unwrap_or(crate::validation::MIN_MAX_RECORD_SIZE_KIB as u32),
+                .unwrap_or(DEFAULT_MAX_RECORD_SIZE_KIB),
             unsupported,
         })
     }

@@ -3,7 +3,17 @@
 
 use bytes::Bytes;
 use runnel_log::Entry;
+use runnel_log::LogConfig;
 use runnel_log::LogReader;
+
+/// Small segments (8 KiB) with dense index points: many segments from few entries.
+pub fn small() -> LogConfig {
+    LogConfig {
+        segment_bytes: 8 * 1024,
+        segment_max_age_ms: 3_600_000,
+        index_interval_bytes: 512,
+    }
+}
 
 /// An entry whose every field is derived from its index, so content can be checked after a crash.
 pub fn entry_for(index: u64) -> Entry {
