@@ -107,6 +107,23 @@ async fn wait_applied_alike(what: &str, logs: impl Fn() -> String, follower: u16
     .await;
 }
 
+/// Restarts node 3 and waits until it has applied as far as node 1; answers whether it was
+/// caught up from a snapshot.
+async fn restart_node_3_and_catch_up(cluster: &mut Cluster) -> bool {
+    cluster.restart(2);
+    let (node3, node1) = (cluster.members[2].metrics, cluster.members[0].metrics);
+    wait_applied_alike(
+        "node 3 to apply as far as node 1",
+        || cluster.logs(),
+        node3,
+        node1,
+    )
+    .await;
+    std::fs::read_to_string(&cluster.members[2].log)
+        .unwrap()
+        .contains("caught up from a snapshot")
+}
+
 /// Two replicas' logs end at the same entry and agree, Raft entry for Raft entry, wherever both
 /// still hold it (blank and membership entries carry each replica's own append time; records
 /// carry the leader's). Returns the first index compared.
@@ -332,22 +349,69 @@ async fn a_follower_merely_behind_gets_entries_not_a_snapshot() {
     .await;
     let purged_on_others = dirs.iter().filter_map(|d| first_segment(d)).max().unwrap();
 
-    cluster.restart(2);
-    wait_applied_alike(
-        "node 3 to apply as far as node 1",
-        || cluster.logs(),
-        metrics[2],
-        metrics[0],
-    )
-    .await;
-    let log3 = std::fs::read_to_string(&cluster.members[2].log).unwrap();
+    let snapshot = restart_node_3_and_catch_up(&mut cluster).await;
     println!("cluster_catch_up: node 3 was down at {behind}; the others deleted below {purged_on_others}");
     if purged_on_others <= behind + 1 {
         assert!(
-            !log3.contains("caught up from a snapshot"),
+            !snapshot,
             "node 3 lacked nothing that expired, yet was sent a snapshot"
         );
     } else {
         println!("cluster_catch_up: a segment sealed while node 3 was down expired; a snapshot was due");
     }
+}
+
+/// A follower that missed more record bytes than one peer message holds (64 MiB) still catches
+/// up: replication reads at most 16 MiB of entries per AppendEntries, whatever openraft's entry
+/// count allows (300 entries of records up to 10 MiB each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_by_more_than_one_message_catches_up() {
+    let mut cluster = Cluster::start_with(3, &["--throttling", "off"]);
+    let mut admin = cluster.create_stream(0, STREAM, 1).await;
+    let shard = support::wait_active(&mut admin, STREAM).await.remove(0);
+    admin
+        .update_max_record_size(pb::UpdateMaxRecordSizeRequest {
+            stream_name: STREAM.into(),
+            max_record_size_kib: 10 * 1024,
+        })
+        .await
+        .unwrap();
+    support::wait_active(&mut admin, STREAM).await;
+
+    cluster.members[2].kill9();
+    // 14 records of 6 MiB (84 MiB), one per call, while node 3 is down.
+    let mut client = support::streams_client(&cluster.members[0].endpoint())
+        .await
+        .unwrap();
+    let marks: Vec<u8> = (0..14u8).map(|i| b'a' + i).collect();
+    for mark in &marks {
+        let resp = client
+            .put_records(pb::PutRecordsRequest {
+                stream_name: STREAM.into(),
+                records: vec![support::entry("k", vec![*mark; 6 << 20])],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(resp.failed_record_count, 0, "{resp:?}");
+    }
+
+    assert!(
+        !restart_node_3_and_catch_up(&mut cluster).await,
+        "node 3 was sent a snapshot; nothing was purged"
+    );
+    let mut client = support::streams_client(&cluster.members[2].endpoint())
+        .await
+        .unwrap();
+    let records = support::read_shard(&mut client, STREAM, &shard).await;
+    let read: Vec<(u8, usize)> = records.iter().map(|r| (r.data[0], r.data.len())).collect();
+    assert_eq!(read, marks.iter().map(|m| (*m, 6 << 20)).collect::<Vec<_>>());
+
+    // Node 3's log is node 1's, entry for entry, to the same end.
+    for m in &mut cluster.members {
+        m.kill9();
+    }
+    let mine = entries(&group_dir(&cluster.members[2].dir).unwrap());
+    let theirs = entries(&group_dir(&cluster.members[0].dir).unwrap());
+    assert_same_log(("node 3", &mine), ("node 1", &theirs));
 }

@@ -131,6 +131,14 @@ impl<C: FramedConfig> LogStore<C> {
         self.reader.clone()
     }
 
+    fn read_half(&self) -> LogStoreReader<C> {
+        LogStoreReader {
+            reader: self.reader.clone(),
+            shared: self.shared.clone(),
+            _p: PhantomData,
+        }
+    }
+
     /// Sets the Raft purge point without deleting (a snapshot install).
     pub fn purged_marker(&self) -> PurgedMarker<C> {
         PurgedMarker {
@@ -153,10 +161,19 @@ fn bounds(range: &impl RangeBounds<u64>, next: u64) -> (u64, u64) {
     (start, end.min(next))
 }
 
+/// Bytes of entries replication reads for one AppendEntries (more only when a single entry is
+/// larger). openraft bounds a request by entry count (`max_payload_entries`), and entries of
+/// records up to 10 MiB would take a few hundred past the peer transport's 64 MiB message
+/// limit; this bound, plus the 8 MiB of other groups' messages a peer batch may carry, stays
+/// well under it.
+const REPLICATION_READ_BYTES: usize = 16 << 20;
+
+/// Reads log entries in `range`: all of them, or (with `limit`) those up to `limit` bytes.
 async fn read_entries<C: FramedConfig>(
     reader: &LogReader,
     shared: &Shared<C>,
     range: impl RangeBounds<u64>,
+    limit: Option<usize>,
 ) -> io::Result<Vec<EntryOf<C>>> {
     let (mut start, end) = bounds(&range, reader.next_index());
     match reader.first_index() {
@@ -170,7 +187,7 @@ async fn read_entries<C: FramedConfig>(
     let mut out = Vec::new();
     while start < end {
         let frames = reader
-            .read(start, (end - start) as usize, 8 << 20)
+            .read(start, (end - start) as usize, limit.unwrap_or(8 << 20))
             .map_err(io::Error::from)?;
         if frames.is_empty() {
             break;
@@ -182,6 +199,9 @@ async fn read_entries<C: FramedConfig>(
             start = f.index + 1;
             out.push(C::from_frame(f)?);
         }
+        if limit.is_some() {
+            break;
+        }
     }
     Ok(out)
 }
@@ -191,7 +211,18 @@ impl<C: FramedConfig> RaftLogReader<C> for LogStoreReader<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
-        read_entries::<C>(&self.reader, &self.shared, range).await
+        read_entries::<C>(&self.reader, &self.shared, range, None).await
+    }
+
+    /// What replication sends in one AppendEntries: at most [`REPLICATION_READ_BYTES`].
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<C::Entry>, io::Error> {
+        read_entries::<C>(
+            &self.reader,
+            &self.shared,
+            start..end,
+            Some(REPLICATION_READ_BYTES),
+        )
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -204,11 +235,15 @@ impl<C: FramedConfig> RaftLogReader<C> for LogStore<C> {
         &mut self,
         range: RB,
     ) -> Result<Vec<C::Entry>, io::Error> {
-        read_entries::<C>(&self.reader, &self.shared, range).await
+        self.read_half().try_get_log_entries(range).await
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<C::Entry>, io::Error> {
+        self.read_half().limited_get_log_entries(start, end).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
-        Ok(self.shared.vote.lock().map_err(lock_err)?.clone())
+        self.read_half().read_vote().await
     }
 }
 
@@ -230,11 +265,7 @@ impl<C: FramedConfig> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogStoreReader {
-            reader: self.reader.clone(),
-            shared: self.shared.clone(),
-            _p: PhantomData,
-        }
+        self.read_half()
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {

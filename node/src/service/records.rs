@@ -24,6 +24,7 @@ use crate::shard::ReadLimits;
 use crate::shard::ReadRecord;
 use crate::shard::ReadResult;
 use crate::shard::ReadStart;
+use crate::shard::Take;
 use crate::shard::decode;
 use crate::shard::sequence_number;
 
@@ -486,44 +487,49 @@ impl StreamService {
         max_bytes: usize,
         get_records_budget: bool,
     ) -> Result<ReadResult, ReadFailure> {
-        // Fetch entries until `limit` records or the end: some entries hold no records (a new
-        // leader's blank entry, membership changes), and one entry holds up to 500.
+        // Fetch entries until `limit` records, `max_bytes` or the end: some entries hold no
+        // records (a new leader's blank entry, membership changes), and one entry holds up to
+        // 500. Only the read's first record may be larger than `max_bytes`.
         let mut start = start;
         let mut out: Option<ReadResult> = None;
         for round in 0..16 {
-            let taken = out.as_ref().map_or(0, |o| o.records.len());
-            let bytes: usize = out
-                .as_ref()
-                .map_or(0, |o| o.records.iter().map(|r| r.data.len()).sum());
-            let (want, room) = (limit - taken, max_bytes.saturating_sub(bytes).max(1));
+            let (taken, bytes) = out.as_ref().map_or((0, 0), |o| (o.records.len(), o.bytes));
+            let take = Take {
+                records: limit - taken,
+                bytes: max_bytes.saturating_sub(bytes),
+                at_least_one: round == 0,
+            };
             let admission = if get_records_budget {
                 ReadAdmission::GetRecords {
                     first: round == 0,
-                    records: want,
+                    records: take.records,
                 }
             } else {
                 ReadAdmission::Unlimited
             };
             let limits = ReadLimits {
-                max_entries: want.clamp(1, 1024),
-                max_bytes: room,
+                max_entries: take.records.clamp(1, 1024),
+                max_bytes: take.bytes.max(1),
             };
             let frames = self.inner.router.read(shard, start, limits, admission, 0).await?;
             let (watermark, fetched) = (frames.watermark, frames.frames.len());
-            let part = decode(shard, frames.frames, frames.start, watermark, want, room)
+            let part = decode(shard, frames.frames, frames.start, watermark, take)
                 .map_err(ServiceError::internal)?;
             let next = part.next;
-            let done = fetched == 0 || next.log_index > watermark || part.records.len() >= want;
+            let done =
+                fetched == 0 || next.log_index > watermark || part.full || part.records.len() >= take.records;
             out = Some(match out {
                 None => part,
                 Some(mut o) => {
                     o.records.extend(part.records);
                     o.next = part.next;
                     o.millis_behind_latest = part.millis_behind_latest;
+                    o.bytes += part.bytes;
+                    o.full = part.full;
                     o
                 }
             });
-            if done || bytes >= max_bytes {
+            if done {
                 break;
             }
             start = ReadStart::Cursor(next);

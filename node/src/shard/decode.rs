@@ -27,6 +27,10 @@ pub struct ReadResult {
     /// Where the next read continues.
     pub next: Cursor,
     pub millis_behind_latest: i64,
+    /// The data and partition-key bytes of `records`.
+    pub bytes: usize,
+    /// Whether the read stopped at its record or byte limit before the frames ran out.
+    pub full: bool,
 }
 
 pub fn sequence_number(
@@ -44,20 +48,31 @@ pub fn sequence_number(
     }
 }
 
-/// Decodes `frames` (consecutive, all at or below `watermark`) from `start`, stopping after
-/// `limit` records or about `max_bytes` of data.
+/// How much of a shard's records one read takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Take {
+    pub records: usize,
+    /// Data and partition-key bytes: no record that would take the read past them is taken...
+    pub bytes: usize,
+    /// ...unless it is the first record of the read (a record larger than `bytes` is still
+    /// returned, alone). False for the later parts of a read assembled from several.
+    pub at_least_one: bool,
+}
+
+/// Decodes `frames` (consecutive, all at or below `watermark`) from `start`, taking what `take`
+/// allows.
 pub fn decode(
     shard: &ShardRecord,
     frames: Vec<runnel_log::Entry>,
     start: Cursor,
     watermark: u64,
-    limit: usize,
-    max_bytes: usize,
+    take: Take,
 ) -> Result<ReadResult, String> {
     let mut cursor = start;
     let mut records = Vec::new();
     let mut bytes = 0usize;
     let mut behind_ts = None;
+    let mut full = false;
     'frames: for frame in frames {
         if frame.index > watermark || frame.index < cursor.log_index {
             continue;
@@ -73,15 +88,18 @@ pub fn decode(
             0
         };
         for (pos, r) in batch.records.into_iter().enumerate().skip(skip) {
-            if records.len() >= limit || (bytes >= max_bytes && !records.is_empty()) {
+            let size = r.data.len() + r.partition_key.len();
+            let first = records.is_empty() && take.at_least_one;
+            if records.len() >= take.records || (!first && bytes + size > take.bytes) {
                 cursor = Cursor {
                     log_index: frame.index,
                     position: pos as u16,
                 };
                 behind_ts = Some(frame.timestamp_ms);
+                full = true;
                 break 'frames;
             }
-            bytes += r.data.len() + r.partition_key.len();
+            bytes += size;
             records.push(ReadRecord {
                 sequence_number: sequence_number(shard, frame.index, pos as u16, frame.timestamp_ms),
                 arrival_ms: frame.timestamp_ms,
@@ -103,22 +121,16 @@ pub fn decode(
         records,
         next: cursor,
         millis_behind_latest,
+        bytes,
+        full,
     })
 }
 
-/// The bytes (data and partition keys, as usage counts them) of the records a reader taking up
-/// to `limit` records or about `max_bytes` gets from `read`: what the shard's leader charges a
-/// GetRecords read, computed as the reader's own [`decode`] will.
-pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, limit: usize, max_bytes: usize) -> usize {
-    decode(
-        shard,
-        read.frames.clone(),
-        read.start,
-        read.watermark,
-        limit,
-        max_bytes,
-    )
-    .map_or(0, |r| {
+/// The bytes (data and partition keys, as usage counts them) of the records a reader taking
+/// `take` gets from `read`: what the shard's leader charges a GetRecords read, computed as the
+/// reader's own [`decode`] will.
+pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, take: Take) -> usize {
+    decode(shard, read.frames.clone(), read.start, read.watermark, take).map_or(0, |r| {
         r.records
             .iter()
             .map(|r| record_bytes(r.data.len(), &r.partition_key))
@@ -168,10 +180,49 @@ mod tests {
             watermark: 2,
         };
         let s = shard();
+        let take = |records, bytes| Take {
+            records,
+            bytes,
+            at_least_one: true,
+        };
         // From the second record of entry 1, up to the watermark.
-        assert_eq!(returned_bytes(&s, &read, 100, 1 << 20), 20 + 30 + 40);
-        assert_eq!(returned_bytes(&s, &read, 2, 1 << 20), 20 + 30);
-        // Bytes stop a read after the record that reaches them.
-        assert_eq!(returned_bytes(&s, &read, 100, 25), 20 + 30);
+        assert_eq!(returned_bytes(&s, &read, take(100, 1 << 20)), 20 + 30 + 40);
+        assert_eq!(returned_bytes(&s, &read, take(2, 1 << 20)), 20 + 30);
+        // Bytes stop a read before the record that would pass them...
+        assert_eq!(returned_bytes(&s, &read, take(100, 50)), 20 + 30);
+        assert_eq!(returned_bytes(&s, &read, take(100, 49)), 20);
+        // ...but a read's first record is taken whatever its size, unless the read already
+        // has records from an earlier part.
+        assert_eq!(returned_bytes(&s, &read, take(100, 5)), 20);
+        let later = Take {
+            at_least_one: false,
+            ..take(100, 5)
+        };
+        assert_eq!(returned_bytes(&s, &read, later), 0);
+    }
+
+    #[test]
+    fn a_read_says_whether_it_stopped_at_its_limits() {
+        let s = shard();
+        let frames = || vec![frame(1, &[10, 20]), frame(2, &[30])];
+        let start = Cursor::entry_start(1);
+        let take = |records, bytes| Take {
+            records,
+            bytes,
+            at_least_one: false,
+        };
+        let all = decode(&s, frames(), start, 2, take(100, 100)).unwrap();
+        assert_eq!((all.records.len(), all.bytes, all.full), (3, 60, false));
+        let cut = decode(&s, frames(), start, 2, take(100, 35)).unwrap();
+        assert_eq!((cut.records.len(), cut.bytes, cut.full), (2, 30, true));
+        assert_eq!(
+            cut.next,
+            Cursor {
+                log_index: 2,
+                position: 0
+            }
+        );
+        let none = decode(&s, frames(), start, 2, take(100, 5)).unwrap();
+        assert_eq!((none.records.len(), none.full, none.next), (0, true, start));
     }
 }

@@ -13,6 +13,7 @@ pub use cursor::Cursor;
 pub use cursor::ReadStart;
 pub use decode::ReadRecord;
 pub use decode::ReadResult;
+pub use decode::Take;
 pub use decode::decode;
 pub use decode::sequence_number;
 pub use host::NodeDirectory;

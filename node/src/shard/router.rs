@@ -17,6 +17,7 @@ use runnel_proto::v1 as pb;
 use tonic::Code;
 
 use super::cursor::ReadStart;
+use super::decode::Take;
 use super::decode::returned_bytes;
 use super::host::ShardHost;
 use super::replica::AppendError;
@@ -348,8 +349,13 @@ impl ShardRouter {
             return Err(ReadError::Throttled { shard: replica.id() });
         }
         let read = replica.read_frames(start, max_entries, max_bytes).await?;
-        if let ReadAdmission::GetRecords { records, .. } = admission {
-            let bytes = returned_bytes(&replica.shard, &read, records, max_bytes);
+        if let ReadAdmission::GetRecords { records, first } = admission {
+            let take = Take {
+                records,
+                bytes: max_bytes,
+                at_least_one: first,
+            };
+            let bytes = returned_bytes(&replica.shard, &read, take);
             self.admission.charge_read(group, bytes, Instant::now());
         }
         Ok(read)
