@@ -45,7 +45,8 @@ pub fn parse_node(text: &str) -> Option<(f64, usize)> {
     Some((cpu, led))
 }
 
-async fn scrape(addr: &str) -> anyhow::Result<(f64, usize)> {
+/// The Prometheus text of a node's metrics endpoint `addr` (HOST:PORT).
+pub async fn scrape_text(addr: &str) -> anyhow::Result<String> {
     let mut conn = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot reach the metrics endpoint {addr}"))?;
@@ -53,6 +54,11 @@ async fn scrape(addr: &str) -> anyhow::Result<(f64, usize)> {
         .await?;
     let mut body = String::new();
     conn.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+async fn scrape(addr: &str) -> anyhow::Result<(f64, usize)> {
+    let body = scrape_text(addr).await?;
     parse_node(&body).with_context(|| format!("{addr} reports no process_cpu_seconds_total"))
 }
 

@@ -7,6 +7,7 @@
 
 mod consume;
 mod e2e;
+mod failover;
 mod fan_out;
 mod idle;
 mod mixed;
@@ -47,6 +48,8 @@ enum Mode {
     FanOut(fan_out::FanOutOptions),
     /// Idle cost: create --shards shards, then each node's CPU share with no traffic.
     Idle(idle::IdleOptions),
+    /// Failover: start a cluster, kill -9 shard leaders, time until writes are acknowledged.
+    Failover(failover::FailoverOptions),
 }
 
 /// Flags shared by every mode.
@@ -131,6 +134,10 @@ fn main() -> ExitCode {
             }
             Mode::Idle(options) => {
                 let report = idle::run(&options).await?;
+                (options.common, report)
+            }
+            Mode::Failover(options) => {
+                let report = failover::run(&options).await?;
                 (options.common, report)
             }
         };

@@ -65,11 +65,14 @@ pub struct CatalogGroup {
     pub view: CatalogView,
 }
 
-/// Raft timing of cluster groups: a leader that stops heartbeating is replaced within about
-/// `ELECTION_MAX_MS` plus one election round.
+/// Raft timing of cluster groups. A follower campaigns once its leader lease (openraft holds it
+/// for `ELECTION_MAX_MS` after the last heartbeat) and then a random election timeout
+/// (`ELECTION_MIN_MS..ELECTION_MAX_MS`) have passed: 1.5–2 s without a heartbeat, six or more
+/// missed heartbeats. A crashed leader is replaced 1.25–2 s after the crash plus one election
+/// round, so writes resume within 3 s (`runnel-bench failover`, docs/BENCHMARKS.md).
 pub const HEARTBEAT_MS: u64 = 250;
-pub const ELECTION_MIN_MS: u64 = 1000;
-pub const ELECTION_MAX_MS: u64 = 2000;
+pub const ELECTION_MIN_MS: u64 = 500;
+pub const ELECTION_MAX_MS: u64 = 1000;
 
 /// How much of its log a group keeps for Raft after a snapshot.
 #[derive(Clone, Copy)]

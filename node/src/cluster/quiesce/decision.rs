@@ -3,15 +3,13 @@
 use std::time::Duration;
 use std::time::Instant;
 
-use crate::raft::group::ELECTION_MIN_MS;
-
 /// A leader whose log and commit index stood still this long (heartbeating meanwhile, so the
 /// followers learned the commit index) may go quiet.
 pub const QUIET_AFTER: Duration = Duration::from_millis(1500);
 /// A follower woken while its leader's node is alive may campaign only after this long:
 /// by then the leader's heartbeats (or a new leader's) have renewed its lease, so waking
 /// never starts a needless election.
-pub const ELECT_AFTER_WAKING: Duration = Duration::from_millis(ELECTION_MIN_MS);
+pub const ELECT_AFTER_WAKING: Duration = Duration::from_millis(1000);
 /// When the leader's node died, the surviving replicas campaign one after another (in the
 /// order of the shard's replica set) this far apart, so they rarely split the vote.
 pub const STAGGER: Duration = Duration::from_millis(400);
