@@ -91,24 +91,10 @@ async fn create(cluster: &Cluster, clients: &[Client], streams: &[&str]) {
 /// of records and calls per second) without taking the machine's every cycle.
 const PAUSE: Duration = Duration::from_millis(10);
 
-/// The sum over the cluster's nodes of `name{labels}` (0 where absent).
-async fn cluster_metric(cluster: &Cluster, name: &str, labels: &str) -> f64 {
-    let prefix = format!("{name}{{{labels}}} ");
-    let mut total = 0.0;
-    for m in &cluster.members {
-        let page = support::http_get(m.metrics, "/metrics").await;
-        total += page
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap());
-    }
-    total
-}
-
 /// GetRecords refused on `stream`, counted over the cluster (ReadProvisionedThroughputExceeded).
 async fn read_refusals(cluster: &Cluster, stream: &str) -> f64 {
     let name = "runnel_read_provisioned_throughput_exceeded_total";
-    cluster_metric(cluster, name, &format!("stream=\"{stream}\"")).await
+    cluster.metric_sum(name, &format!("stream=\"{stream}\"")).await
 }
 
 fn entries(n: usize, len: usize) -> Vec<PutRecordsRequestEntry> {
@@ -254,16 +240,13 @@ async fn per_shard_limits_are_enforced_by_the_shard_leader_for_every_node() {
     // Each refusal and each accepted record is counted once, by the node that answered it.
     let stream = "stream=\"w\"";
     assert_eq!(
-        cluster_metric(
-            &cluster,
-            "runnel_write_provisioned_throughput_exceeded_total",
-            stream
-        )
-        .await,
+        cluster
+            .metric_sum("runnel_write_provisioned_throughput_exceeded_total", stream)
+            .await,
         throttled as f64
     );
     assert_eq!(
-        cluster_metric(&cluster, "runnel_incoming_records_total", stream).await,
+        cluster.metric_sum("runnel_incoming_records_total", stream).await,
         accepted as f64
     );
 
@@ -293,7 +276,7 @@ async fn per_shard_limits_are_enforced_by_the_shard_leader_for_every_node() {
     assert_eq!(passed, ITERATORS_PER_SHARD);
     let gsi = "operation=\"GetShardIterator\"";
     assert_eq!(
-        cluster_metric(&cluster, "runnel_api_calls_throttled_total", gsi).await,
+        cluster.metric_sum("runnel_api_calls_throttled_total", gsi).await,
         (9 - ITERATORS_PER_SHARD) as f64
     );
 

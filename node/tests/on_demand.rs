@@ -3,7 +3,8 @@
 //! load is left alone, and every acknowledged record is still read back once; idle shards are
 //! merged down to the configured minimum while a stream with traffic in every shard is not.
 //! The thresholds are lowered by flags so that a test-sized load counts as hot (and only a
-//! window without writes as cold); nothing asserts durations.
+//! window without writes as cold); nothing asserts durations. The last test does both on a
+//! 3-node cluster.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,9 +22,37 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::types::Shard;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use support::Node;
+use support::cluster::Cluster;
 use support::sdk::client;
+use support::sdk::client_for_port;
 use support::sdk::create_active;
 use support::sdk::create_on_demand;
+
+/// Hot: 20 records/s for 6 s; no cooldown; splits up to 6 open shards.
+const HOT: &[&str] = &[
+    "--hot-shard-records-per-sec",
+    "20",
+    "--hot-shard-sustained-secs",
+    "6",
+    "--hot-shard-cooldown-secs",
+    "0",
+    "--on-demand-max-shards",
+    "6",
+];
+/// Cold: no write at all in a window (thresholds 0), for 10 s; no cooldown; merges down to 2
+/// open shards.
+const COLD: &[&str] = &[
+    "--cold-shard-bytes-per-sec",
+    "0",
+    "--cold-shard-records-per-sec",
+    "0",
+    "--cold-shard-sustained-secs",
+    "10",
+    "--cold-shard-cooldown-secs",
+    "0",
+    "--on-demand-min-shards",
+    "2",
+];
 
 /// Puts the batches `batch(n)` to `stream`, one every `pause`, until `stop`; counts the
 /// acknowledged records in `acked`.
@@ -119,19 +148,7 @@ async fn count_records(c: &Client, stream: &str) -> usize {
 
 #[tokio::test]
 async fn a_hot_on_demand_shard_is_split_by_the_node() {
-    let node = Node::start_with(&[
-        "--throttling",
-        "off",
-        "--hot-shard-records-per-sec",
-        "20",
-        "--hot-shard-sustained-secs",
-        "6",
-        "--hot-shard-cooldown-secs",
-        "0",
-        "--on-demand-max-shards",
-        "6",
-    ])
-    .await;
+    let node = Node::start_with(&[&["--throttling", "off"], HOT].concat()).await;
     let c = client(&node);
     create_on_demand(&c, "od").await;
     create_active(&c, "prov", 1).await;
@@ -223,22 +240,7 @@ async fn every_shard(c: Client, stream: &'static str, stop: Arc<AtomicBool>, ack
 
 #[tokio::test]
 async fn idle_on_demand_shards_are_merged_down_to_the_minimum() {
-    // Cold means no write at all in a window (thresholds 0), for 10 s; no cooldown.
-    let node = Node::start_with(&[
-        "--throttling",
-        "off",
-        "--cold-shard-bytes-per-sec",
-        "0",
-        "--cold-shard-records-per-sec",
-        "0",
-        "--cold-shard-sustained-secs",
-        "10",
-        "--cold-shard-cooldown-secs",
-        "0",
-        "--on-demand-min-shards",
-        "2",
-    ])
-    .await;
+    let node = Node::start_with(&[&["--throttling", "off"], COLD].concat()).await;
     let c = client(&node);
     create_on_demand(&c, "idle").await;
     create_on_demand(&c, "busy").await;
@@ -327,4 +329,116 @@ async fn idle_on_demand_shards_are_merged_down_to_the_minimum() {
             .unwrap();
     }
     assert_eq!(count_records(&c, "idle").await, before as usize + 4);
+}
+
+/// `runnel_on_demand_<what>_total` for `stream`, summed over the cluster's nodes (each reshard is
+/// counted by the node that decided it).
+async fn reshards_counted(cluster: &Cluster, what: &str, stream: &str) -> u64 {
+    let name = format!("runnel_on_demand_{what}_total");
+    cluster.metric_sum(&name, &format!("stream=\"{stream}\"")).await as u64
+}
+
+/// Waits (generously) until `stream` has `open` open shards and `total` shards in all.
+async fn wait_for_shards(
+    c: &Client,
+    stream: &str,
+    open_shards: usize,
+    total: usize,
+    logs: impl Fn() -> String,
+) {
+    for _ in 0..1800 {
+        let s = shards(c, stream).await;
+        if open(&s) == open_shards && s.len() == total {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{stream} never had {open_shards} open of {total} shards: {:?}; logs:\n{}",
+        shards(c, stream).await,
+        logs()
+    );
+}
+
+/// The same on a 3-node cluster (replication factor 3): a hot key written through node 2 gets
+/// its shard split twice, up to the maximum of 6 open shards, while light writes through node 3
+/// keep the other shards warm; once writes stop, the shards are merged down to the minimum of 2.
+/// Each reshard is decided by the node leading the shard (of a pair, the lower one), whichever
+/// node took the writes; the lineage is seen alike through every node, and every acknowledged
+/// record is read back once, through the closed parents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_demand_shards_split_and_merge_on_a_three_node_cluster() {
+    let cluster = Cluster::start_with(3, &[&["--throttling", "off"], HOT, COLD].concat());
+    // A PROVISIONED stream (never resharded), created once the cluster answers.
+    cluster.create_stream(0, "prov", 1).await;
+    let clients: Vec<Client> = cluster
+        .members
+        .iter()
+        .map(|m| client_for_port(m.kinesis))
+        .collect();
+    create_on_demand(&clients[0], "od").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let writers = [
+        tokio::spawn(hot_key(clients[1].clone(), "od", stop.clone(), acked.clone())),
+        tokio::spawn(every_shard(clients[2].clone(), "od", stop.clone(), acked.clone())),
+        tokio::spawn(hot_key(
+            clients[0].clone(),
+            "prov",
+            stop.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        )),
+    ];
+    wait_for_shards(&clients[0], "od", 6, 8, || cluster.logs()).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    support::sdk::wait_active(&clients[0], "od").await;
+    assert_eq!(reshards_counted(&cluster, "splits", "od").await, 2);
+
+    // No writes: four merges take the 6 open shards down to 2 (8 + 4 shards in all).
+    wait_for_shards(&clients[2], "od", 2, 12, || cluster.logs()).await;
+    support::sdk::wait_active(&clients[2], "od").await;
+    let mut merges = 0;
+    for _ in 0..300 {
+        merges = reshards_counted(&cluster, "merges", "od").await;
+        if merges == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(merges, 4, "merges counted over the nodes");
+    assert_eq!(
+        shards(&clients[0], "prov").await.len(),
+        1,
+        "PROVISIONED streams are never resharded"
+    );
+
+    // Every node describes the same lineage; every acknowledged record is read back once.
+    let lineage = |s: Vec<Shard>| -> Vec<(String, Option<String>, Option<String>)> {
+        s.iter()
+            .map(|x| {
+                (
+                    x.shard_id().to_string(),
+                    x.parent_shard_id().map(str::to_string),
+                    x.adjacent_parent_shard_id().map(str::to_string),
+                )
+            })
+            .collect()
+    };
+    let first = lineage(shards(&clients[0], "od").await);
+    for c in &clients[1..] {
+        assert_eq!(lineage(shards(c, "od").await), first);
+    }
+    assert_eq!(
+        first[8..].iter().filter(|s| s.2.is_some()).count(),
+        4,
+        "{first:?}"
+    );
+    assert_eq!(
+        count_records(&clients[1], "od").await,
+        acked.load(Ordering::Relaxed)
+    );
 }

@@ -219,6 +219,20 @@ impl Cluster {
         n
     }
 
+    /// The sum over the members of `name{labels}` (0 where absent or down).
+    pub async fn metric_sum(&self, name: &str, labels: &str) -> f64 {
+        let prefix = format!("{name}{{{labels}}} ");
+        let mut total = 0.0;
+        for m in &self.members {
+            let page = super::http_get_if_up(m.metrics, "/metrics").await;
+            total += page
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap_or(0.0));
+        }
+        total
+    }
+
     /// Creates a stream through member `via` once the cluster answers; returns the admin
     /// client used.
     pub async fn create_stream(&self, via: usize, stream: &str, shards: u32) -> AdminClient<Channel> {
