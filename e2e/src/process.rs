@@ -134,6 +134,31 @@ impl NodePorts {
     }
 }
 
+/// `HOST:PORT,...` of the nodes' gRPC addresses (the operator's `--nodes`).
+pub fn grpc_addrs(ports: &[NodePorts]) -> String {
+    ports
+        .iter()
+        .map(NodePorts::grpc_addr)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Starts the initial members of a `runnel-node cluster`: node `i + 1` on `ports[i]`, each
+/// with all of them as `--peers` (as the chart's first `initialMembers` pods do).
+pub fn start_members(ports: &[NodePorts]) -> Result<Vec<NodeProcess>> {
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}={}", i + 1, p.grpc_addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NodeProcess::start_cluster(i as u64 + 1, p, &peers, None))
+        .collect()
+}
+
 impl NodeProcess {
     pub fn start() -> Result<NodeProcess> {
         Self::start_with(&[])

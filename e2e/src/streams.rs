@@ -47,6 +47,25 @@ pub struct Env {
 }
 
 impl Env {
+    /// An environment whose node under test is the first of `members` (cluster members on
+    /// loopback); the others are returned, to be kept running.
+    pub fn with_members(
+        cluster: &Cluster,
+        client: Client,
+        members: Vec<NodeProcess>,
+    ) -> Result<(Env, Vec<NodeProcess>)> {
+        let mut members = members.into_iter();
+        let node = members
+            .next()
+            .ok_or_else(|| E2eError::Setup("no cluster member".into()))?;
+        let env = Env {
+            client,
+            kubeconfig: cluster.kubeconfig.clone(),
+            node,
+        };
+        Ok((env, members.collect()))
+    }
+
     /// Connects to the cluster, installs the CRDs and starts a node.
     pub async fn start(cluster: &Cluster) -> Result<Env> {
         let client = cluster.client().await?;
@@ -127,6 +146,16 @@ impl Env {
             }
         })
         .await
+    }
+
+    /// The cluster's members as the node's DescribeCluster lists them.
+    pub async fn cluster_nodes(&self) -> Result<Vec<pb::ClusterNode>> {
+        let mut admin = self.admin().await?;
+        admin
+            .describe_cluster(pb::DescribeClusterRequest {})
+            .await
+            .map(|r| r.into_inner().nodes)
+            .map_err(|s| E2eError::Setup(format!("DescribeCluster: {s}")))
     }
 
     /// The node's DescribeStream, None when the stream does not exist.

@@ -24,9 +24,10 @@ use runnel_e2e::cluster::install_crds;
 use runnel_e2e::process::NodePorts;
 use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
+use runnel_e2e::process::grpc_addrs;
+use runnel_e2e::process::start_members;
 use runnel_e2e::streams::Env;
 use runnel_e2e::wait;
-use runnel_proto::v1 as pb;
 use serde_json::json;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -46,26 +47,8 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
         install_crds(&client).await?;
 
         let ports: Vec<NodePorts> = (0..4).map(|_| NodePorts::free()).collect::<Result<_, _>>()?;
-        let peers = (0..3)
-            .map(|i| format!("{}={}", i + 1, ports[i].grpc_addr()))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = Vec::new();
-        for (i, p) in ports.iter().take(3).enumerate() {
-            members.push(NodeProcess::start_cluster(i as u64 + 1, p, &peers, None)?);
-        }
-        let all_nodes = ports
-            .iter()
-            .map(NodePorts::grpc_addr)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = members.into_iter();
-        let env = Env {
-            client: client.clone(),
-            kubeconfig: cluster.kubeconfig.clone(),
-            node: members.next().ok_or("no node 1")?,
-        };
-        let others: Vec<NodeProcess> = members.collect();
+        let all_nodes = grpc_addrs(&ports);
+        let (env, others) = Env::with_members(&cluster, client.clone(), start_members(&ports[..3])?)?;
 
         let ns = create_namespace(&client, "e2e-place").await?;
         let mut operator = OperatorProcess::start(
@@ -174,7 +157,7 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
             }
         })
         .await?;
-        let nodes = cluster_nodes(&env).await?;
+        let nodes = env.cluster_nodes().await?;
         assert_eq!(
             nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
             [1, 2, 3],
@@ -196,15 +179,6 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
     })
 }
 
-async fn cluster_nodes(env: &Env) -> Result<Vec<pb::ClusterNode>, Box<dyn std::error::Error>> {
-    let mut admin = env.admin().await?;
-    Ok(admin
-        .describe_cluster(pb::DescribeClusterRequest {})
-        .await?
-        .into_inner()
-        .nodes)
-}
-
 /// Waits until DescribeCluster shows no move under way and replica counts passing `check`.
 async fn wait_counts(
     env: &Env,
@@ -213,7 +187,7 @@ async fn wait_counts(
 ) -> Result<BTreeMap<u64, usize>, Box<dyn std::error::Error>> {
     let check = &check;
     Ok(wait::until(what, MOVES, || async move {
-        let nodes = cluster_nodes(env).await.map_err(|e| e.to_string())?;
+        let nodes = env.cluster_nodes().await.map_err(|e| e.to_string())?;
         let counts: BTreeMap<u64, usize> = nodes.iter().map(|n| (n.node_id, n.replicas as usize)).collect();
         let moving: u32 = nodes.iter().map(|n| n.moving).sum();
         if moving == 0 && check(&counts) {

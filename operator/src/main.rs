@@ -14,7 +14,7 @@ use kube::Client;
 use runnel_operator::catalog_client::CatalogClient;
 use runnel_operator::cluster::reconciler::ClusterConfig;
 use runnel_operator::cluster::reconciler::ClusterReconciler;
-use runnel_operator::cluster::reconciler::NodeScaling;
+use runnel_operator::cluster::reconciler::NodeStatefulSet;
 use runnel_operator::controller;
 use runnel_operator::controller::Context;
 use runnel_operator::discovery::NodeSet;
@@ -66,7 +66,8 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
 
-    /// The node StatefulSet (in-cluster discovery).
+    /// The node StatefulSet: in-cluster discovery, node scaling, and (also with `--nodes`) its
+    /// pods `<name>-<ordinal>`, read by name to find each node's zone and capacity annotation.
     #[arg(long, default_value = "runnel-node")]
     node_statefulset: String,
 
@@ -114,6 +115,8 @@ struct Args {
 
     /// Write bytes per second one node sustains (replicated writes): placement moves replicas
     /// off nodes above 85 % of it and node scaling grows the StatefulSet above 75 % on average.
+    /// A Kubernetes Node's annotation `runnel.dev/capacity-bytes-per-sec` overrides it for the
+    /// node whose pod runs there.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     node_capacity_bytes_per_sec: u64,
 
@@ -270,15 +273,11 @@ fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
             args.max_nodes
         );
     }
-    let node_scaling = args.node_scaling.then(|| NodeScaling {
-        statefulset: args.node_statefulset.clone(),
-        namespace: args.node_namespace.clone(),
-        cfg: NodeScalingConfig {
-            min_nodes: args.min_nodes as usize,
-            max_nodes: args.max_nodes as usize,
-            max_replicas_per_node: args.max_replicas_per_node as usize,
-            ..NodeScalingConfig::default()
-        },
+    let node_scaling = args.node_scaling.then(|| NodeScalingConfig {
+        min_nodes: args.min_nodes as usize,
+        max_nodes: args.max_nodes as usize,
+        max_replicas_per_node: args.max_replicas_per_node as usize,
+        ..NodeScalingConfig::default()
     });
     Ok(ClusterConfig {
         interval: Duration::from_secs(args.placement_interval_seconds),
@@ -288,6 +287,10 @@ fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
         },
         max_moves_in_flight: args.max_moves_in_flight,
         node_capacity: args.node_capacity_bytes_per_sec as f64,
+        statefulset: NodeStatefulSet {
+            name: args.node_statefulset.clone(),
+            namespace: args.node_namespace.clone(),
+        },
         node_scaling,
     })
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 
 use prometheus::Encoder;
+use prometheus::GaugeVec;
 use prometheus::HistogramOpts;
 use prometheus::HistogramVec;
 use prometheus::IntCounterVec;
@@ -32,6 +33,9 @@ pub struct Metrics {
     pub node_scaling: IntCounterVec,
     /// Cluster members as DescribeCluster last reported them.
     pub cluster_nodes: IntGauge,
+    /// Each member's write capacity (bytes/s) in placement, labelled by node id and zone
+    /// (empty when unknown).
+    pub node_capacity: GaugeVec,
     ready: Arc<AtomicBool>,
 }
 
@@ -79,6 +83,14 @@ impl Metrics {
             "runnel_operator_cluster_nodes",
             "Members of the Runnel cluster (DescribeCluster)",
         )?;
+        let node_capacity = GaugeVec::new(
+            Opts::new(
+                "runnel_operator_node_capacity_bytes_per_second",
+                "Write bytes/s each member sustains in replica placement, by node id and zone",
+            ),
+            &["node", "zone"],
+        )?;
+        registry.register(Box::new(node_capacity.clone()))?;
         registry.register(Box::new(placement_actions.clone()))?;
         registry.register(Box::new(moves_in_flight.clone()))?;
         registry.register(Box::new(node_scaling.clone()))?;
@@ -95,6 +107,7 @@ impl Metrics {
             moves_in_flight,
             node_scaling,
             cluster_nodes,
+            node_capacity,
             ready: Arc::new(AtomicBool::new(false)),
         })
     }

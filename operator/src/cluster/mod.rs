@@ -3,6 +3,9 @@
 //!
 //! - [`view`] (pure) turns DescribeCluster, every stream's DescribeStream and the measured
 //!   per-shard write rates into the inputs of the placement and node-count policies.
+//! - [`topology`] (pure) maps each node to its zone and capacity through its StatefulSet pod's
+//!   Kubernetes Node (label `topology.kubernetes.io/zone`, annotation
+//!   `runnel.dev/capacity-bytes-per-sec`).
 //! - [`moves`] (pure) turns placement actions into admin calls: only `MoveReplica` has an RPC;
 //!   the rest are reported as skipped with a reason. It bounds the moves in flight and never
 //!   starts a second move of a shard whose move is still under way.
@@ -19,6 +22,7 @@
 pub mod moves;
 pub mod node_scaling;
 pub mod reconciler;
+pub mod topology;
 pub mod view;
 
 /// The node id of the StatefulSet pod with this ordinal.

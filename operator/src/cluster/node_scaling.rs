@@ -10,6 +10,7 @@
 //! apart from "scaled up, not joined yet" (both show a pod without a cluster member).
 
 use super::node_id;
+use super::topology::Topology;
 use super::view::ClusterView;
 use crate::policy::Seconds;
 use crate::policy::nodes::NodeAction;
@@ -28,8 +29,8 @@ pub struct NodeScalingInput<'a> {
     pub statefulset_replicas: u32,
     /// The node id in [`REMOVING_ANNOTATION`], if set.
     pub removing: Option<u64>,
-    /// Bytes/s one node sustains.
-    pub node_capacity: f64,
+    /// Bytes/s each node sustains.
+    pub topology: &'a Topology,
     pub replication_factor: usize,
     /// When this operator last scaled or drained (for the cooldowns).
     pub last_action_at: Option<Seconds>,
@@ -103,7 +104,7 @@ pub fn next_step(input: &NodeScalingInput<'_>) -> NodeStep {
             "{joined} of {r} node pods are cluster members; waiting for the others to join"
         ));
     }
-    let loads = view.node_loads(r, input.node_capacity);
+    let loads = view.node_loads(r, input.topology);
     match decide_nodes(
         input.cfg,
         &loads,
@@ -159,7 +160,7 @@ mod tests {
             view,
             statefulset_replicas: replicas,
             removing,
-            node_capacity: 100.0,
+            topology: &Topology::uniform(100.0),
             replication_factor: 3,
             last_action_at: None,
             now: 10_000,

@@ -1,5 +1,6 @@
 //! The cluster reconciler's loop (I/O): every interval, DescribeCluster and every stream's
-//! DescribeStream, the latest measured shard write rates → [`placement::plan`] → MoveReplica
+//! DescribeStream, the latest measured shard write rates, the node pods and their Kubernetes
+//! Nodes (zones, capacity annotations; see [`Topology`]) → [`placement::plan`] → MoveReplica
 //! calls (bounded, one per shard at a time); then, when node scaling is on, the next step of
 //! sizing the node StatefulSet. Decisions are logged; metrics count them; Events go to the
 //! `Stream` whose shard moved and to the StatefulSet.
@@ -11,7 +12,9 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::Client;
 use kube::Resource;
@@ -30,6 +33,8 @@ use super::node_scaling::NodeScalingInput;
 use super::node_scaling::NodeStep;
 use super::node_scaling::REMOVING_ANNOTATION;
 use super::node_scaling::next_step;
+use super::topology::Topology;
+use super::topology::pod_name;
 use super::view::ClusterView;
 use super::view::ShardState;
 use crate::catalog_client::CatalogClient;
@@ -58,12 +63,11 @@ pub enum Error {
     Poisoned,
 }
 
-/// The node StatefulSet the operator may scale.
+/// The node StatefulSet: its pods `<name>-<ordinal>` are nodes `ordinal + 1`.
 #[derive(Clone, Debug)]
-pub struct NodeScaling {
-    pub statefulset: String,
+pub struct NodeStatefulSet {
+    pub name: String,
     pub namespace: String,
-    pub cfg: NodeScalingConfig,
 }
 
 /// Settings of the cluster reconciler.
@@ -73,10 +77,14 @@ pub struct ClusterConfig {
     pub placement: PlacementConfig,
     /// Most replica moves under way at once (cluster-wide); 0 disables moves.
     pub max_moves_in_flight: usize,
-    /// Write bytes/s one node sustains (placement's and node scaling's capacity).
+    /// Write bytes/s one node sustains (placement's and node scaling's capacity), unless its
+    /// Kubernetes Node's capacity annotation says otherwise.
     pub node_capacity: f64,
+    /// Where the nodes' pods are looked up (by name: zones and capacities) and what node
+    /// scaling resizes.
+    pub statefulset: NodeStatefulSet,
     /// None: the StatefulSet is left alone.
-    pub node_scaling: Option<NodeScaling>,
+    pub node_scaling: Option<NodeScalingConfig>,
 }
 
 /// The reconciler's state across rounds.
@@ -157,11 +165,14 @@ impl ClusterReconciler {
                 .map(|r| r.write_bytes)
             })
         };
+        let ids: Vec<u64> = view.nodes.iter().map(|n| n.id).collect();
+        let topology = self.read_topology(&ids).await;
+        self.record_topology(&ids, &topology);
         for m in self.in_flight.update(&view) {
             tracing::info!(stream = %m.stream, shard = %m.shard_id, from = m.from, to = m.to, "replica move finished");
         }
         if view.nodes.len() > 1 {
-            self.place(&view).await;
+            self.place(&view, &topology).await;
         } else {
             tracing::debug!(nodes = view.nodes.len(), "one node: nothing to place");
         }
@@ -169,15 +180,46 @@ impl ClusterReconciler {
             .moves_in_flight
             .set(i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX));
         if let Some(scaling) = self.cfg.node_scaling.clone() {
-            self.size_nodes(&scaling, &view).await?;
+            self.size_nodes(&scaling, &view, &topology).await?;
         }
         Ok(())
     }
 
-    async fn place(&mut self, view: &ClusterView) {
+    /// Zones and capacities of the nodes `ids`: their pods (by name, in the StatefulSet's
+    /// namespace) and the Kubernetes Nodes those are scheduled on. What cannot be read (no pod,
+    /// not scheduled, no Node, no permission) leaves a node without a zone: placement still
+    /// spreads over nodes.
+    async fn read_topology(&self, ids: &[u64]) -> Topology {
+        let sts = &self.cfg.statefulset;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &sts.namespace);
+        let names: Vec<String> = ids.iter().filter_map(|id| pod_name(&sts.name, *id)).collect();
+        let pods = get_all(&pods, "pod", &names).await;
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let nodes = get_all(&nodes, "Node", &Topology::hosts(&pods)).await;
+        let topology = Topology::map(&sts.name, ids, &pods, &nodes, self.cfg.node_capacity);
+        for problem in &topology.problems {
+            tracing::warn!(%problem, "node capacity annotation ignored");
+        }
+        tracing::debug!(nodes = ?topology.nodes, "node topology");
+        topology
+    }
+
+    /// `runnel_operator_node_capacity_bytes_per_second{node,zone}` for the current members.
+    fn record_topology(&self, ids: &[u64], topology: &Topology) {
+        let gauge = &self.metrics.node_capacity;
+        gauge.reset();
+        for id in ids {
+            let zone = topology.zone(*id).unwrap_or("");
+            gauge
+                .with_label_values(&[id.to_string().as_str(), zone])
+                .set(topology.capacity(*id));
+        }
+    }
+
+    async fn place(&mut self, view: &ClusterView, topology: &Topology) {
         let actions = placement::plan(
             &self.cfg.placement,
-            &view.placement_nodes(self.cfg.node_capacity),
+            &view.placement_nodes(topology),
             &view.placement_shards(),
         );
         if actions.is_empty() {
@@ -198,12 +240,12 @@ impl ClusterReconciler {
                     tracing::debug!(?action, reason = reason.as_str(), "placement action skipped");
                     self.count(&action, &format!("skipped_{}", reason.as_str()));
                 }
-                Step::Move(m) => self.start_move(view, m).await,
+                Step::Move(m) => self.start_move(view, topology, m).await,
             }
         }
     }
 
-    async fn start_move(&mut self, view: &ClusterView, m: ReplicaMove) {
+    async fn start_move(&mut self, view: &ClusterView, topology: &Topology, m: ReplicaMove) {
         let action = PlacementAction::MoveReplica {
             shard_id: super::view::shard_key(&m.stream, &m.shard_id),
             from: m.from.to_string(),
@@ -217,9 +259,15 @@ impl ClusterReconciler {
             Ok(()) => {
                 tracing::info!(stream = %m.stream, shard = %m.shard_id, from = m.from, to = m.to, "placement: moving a replica");
                 self.count(&action, "started");
+                let node = |id: u64| match topology.zone(id) {
+                    Some(zone) => format!("node {id} (zone {zone})"),
+                    None => format!("node {id}"),
+                };
                 let note = format!(
-                    "Moving the replica of shard {} from node {} to node {} to even out placement",
-                    m.shard_id, m.from, m.to
+                    "Moving the replica of shard {} from {} to {} (replica placement)",
+                    m.shard_id,
+                    node(m.from),
+                    node(m.to)
                 );
                 if let Some(shard) = view.shard(&super::view::shard_key(&m.stream, &m.shard_id)) {
                     self.stream_event(shard, note).await;
@@ -292,9 +340,15 @@ impl ClusterReconciler {
         }
     }
 
-    async fn size_nodes(&mut self, scaling: &NodeScaling, view: &ClusterView) -> Result<(), Error> {
-        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &scaling.namespace);
-        let sts = api.get(&scaling.statefulset).await?;
+    async fn size_nodes(
+        &mut self,
+        scaling: &NodeScalingConfig,
+        view: &ClusterView,
+        topology: &Topology,
+    ) -> Result<(), Error> {
+        let sts_name = self.cfg.statefulset.name.clone();
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.cfg.statefulset.namespace);
+        let sts = api.get(&sts_name).await?;
         let replicas = sts
             .spec
             .as_ref()
@@ -309,11 +363,11 @@ impl ClusterReconciler {
             .and_then(|v| v.parse::<u64>().ok());
         let now = unix_now();
         let step = next_step(&NodeScalingInput {
-            cfg: &scaling.cfg,
+            cfg: scaling,
             view,
             statefulset_replicas: replicas,
             removing,
-            node_capacity: self.cfg.node_capacity,
+            topology,
             replication_factor: self.cfg.placement.replication_factor,
             last_action_at: self.last_node_action,
             now,
@@ -326,7 +380,7 @@ impl ClusterReconciler {
             }
             NodeStep::Grow { replicas: to } => {
                 tracing::info!(from = replicas, to, "node scaling: growing the node StatefulSet");
-                let r = patch(&api, &scaling.statefulset, Some(*to), None).await;
+                let r = patch(&api, &sts_name, Some(*to), None).await;
                 if r.is_ok() {
                     self.last_node_action = Some(now);
                     let note = format!("Scaling the node StatefulSet from {replicas} to {to} pods");
@@ -363,7 +417,7 @@ impl ClusterReconciler {
                 let value = node_id.to_string();
                 (
                     "mark_removing",
-                    patch(&api, &scaling.statefulset, None, Some(Some(&value))).await,
+                    patch(&api, &sts_name, None, Some(Some(&value))).await,
                 )
             }
             NodeStep::Remove { node_id } => {
@@ -382,7 +436,7 @@ impl ClusterReconciler {
                     to,
                     "node scaling: shrinking the node StatefulSet"
                 );
-                let r = patch(&api, &scaling.statefulset, Some(*to), Some(None)).await;
+                let r = patch(&api, &sts_name, Some(*to), Some(None)).await;
                 if r.is_ok() && *to < replicas {
                     self.last_node_action = Some(now);
                     let note = format!("Scaling the node StatefulSet from {replicas} to {to} pods");
@@ -396,6 +450,34 @@ impl ClusterReconciler {
         self.metrics.node_scaling.with_label_values(&[name, label]).inc();
         result
     }
+}
+
+/// Gets the named objects concurrently; those missing or unreadable are left out (a read
+/// error is logged once per call).
+async fn get_all<K>(api: &Api<K>, kind: &str, names: &[String]) -> Vec<K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let results = futures::future::join_all(names.iter().map(|n| api.get_opt(n))).await;
+    let mut found = Vec::new();
+    let mut failed: Vec<(&str, kube::Error)> = Vec::new();
+    for (name, result) in names.iter().zip(results) {
+        match result {
+            Ok(Some(obj)) => found.push(obj),
+            Ok(None) => tracing::debug!(kind, %name, "not found: that node gets no zone"),
+            Err(e) => failed.push((name.as_str(), e)),
+        }
+    }
+    if let Some((name, error)) = failed.first() {
+        tracing::warn!(
+            kind,
+            %name,
+            failed = failed.len(),
+            error = %error,
+            "cannot read the node pods' topology; placing those nodes without a zone"
+        );
+    }
+    found
 }
 
 /// Merge-patches the StatefulSet: `spec.replicas` when given; the removing annotation set

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use runnel_proto::v1 as pb;
 
+use super::topology::Topology;
 use crate::observed::ObservedStream;
 use crate::plan::OWNER_TAG;
 use crate::policy::nodes::NodeLoad;
@@ -123,15 +124,15 @@ impl ClusterView {
         usize::try_from(ends.div_ceil(2)).unwrap_or(usize::MAX)
     }
 
-    /// The placement policy's nodes: every member, `capacity` bytes/s each, no zone (zones are
-    /// not read yet: all nodes share one).
-    pub fn placement_nodes(&self, capacity: f64) -> Vec<PlacementNode> {
+    /// The placement policy's nodes: every member, with its zone and capacity from `topology`
+    /// (no zone and the default capacity when its pod or Kubernetes Node is unknown).
+    pub fn placement_nodes(&self, topology: &Topology) -> Vec<PlacementNode> {
         self.nodes
             .iter()
             .map(|n| PlacementNode {
                 node_id: n.id.to_string(),
-                zone: None,
-                capacity,
+                zone: topology.zone(n.id).map(str::to_string),
+                capacity: topology.capacity(n.id),
                 draining: n.draining,
             })
             .collect()
@@ -160,8 +161,8 @@ impl ClusterView {
     }
 
     /// The node-count policy's nodes: the members that are pods of a StatefulSet of
-    /// `statefulset_replicas` (ids 1..=replicas), with their ordinals.
-    pub fn node_loads(&self, statefulset_replicas: u32, capacity: f64) -> Vec<NodeLoad> {
+    /// `statefulset_replicas` (ids 1..=replicas), with their ordinals and capacities.
+    pub fn node_loads(&self, statefulset_replicas: u32, topology: &Topology) -> Vec<NodeLoad> {
         self.nodes
             .iter()
             .filter_map(|n| {
@@ -171,7 +172,7 @@ impl ClusterView {
                     ordinal,
                     replicas: n.replicas as usize,
                     load: self.node_load(n.id),
-                    capacity,
+                    capacity: topology.capacity(n.id),
                 })
             })
             .collect()
@@ -192,8 +193,16 @@ pub fn replica_counts(shards: &[ShardState]) -> BTreeMap<u64, usize> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::cluster::topology::NodeTopology;
+    use crate::cluster::topology::ZONE_LABEL;
+    use crate::cluster::topology::tests::k8s_node;
+    use crate::cluster::topology::tests::pod;
     use crate::observed::ObservedShard;
+    use crate::policy::placement;
+    use crate::policy::placement::PlacementConfig;
 
     pub(crate) fn cluster_node(id: u64, replicas: u32, moving: u32, draining: bool) -> pb::ClusterNode {
         pb::ClusterNode {
@@ -253,7 +262,7 @@ pub(crate) mod tests {
         assert_eq!(view.shards[0].load, 1000.0);
         assert_eq!(view.shards[1].load, 0.0, "closed shards carry no load");
 
-        let pn = view.placement_nodes(5000.0);
+        let pn = view.placement_nodes(&Topology::uniform(5000.0));
         assert_eq!(pn[2].node_id, "3");
         assert!(pn[2].draining);
         assert_eq!(pn[0].capacity, 5000.0);
@@ -279,7 +288,15 @@ pub(crate) mod tests {
             cluster_node(4, 0, 0, false),
         ];
         let view = ClusterView::new(&nodes, &[], |_, _| None);
-        let loads = view.node_loads(3, 100.0);
+        let mut topology = Topology::uniform(100.0);
+        topology.nodes.insert(
+            2,
+            NodeTopology {
+                capacity: Some(40.0),
+                ..NodeTopology::default()
+            },
+        );
+        let loads = view.node_loads(3, &topology);
         assert_eq!(
             loads
                 .iter()
@@ -288,6 +305,10 @@ pub(crate) mod tests {
             [("1", 0), ("2", 1), ("3", 2)]
         );
         assert_eq!(loads[0].replicas, 4);
+        assert_eq!(
+            loads.iter().map(|n| n.capacity).collect::<Vec<_>>(),
+            [100.0, 40.0, 100.0]
+        );
     }
 
     #[test]
@@ -300,5 +321,73 @@ pub(crate) mod tests {
         let view = ClusterView::new(&nodes, &[], |_, _| None);
         assert_eq!(view.moves_under_way(), 1);
         assert_eq!(ClusterView::default().moves_under_way(), 0);
+    }
+
+    /// The zones read from pods and Kubernetes Nodes reach the placement policy: the shards the
+    /// nodes placed without knowing zones end up with their replicas in three distinct zones.
+    #[test]
+    fn zones_from_the_pods_nodes_make_placement_spread_replicas() {
+        let members: Vec<_> = (1..=4).map(|id| cluster_node(id, 3, 0, false)).collect();
+        // What the nodes' own placement does with 4 shards on 4 nodes (least loaded first).
+        let layout: [&[u64]; 4] = [&[1, 2, 3], &[4, 1, 2], &[3, 4, 1], &[2, 3, 4]];
+        let ids = [
+            "shardId-000000000000",
+            "shardId-000000000001",
+            "shardId-000000000002",
+            "shardId-000000000003",
+        ];
+        let shards: Vec<_> = ids.iter().zip(layout).map(|(id, r)| (*id, r, false)).collect();
+        let view = ClusterView::new(&members, &[stream("s", None, &shards)], |_, _| None);
+        let pods: Vec<_> = (0..4)
+            .map(|o| pod(&format!("runnel-node-{o}"), Some(&format!("k{o}"))))
+            .collect();
+        let nodes = [
+            k8s_node("k0", &[(ZONE_LABEL, "a")], None),
+            k8s_node("k1", &[(ZONE_LABEL, "a")], None),
+            k8s_node("k2", &[(ZONE_LABEL, "b")], None),
+            k8s_node("k3", &[(ZONE_LABEL, "c")], Some("1Gi")),
+        ];
+        let topology = Topology::map("runnel-node", &[1, 2, 3, 4], &pods, &nodes, 1000.0);
+        let pn = view.placement_nodes(&topology);
+        assert_eq!(
+            pn.iter()
+                .map(|n| (n.zone.as_deref(), n.capacity))
+                .collect::<Vec<_>>(),
+            [
+                (Some("a"), 1000.0),
+                (Some("a"), 1000.0),
+                (Some("b"), 1000.0),
+                (Some("c"), 1024.0 * 1024.0 * 1024.0)
+            ]
+        );
+        let zone_of = |r: &str| pn.iter().find(|n| n.node_id == r).and_then(|n| n.zone.clone());
+        let mut state = view.placement_shards();
+        let spread = |state: &[ShardReplicas]| {
+            state.iter().all(|s| {
+                s.replicas
+                    .iter()
+                    .map(|r| zone_of(r))
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    == 3
+            })
+        };
+        assert!(!spread(&state), "the nodes' layout ignores zones");
+        let cfg = PlacementConfig::default();
+        for _ in 0..20 {
+            let actions = placement::plan(&cfg, &pn, &state);
+            if actions.is_empty() {
+                break;
+            }
+            state = placement::apply(&state, &actions);
+        }
+        assert!(
+            placement::plan(&cfg, &pn, &state).is_empty(),
+            "converged: {state:?}"
+        );
+        assert!(spread(&state), "{state:?}");
+        for s in &state {
+            assert_eq!(s.replicas.len(), 3, "{s:?}");
+        }
     }
 }
