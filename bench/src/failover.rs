@@ -7,26 +7,21 @@
 //! before the next round. With `--idle` the writers stop before each kill until every replica
 //! is quiesced, so the kill strikes quiet groups, and start again at the kill.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use runnel_client::Client;
-use runnel_client::CreateStream;
-use runnel_client::Error;
 use runnel_client::PutEntry;
 use runnel_client::PutResult;
 use runnel_proto::v1 as proto;
-use tokio::process::Child;
-use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::Options;
-use crate::idle::scrape_text;
+use crate::cluster::Nodes;
+use crate::cluster::NodesOptions;
+use crate::cluster::until;
 use crate::report::Report;
 use crate::report::histogram;
 
@@ -36,103 +31,14 @@ pub struct FailoverOptions {
     /// own nodes).
     #[command(flatten)]
     pub common: Options,
-    /// The runnel-node binary (default: the one beside runnel-bench).
-    #[arg(long)]
-    pub node_bin: Option<PathBuf>,
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=9))]
-    pub nodes: u16,
-    /// Node i listens on base+10(i-1) (Kinesis), +1 (gRPC) and +2 (metrics).
-    #[arg(long, default_value_t = 7567)]
-    pub base_port: u16,
-    /// Parent of the nodes' data directories (default: a new directory under the system's
-    /// temporary directory, removed at the end).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub nodes_options: NodesOptions,
     /// Leader kills.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rounds: u32,
     /// Kill the leader of quiesced (idle) groups rather than of groups taking writes.
     #[arg(long)]
     pub idle: bool,
-    /// Further node flags, after `--`, passed to every node.
-    #[arg(last = true)]
-    pub node_args: Vec<String>,
-}
-
-/// The nodes this mode runs.
-struct Nodes {
-    bin: PathBuf,
-    dir: PathBuf,
-    base_port: u16,
-    count: u16,
-    args: Vec<String>,
-    children: Vec<Option<Child>>,
-}
-
-impl Nodes {
-    fn port(&self, id: u16, offset: u16) -> u16 {
-        self.base_port + 10 * (id - 1) + offset
-    }
-
-    fn grpc(&self, id: u16) -> String {
-        format!("http://127.0.0.1:{}", self.port(id, 1))
-    }
-
-    fn metrics(&self, id: u16) -> String {
-        format!("127.0.0.1:{}", self.port(id, 2))
-    }
-
-    fn spawn(&mut self, id: u16) -> anyhow::Result<()> {
-        let peers: Vec<String> = (1..=self.count)
-            .map(|i| format!("{i}=127.0.0.1:{}", self.port(i, 1)))
-            .collect();
-        let log = std::fs::File::create(self.dir.join(format!("node-{id}.log")))?;
-        let child = Command::new(&self.bin)
-            .arg("cluster")
-            .args(["--node-id", &id.to_string(), "--peers", &peers.join(",")])
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("node-{id}")))
-            .args(["--kinesis-addr", &format!("127.0.0.1:{}", self.port(id, 0))])
-            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.port(id, 1))])
-            .args(["--metrics-addr", &self.metrics(id)])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.children[usize::from(id - 1)] = Some(child);
-        Ok(())
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    async fn kill9(&mut self, id: u16) -> anyhow::Result<()> {
-        if let Some(mut child) = self.children[usize::from(id - 1)].take() {
-            child.start_kill()?;
-            child.wait().await?;
-        }
-        Ok(())
-    }
-
-    /// Replicas quiesced on every running node.
-    async fn quiesced(&self) -> u64 {
-        let mut total = 0;
-        for id in 1..=self.count {
-            if let Ok(text) = scrape_text(&self.metrics(id)).await {
-                total += quiesced_groups(&text);
-            }
-        }
-        total
-    }
-}
-
-/// `runnel_raft_quiesced_groups` from one node's Prometheus text.
-fn quiesced_groups(text: &str) -> u64 {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("runnel_raft_quiesced_groups"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
 }
 
 /// The node leading the most shards (the lowest id among equals), and how many it leads.
@@ -144,22 +50,6 @@ fn victim(leaders: &[u64]) -> Option<(u64, usize)> {
     counts
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-}
-
-/// Polls `attempt` every 100 ms for up to `limit`, until it gives a value.
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut attempt: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(value) = attempt().await {
-            return Ok(value);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("timed out waiting for {what}")
 }
 
 /// Each open shard's id, the first hash key of its range, and its leader (0 when unknown).
@@ -203,63 +93,17 @@ async fn write(
 }
 
 pub async fn run(options: &FailoverOptions) -> anyhow::Result<Report> {
-    let o = &options.common;
-    let bin = match &options.node_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("runnel-node"),
-    };
-    let (dir, remove) = match &options.data_dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("runnel-failover-{}", std::process::id())),
-            true,
-        ),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let mut nodes = Nodes {
-        bin,
-        dir: dir.clone(),
-        base_port: options.base_port,
-        count: options.nodes,
-        args: options.node_args.clone(),
-        children: (0..options.nodes).map(|_| None).collect(),
-    };
-    for id in 1..=options.nodes {
-        nodes.spawn(id)?;
-    }
+    let mut nodes = Nodes::start(&options.nodes_options)?;
     let result = rounds(options, &mut nodes).await;
-    for id in 1..=options.nodes {
-        nodes.kill9(id).await?;
-    }
-    if remove {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    nodes.stop().await?;
     let mut report = result?;
-    report.text("stream", "stream", &o.stream);
+    report.text("stream", "stream", &options.common.stream);
     Ok(report)
 }
 
 async fn rounds(options: &FailoverOptions, nodes: &mut Nodes) -> anyhow::Result<Report> {
     let o = &options.common;
-    let admin = until(
-        "the cluster to create the stream",
-        Duration::from_secs(60),
-        || {
-            let (endpoint, stream, shards) = (nodes.grpc(1), o.stream.clone(), o.shards);
-            async move {
-                let client = Client::connect(endpoint).await.ok()?;
-                match client
-                    .create_stream(CreateStream::provisioned(stream, shards))
-                    .await
-                {
-                    Ok(_) | Err(Error::StreamExists(_)) => Some(client),
-                    Err(_) => None,
-                }
-            }
-        },
-    )
-    .await?;
-    admin.wait_for_active(&o.stream, Duration::from_secs(120)).await?;
+    let admin = nodes.create_stream(&o.stream, o.shards).await?;
 
     let mut all = histogram();
     let mut worst_round = Vec::new();
@@ -343,16 +187,7 @@ async fn rounds(options: &FailoverOptions, nodes: &mut Nodes) -> anyhow::Result<
         worst_round.push(worst);
 
         nodes.spawn(dead)?;
-        let back = nodes.grpc(dead);
-        let stream = o.stream.clone();
-        until("the killed node to serve again", Duration::from_secs(120), || {
-            let (back, stream) = (back.clone(), stream.clone());
-            async move {
-                let client = Client::connect(back).await.ok()?;
-                client.describe_stream(&stream).await.ok().map(|_| ())
-            }
-        })
-        .await?;
+        nodes.wait_serving(dead, &o.stream).await?;
         // Leader balancing hands the restarted node its share back.
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
@@ -387,12 +222,5 @@ mod tests {
         assert_eq!(victim(&[1, 2, 2, 3]), Some((2, 2)));
         assert_eq!(victim(&[3, 1, 3, 1]), Some((1, 2)));
         assert_eq!(victim(&[0, 0]), None);
-    }
-
-    #[test]
-    fn reads_quiesced_groups() {
-        let text = "# TYPE runnel_raft_quiesced_groups gauge\nrunnel_raft_quiesced_groups 7\nother 1\n";
-        assert_eq!(quiesced_groups(text), 7);
-        assert_eq!(quiesced_groups("nothing"), 0);
     }
 }

@@ -5,6 +5,8 @@
 //! consume at once), `throttle` (accepted vs configured per-shard rates), `split` (splitting a
 //! loaded shard) and `fan-out` (one stream to many enhanced fan-out consumers). Every run is bounded by `--duration` and stops by itself.
 
+mod catch_up;
+mod cluster;
 mod consume;
 mod e2e;
 mod failover;
@@ -50,6 +52,8 @@ enum Mode {
     Idle(idle::IdleOptions),
     /// Failover: start a cluster, kill -9 shard leaders, time until writes are acknowledged.
     Failover(failover::FailoverOptions),
+    /// Catch-up: start a cluster, stop a node, put --prefill records, time its catch-up.
+    CatchUp(catch_up::CatchUpOptions),
 }
 
 /// Flags shared by every mode.
@@ -138,6 +142,10 @@ fn main() -> ExitCode {
             }
             Mode::Failover(options) => {
                 let report = failover::run(&options).await?;
+                (options.common, report)
+            }
+            Mode::CatchUp(options) => {
+                let report = catch_up::run(&options).await?;
                 (options.common, report)
             }
         };
