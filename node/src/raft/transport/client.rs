@@ -98,6 +98,7 @@ impl<C: RaftTypeConfig> ClusterClient<C> {
 
     async fn call_within(&self, req: RaftRequest<C>, ttl: Duration) -> Result<RaftResponse<C>, CallError> {
         let payload = message::encode(&req).map_err(CallError::Network)?;
+        let ttl = ttl + transfer_allowance(payload.len());
         let call = self.pool.call(&self.addr, self.group, Bytes::from(payload));
         let reply = match tokio::time::timeout(ttl, call).await {
             Ok(Ok(r)) => r,
@@ -109,6 +110,15 @@ impl<C: RaftTypeConfig> ClusterClient<C> {
         }
         message::decode(&reply.payload).map_err(CallError::Network)
     }
+}
+
+/// openraft gives an AppendEntries the heartbeat interval (250 ms) to answer, whatever it
+/// carries; a batch of up to 16 MiB also gets the time to move and persist it at this rate, so
+/// a follower catching up is not timed out on every large batch.
+const SLOWEST_TRANSFER_BYTES_PER_SEC: f64 = 16.0 * 1024.0 * 1024.0;
+
+fn transfer_allowance(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / SLOWEST_TRANSFER_BYTES_PER_SEC)
 }
 
 /// Bytes of log entries per snapshot message, and how long one may take.
