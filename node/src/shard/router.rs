@@ -42,9 +42,9 @@ pub const NOT_APPENDED: &str = "x-runnel-not-appended";
 #[derive(Clone)]
 pub struct ShardRouter {
     host: Arc<ShardHost>,
-    peers: Option<Arc<PeerPool>>,
-    /// The budgets of the shards this node leads.
-    admission: Arc<ShardAdmission>,
+    pub(super) peers: Option<Arc<PeerPool>>,
+    /// The budgets (and subscription leases) of the shards this node leads.
+    pub(super) admission: Arc<ShardAdmission>,
 }
 
 /// What a proposal to a shard group carries.
@@ -154,13 +154,13 @@ impl ShardRouter {
     }
 
     /// A node to ask when this node has no replica of the group.
-    fn some_replica_addr(&self, shard: &ShardRecord, hops: u32) -> Option<String> {
+    pub(super) fn some_replica_addr(&self, shard: &ShardRecord, hops: u32) -> Option<String> {
         let n = shard.replicas.len();
         (0..n).find_map(|i| self.host.address(shard.replicas[(i + hops as usize) % n]))
     }
 
     /// Where this node reaches a group's leader, when one is known.
-    fn leader_addr(&self, leader: Option<u64>) -> Option<String> {
+    pub(super) fn leader_addr(&self, leader: Option<u64>) -> Option<String> {
         leader.and_then(|l| self.host.address(l))
     }
 
