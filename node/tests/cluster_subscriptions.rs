@@ -21,12 +21,9 @@ use std::time::Instant;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::error::SdkError;
 use aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput;
-use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::types::StartingPosition;
-use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
 use support::cluster::Cluster;
 use support::sdk::client_for_port_without_retries;
 
@@ -82,18 +79,8 @@ async fn start(args: &[&str], stream: &str) -> (Cluster, Vec<Client>, String) {
     let arn = out.consumer().unwrap().consumer_arn().to_string();
     for c in &clients {
         // Every node applies the catalog; a follower may lag for a moment.
-        let mut active = false;
-        for _ in 0..600 {
-            if let Ok(d) = c.describe_stream_consumer().consumer_arn(&arn).send().await
-                && d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active
-            {
-                active = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         assert!(
-            active,
+            support::sdk::sees_consumer_active(c, &arn).await,
             "a node never saw the consumer ACTIVE; logs:\n{}",
             cluster.logs()
         );
@@ -116,32 +103,6 @@ async fn subscribe_when_admitted(cluster: &Cluster, c: &Client, arn: &str) -> Su
         "never subscribed (last error {last:?}); logs:\n{}",
         cluster.logs()
     );
-}
-
-/// Waits for the subscription to end with a ResourceInUseException event (heartbeat events
-/// come every 5 s meanwhile).
-async fn ends_in_use(out: &mut SubscribeToShardOutput) {
-    let err = loop {
-        let got = tokio::time::timeout(Duration::from_secs(60), out.event_stream.recv())
-            .await
-            .expect("an event within 60 s");
-        match got {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the subscription ended without an exception"),
-            Err(e) => break e,
-        }
-    };
-    match err {
-        SdkError::ServiceError(e) => assert!(
-            matches!(
-                e.err(),
-                SubscribeToShardEventStreamError::ResourceInUseException(_)
-            ),
-            "{:?}",
-            e.err()
-        ),
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -180,7 +141,7 @@ async fn one_subscription_per_consumer_and_shard_in_the_cluster() {
     let mut third = subscribe(&clients[2], &arn)
         .await
         .unwrap_or_else(|e| panic!("the takeover was refused: {e:?}; logs:\n{}", cluster.logs()));
-    ends_in_use(&mut first).await;
+    support::sdk::ends_with_resource_in_use(&mut first).await;
     // The third one keeps running.
     let e = tokio::time::timeout(Duration::from_secs(60), third.event_stream.recv())
         .await
@@ -231,5 +192,5 @@ async fn the_call_rate_and_deregistration_hold_across_nodes() {
         .send()
         .await
         .unwrap();
-    ends_in_use(&mut first).await;
+    support::sdk::ends_with_resource_in_use(&mut first).await;
 }

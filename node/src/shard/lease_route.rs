@@ -10,7 +10,7 @@ use tonic::Code;
 
 use super::replica::ShardReplica;
 use super::router::Attempt;
-use super::router::MAX_HOPS;
+use super::router::Hop;
 use super::router::ShardRouter;
 use super::router::retry;
 use super::router::unanswered;
@@ -65,30 +65,18 @@ impl ShardRouter {
         hops: u32,
     ) -> Attempt<LeaseAnswer, LeaseError> {
         let id = ShardId(shard.index);
-        let not_leader = |leader| Attempt::Retry(LeaseError::NotLeader { shard: id, leader });
-        let target = match self.host().by_group(shard.group) {
+        let local = match self.host().by_group(shard.group) {
             Some(replica) => match self.lease_local(&replica, request) {
-                Err(LeaseError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
-                    Some(addr) => addr,
-                    None => return not_leader(leader),
-                },
+                Err(LeaseError::NotLeader { leader, .. }) => Some(leader),
                 other => return Attempt::Done(other),
             },
-            None => match self.some_replica_addr(shard, hops) {
-                Some(addr) => addr,
-                None => return not_leader(None),
-            },
+            None => None,
         };
-        if hops >= MAX_HOPS {
-            return not_leader(None);
-        }
         let failed = |message: String| LeaseError::Failed { shard: id, message };
-        let Some(pool) = &self.peers else {
-            return Attempt::Done(Err(failed("no peers".into())));
-        };
-        let mut client = match pool.client(&target) {
-            Ok(c) => c,
-            Err(m) => return Attempt::Done(Err(failed(m))),
+        let (mut client, target) = match self.next_hop(shard, local, hops) {
+            Hop::To { client, addr } => (client, addr),
+            Hop::Retry(leader) => return Attempt::Retry(LeaseError::NotLeader { shard: id, leader }),
+            Hop::Unreachable(message) => return Attempt::Done(Err(failed(message))),
         };
         let req: pb::SubscriptionLeaseRequest = wire::lease_to_proto(request, hops + 1);
         match client.subscription_lease(req).await {
