@@ -150,15 +150,6 @@ impl SubscriptionLeases {
             self.leases.remove(key);
         }
     }
-
-    /// How many leases are kept (live or not yet swept).
-    pub fn len(&self) -> usize {
-        self.leases.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.leases.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -232,7 +223,7 @@ mod tests {
         // Expired leases are swept by the next acquire.
         let much_later = expired + 20 * SECOND;
         assert_eq!(t.acquire(&key(2), b, much_later), LeaseAnswer::Held);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.leases.len(), 1);
         // A holder back after its lease expired and was taken is told it was taken over.
         assert_eq!(
             t.renew(&key(2), a, 30 * SECOND, much_later),
