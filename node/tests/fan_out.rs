@@ -20,7 +20,6 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::types::StartingPosition;
 use aws_sdk_kinesis::types::SubscribeToShardEvent;
 use aws_sdk_kinesis::types::SubscribeToShardEventStream;
-use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
 use runnel_node::kinesis::event_stream::Message;
 use runnel_node::kinesis::event_stream::decode;
 use support::Node;
@@ -525,27 +524,7 @@ async fn a_newer_subscription_takes_over_after_five_seconds() {
     tokio::time::sleep(Duration::from_millis(5_500)).await;
     let _second = subscribe().await.unwrap();
     // The first subscription ends with a ResourceInUseException event.
-    let err = loop {
-        let got = tokio::time::timeout(Duration::from_secs(60), first.event_stream.recv())
-            .await
-            .expect("an event within 60 s");
-        match got {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("ended without an exception"),
-            Err(e) => break e,
-        }
-    };
-    match err {
-        SdkError::ServiceError(e) => assert!(
-            matches!(
-                e.err(),
-                SubscribeToShardEventStreamError::ResourceInUseException(_)
-            ),
-            "{:?}",
-            e.err()
-        ),
-        other => panic!("unexpected {other:?}"),
-    }
+    support::sdk::ends_with_resource_in_use(&mut first).await;
 }
 
 #[tokio::test]
@@ -889,18 +868,8 @@ async fn consumers_are_replicated_in_a_cluster() {
     let arn = register_active(&clients[1], "repl", "reader").await;
     for c in &clients {
         // Every node applies the catalog; a follower may lag for a moment.
-        let mut seen = false;
-        for _ in 0..600 {
-            if let Ok(d) = c.describe_stream_consumer().consumer_arn(&arn).send().await
-                && d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active
-            {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         assert!(
-            seen,
+            support::sdk::sees_consumer_active(c, &arn).await,
             "a node never saw the consumer ACTIVE; logs:\n{}",
             cluster.logs()
         );

@@ -1,10 +1,13 @@
-//! Admission at a shard's leader: the per-shard write and read budgets (`throughput`) and the
-//! per-shard limit of GetShardIterator (`api_limits`), decided by the node leading the shard,
+//! Admission at a shard's leader: the per-shard write and read budgets (`throughput`), the
+//! per-shard limit of GetShardIterator and SubscribeToShard's per-consumer-and-shard limit
+//! (`api_limits`) and the subscriptions' leases (`subscription_leases`), decided by the node
+//! leading the shard,
 //! which sees every append and read of it whichever node took the request. The node that took
 //! the request says what to admit (it knows the stream's mode and the call); the leader holds
 //! the buckets and answers what passed. Pure: time is an argument, the shard router does the
 //! I/O.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,6 +16,11 @@ use super::api_limits::ApiCall;
 use super::api_limits::ApiLimiter;
 use super::api_limits::ApiLimits;
 use super::api_limits::Scope;
+use super::subscription_leases::Holder;
+use super::subscription_leases::LeaseAnswer;
+use super::subscription_leases::LeaseKey;
+use super::subscription_leases::LeaseOp;
+use super::subscription_leases::SubscriptionLeases;
 use super::throughput::ShardLimits;
 use super::throughput::ShardThrottle;
 use crate::model::batch::BatchDecodeError;
@@ -50,6 +58,7 @@ pub enum BatchAdmission {
 pub struct ShardAdmission {
     throughput: ShardThrottle,
     calls: ApiLimiter,
+    leases: Mutex<SubscriptionLeases>,
 }
 
 impl ShardAdmission {
@@ -57,6 +66,7 @@ impl ShardAdmission {
         ShardAdmission {
             throughput: ShardThrottle::new(shard_limits),
             calls: ApiLimiter::new(api_limits),
+            leases: Mutex::default(),
         }
     }
 
@@ -102,6 +112,36 @@ impl ShardAdmission {
     /// Charges the bytes an admitted GetRecords read returns to the shard's read budget.
     pub fn charge_read(&self, group: u64, bytes: usize, now: Instant) {
         self.throughput.charge_read(group, bytes, now);
+    }
+
+    /// Applies `op` to a subscription's lease. An acquire retried by the subscription that
+    /// already holds the lease (its first answer was lost) is answered again without taking
+    /// another SubscribeToShard call.
+    pub fn subscription_lease(
+        &self,
+        key: &LeaseKey,
+        holder: Holder,
+        op: LeaseOp,
+        now: Instant,
+    ) -> LeaseAnswer {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match op {
+            LeaseOp::Acquire { limit_rate } => {
+                if leases.held_by(key, holder, now) {
+                    return LeaseAnswer::Held;
+                }
+                let scope = Scope::ConsumerShard(key.consumer.clone(), key.group);
+                if limit_rate && !self.calls.admit(ApiCall::SubscribeToShard, scope, now) {
+                    return LeaseAnswer::RateExceeded;
+                }
+                leases.acquire(key, holder, now)
+            }
+            LeaseOp::Renew { age } => leases.renew(key, holder, age, now),
+            LeaseOp::Release => {
+                leases.release(key, holder);
+                LeaseAnswer::Held
+            }
+        }
     }
 }
 
@@ -195,5 +235,67 @@ mod tests {
         assert!(!a.admit_read(1, ReadAdmission::GetShardIterator, t));
         assert!(a.admit_read(2, ReadAdmission::GetShardIterator, t));
         assert!(a.admit_read(1, ReadAdmission::GetShardIterator, t + Duration::from_secs(1)));
+    }
+}
+
+#[cfg(test)]
+mod subscription_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::capacity::api_limits::RateSetting;
+
+    #[test]
+    fn subscribe_calls_are_limited_per_consumer_and_shard_and_retries_are_free() {
+        let calls = ApiLimits::new(
+            &[RateSetting {
+                call: ApiCall::SubscribeToShard,
+                count: 1,
+            }],
+            Duration::from_secs(1),
+        );
+        let a = ShardAdmission::new(ShardLimits::default(), calls);
+        let t = Instant::now();
+        let key = |consumer: &str| LeaseKey {
+            group: 1,
+            consumer: consumer.into(),
+        };
+        let (h1, h2) = (
+            Holder {
+                node: 1,
+                subscription: 1,
+            },
+            Holder {
+                node: 2,
+                subscription: 1,
+            },
+        );
+        let limited = LeaseOp::Acquire { limit_rate: true };
+        assert_eq!(a.subscription_lease(&key("c"), h1, limited, t), LeaseAnswer::Held);
+        // The same acquire again (a lost answer): held, not a second call.
+        assert_eq!(a.subscription_lease(&key("c"), h1, limited, t), LeaseAnswer::Held);
+        // A second call within the second is over the limit, before the lease is looked at.
+        assert_eq!(
+            a.subscription_lease(&key("c"), h2, limited, t),
+            LeaseAnswer::RateExceeded
+        );
+        // Without the limit it meets the lease.
+        let unlimited = LeaseOp::Acquire { limit_rate: false };
+        assert_eq!(
+            a.subscription_lease(&key("c"), h2, unlimited, t),
+            LeaseAnswer::InUse
+        );
+        // Another consumer has its own calls.
+        assert_eq!(a.subscription_lease(&key("d"), h2, limited, t), LeaseAnswer::Held);
+        // Released: free again.
+        assert_eq!(
+            a.subscription_lease(&key("c"), h1, LeaseOp::Release, t),
+            LeaseAnswer::Held
+        );
+        let later = t + Duration::from_secs(1);
+        assert_eq!(
+            a.subscription_lease(&key("c"), h2, limited, later),
+            LeaseAnswer::Held
+        );
     }
 }

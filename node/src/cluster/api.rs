@@ -162,4 +162,25 @@ impl Raft for RaftApi {
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
+
+    async fn subscription_lease(
+        &self,
+        request: Request<pb::SubscriptionLeaseRequest>,
+    ) -> Result<Response<pb::SubscriptionLeaseResponse>, Status> {
+        let Some((lease, hops)) = wire::lease_from_proto(request.into_inner()) else {
+            return Err(Status::invalid_argument(
+                "a subscription lease request without an operation",
+            ));
+        };
+        let Some(shard) = self.shard_record(lease.key.group) else {
+            return Err(Status::unavailable(format!(
+                "group {} is unknown here",
+                lease.key.group
+            )));
+        };
+        match self.router.subscription_lease(&shard, &lease, hops).await {
+            Ok(answer) => Ok(Response::new(wire::lease_answer_to_proto(answer))),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        }
+    }
 }

@@ -133,6 +133,7 @@ impl Streams for StreamsApi {
             Some(consumer) => {
                 self.service
                     .subscribe_as_consumer(&r.stream_name, consumer, &r.shard_id, position)
+                    .await
             }
             None => self.service.subscribe(&r.stream_name, &r.shard_id, position),
         }

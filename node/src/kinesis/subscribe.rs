@@ -87,7 +87,7 @@ pub(super) async fn subscribe_to_shard(
         start.and_then(|s| s.str("SequenceNumber")),
         start.and_then(|s| s.timestamp_ms("Timestamp")),
     )?;
-    let events = api.service().subscribe_consumer(arn, shard_id, position)?;
+    let events = api.service().subscribe_consumer(arn, shard_id, position).await?;
     // The service resolved the ARN and the shard; they parse.
     let stream = ConsumerArn::parse(arn).map(|a| a.stream).unwrap_or_default();
     let shard_index = ShardId::parse(shard_id).map_or(0, |s| s.0);

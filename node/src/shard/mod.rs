@@ -5,6 +5,7 @@
 mod cursor;
 mod decode;
 mod host;
+mod lease_route;
 mod replica;
 pub mod router;
 pub mod wire;
@@ -18,6 +19,7 @@ pub use decode::decode;
 pub use decode::sequence_number;
 pub use host::NodeDirectory;
 pub use host::ShardHost;
+pub use lease_route::LeaseError;
 pub use replica::AppendError;
 pub use replica::Appended;
 pub use replica::FrameRead;

@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use runnel_proto::v1 as pb;
+use runnel_proto::v1::raft_client::RaftClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use super::cursor::ReadStart;
 use super::decode::Take;
@@ -44,8 +46,8 @@ pub const NOT_APPENDED: &str = "x-runnel-not-appended";
 pub struct ShardRouter {
     host: Arc<ShardHost>,
     peers: Option<Arc<PeerPool>>,
-    /// The budgets of the shards this node leads.
-    admission: Arc<ShardAdmission>,
+    /// The budgets (and subscription leases) of the shards this node leads.
+    pub(super) admission: Arc<ShardAdmission>,
 }
 
 /// What a proposal to a shard group carries.
@@ -87,6 +89,20 @@ pub enum Proposed {
     Records(Admitted),
     /// The shard is sealed at this log index; nothing was appended.
     Closed(u64),
+}
+
+/// Where a request that this node's replica did not take goes next.
+pub(super) enum Hop {
+    /// Forward it to this node.
+    To {
+        client: RaftClient<Channel>,
+        addr: String,
+    },
+    /// No leader is known yet, or leadership kept moving while the request travelled: try again
+    /// (the request was not applied).
+    Retry(Option<u64>),
+    /// The node to forward to cannot be reached.
+    Unreachable(String),
 }
 
 pub enum Attempt<T, E> {
@@ -163,6 +179,31 @@ impl ShardRouter {
     /// Where this node reaches a group's leader, when one is known.
     fn leader_addr(&self, leader: Option<u64>) -> Option<String> {
         leader.and_then(|l| self.host.address(l))
+    }
+
+    /// The next hop of a request for `shard` that this node's replica did not take: the leader
+    /// the replica named (`local` = `Some(leader)`), or some replica of the group when this node
+    /// has none (`local` = `None`).
+    pub(super) fn next_hop(&self, shard: &ShardRecord, local: Option<Option<u64>>, hops: u32) -> Hop {
+        let target = match local {
+            Some(leader) => self.leader_addr(leader).ok_or(leader),
+            None => self.some_replica_addr(shard, hops).ok_or(None),
+        };
+        let addr = match target {
+            Ok(addr) => addr,
+            Err(leader) => return Hop::Retry(leader),
+        };
+        if hops >= MAX_HOPS {
+            // Leadership kept moving while the request travelled.
+            return Hop::Retry(None);
+        }
+        let Some(pool) = &self.peers else {
+            return Hop::Unreachable("no peers".into());
+        };
+        match pool.client(&addr) {
+            Ok(client) => Hop::To { client, addr },
+            Err(message) => Hop::Unreachable(message),
+        }
     }
 
     /// Appends an encoded batch to the shard; returns once it is committed. With `admit`, the
@@ -244,41 +285,21 @@ impl ShardRouter {
         hops: u32,
     ) -> Attempt<Proposed, AppendError> {
         let id = ShardId(shard.index);
-        let target = match self.host.by_group(shard.group) {
+        let local = match self.host.by_group(shard.group) {
             Some(replica) => match self.propose_local(&replica, proposal).await {
-                Err(AppendError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
-                    Some(addr) => addr,
-                    None => return Attempt::Retry(AppendError::NotLeader { shard: id, leader }),
-                },
+                Err(AppendError::NotLeader { leader, .. }) => Some(leader),
                 Err(AppendError::Closed { at, .. }) => return Attempt::Done(Ok(Proposed::Closed(at))),
                 other => return Attempt::Done(other),
             },
-            None => match self.some_replica_addr(shard, hops) {
-                Some(addr) => addr,
-                None => {
-                    return Attempt::Retry(AppendError::NotLeader {
-                        shard: id,
-                        leader: None,
-                    });
-                }
-            },
+            None => None,
         };
-        if hops >= MAX_HOPS {
-            // Leadership kept moving while the request travelled; nothing was appended.
-            return Attempt::Retry(AppendError::NotLeader {
-                shard: id,
-                leader: None,
-            });
-        }
-        let Some(pool) = &self.peers else {
-            return Attempt::Done(Err(AppendError::Unavailable {
-                shard: id,
-                message: "no peers".into(),
-            }));
-        };
-        let mut client = match pool.client(&target) {
-            Ok(c) => c,
-            Err(message) => return Attempt::Done(Err(AppendError::Unavailable { shard: id, message })),
+        let (mut client, target) = match self.next_hop(shard, local, hops) {
+            Hop::To { client, addr } => (client, addr),
+            // Nothing was appended.
+            Hop::Retry(leader) => return Attempt::Retry(AppendError::NotLeader { shard: id, leader }),
+            Hop::Unreachable(message) => {
+                return Attempt::Done(Err(AppendError::Unavailable { shard: id, message }));
+            }
         };
         let (batch, seal, admit) = match proposal {
             Proposal::Records { batch, admit } => (batch.clone(), false, *admit),
@@ -370,37 +391,18 @@ impl ShardRouter {
         hops: u32,
     ) -> Attempt<FrameRead, ReadError> {
         let id = ShardId(shard.index);
-        let target = match self.host.by_group(shard.group) {
+        let local = match self.host.by_group(shard.group) {
             Some(replica) => match self.read_local(&replica, start, limits, admission).await {
-                Err(ReadError::NotLeader { leader, .. }) => match self.leader_addr(leader) {
-                    Some(addr) => addr,
-                    None => return Attempt::Retry(ReadError::NotLeader { shard: id, leader }),
-                },
+                Err(ReadError::NotLeader { leader, .. }) => Some(leader),
                 other => return Attempt::Done(other),
             },
-            None => match self.some_replica_addr(shard, hops) {
-                Some(addr) => addr,
-                None => {
-                    return Attempt::Retry(ReadError::NotLeader {
-                        shard: id,
-                        leader: None,
-                    });
-                }
-            },
+            None => None,
         };
         let failed = |message: String| ReadError::Failed { shard: id, message };
-        if hops >= MAX_HOPS {
-            return Attempt::Retry(ReadError::NotLeader {
-                shard: id,
-                leader: None,
-            });
-        }
-        let Some(pool) = &self.peers else {
-            return Attempt::Done(Err(failed("no peers".into())));
-        };
-        let mut client = match pool.client(&target) {
-            Ok(c) => c,
-            Err(m) => return Attempt::Done(Err(failed(m))),
+        let (mut client, target) = match self.next_hop(shard, local, hops) {
+            Hop::To { client, addr } => (client, addr),
+            Hop::Retry(leader) => return Attempt::Retry(ReadError::NotLeader { shard: id, leader }),
+            Hop::Unreachable(message) => return Attempt::Done(Err(failed(message))),
         };
         let req = pb::ReadShardRequest {
             group: shard.group,

@@ -1,5 +1,6 @@
-//! The node-to-node form of forwarded shard requests (`runnel.v1.Raft` ProposeShard and
-//! ReadShard): conversions between the router's values and their protobuf messages. Pure.
+//! The node-to-node form of forwarded shard requests (`runnel.v1.Raft` ProposeShard,
+//! ReadShard and SubscriptionLease): conversions between the router's values and their
+//! protobuf messages. Pure.
 
 use runnel_proto::v1 as pb;
 
@@ -10,6 +11,11 @@ use super::replica::FrameRead;
 use super::router::Admitted;
 use super::router::Proposed;
 use crate::capacity::shard_admission::ReadAdmission;
+use crate::capacity::subscription_leases::Holder;
+use crate::capacity::subscription_leases::LeaseAnswer;
+use crate::capacity::subscription_leases::LeaseKey;
+use crate::capacity::subscription_leases::LeaseOp;
+use crate::capacity::subscription_leases::LeaseRequest;
 
 /// A proposal's answer: where the records went and how many of them the leader admitted.
 pub fn proposed_to_proto(proposed: Proposed) -> pb::ProposeShardResponse {
@@ -147,6 +153,76 @@ pub fn frames_from_proto(r: pb::ReadShardResponse) -> FrameRead {
     }
 }
 
+pub fn lease_to_proto(request: &LeaseRequest, hops: u32) -> pb::SubscriptionLeaseRequest {
+    use pb::subscription_lease_request::Op;
+    let op = match request.op {
+        LeaseOp::Acquire { limit_rate } => Op::Acquire(pb::AcquireLease { limit_rate }),
+        LeaseOp::Renew { age } => Op::Renew(pb::RenewLease {
+            age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        }),
+        LeaseOp::Release => Op::Release(pb::Empty {}),
+    };
+    pb::SubscriptionLeaseRequest {
+        group: request.key.group,
+        consumer: request.key.consumer.clone(),
+        holder_node: request.holder.node,
+        holder_subscription: request.holder.subscription,
+        hops,
+        op: Some(op),
+    }
+}
+
+/// The inverse of [`lease_to_proto`] and the request's hops; `None` without an operation.
+pub fn lease_from_proto(r: pb::SubscriptionLeaseRequest) -> Option<(LeaseRequest, u32)> {
+    use pb::subscription_lease_request::Op;
+    let op = match r.op? {
+        Op::Acquire(a) => LeaseOp::Acquire {
+            limit_rate: a.limit_rate,
+        },
+        Op::Renew(n) => LeaseOp::Renew {
+            age: std::time::Duration::from_millis(n.age_ms),
+        },
+        Op::Release(_) => LeaseOp::Release,
+    };
+    let request = LeaseRequest {
+        key: LeaseKey {
+            group: r.group,
+            consumer: r.consumer,
+        },
+        holder: Holder {
+            node: r.holder_node,
+            subscription: r.holder_subscription,
+        },
+        op,
+    };
+    Some((request, r.hops))
+}
+
+pub fn lease_answer_to_proto(answer: LeaseAnswer) -> pb::SubscriptionLeaseResponse {
+    use pb::subscription_lease_response::Outcome;
+    let outcome = match answer {
+        LeaseAnswer::Held => Outcome::Held,
+        LeaseAnswer::InUse => Outcome::InUse,
+        LeaseAnswer::RateExceeded => Outcome::RateExceeded,
+        LeaseAnswer::TakenOver => Outcome::TakenOver,
+    };
+    pb::SubscriptionLeaseResponse {
+        outcome: outcome as i32,
+    }
+}
+
+/// The inverse of [`lease_answer_to_proto`]; an outcome this node does not know (a newer
+/// leader's) lets the subscription go on.
+pub fn lease_answer_from_proto(r: &pb::SubscriptionLeaseResponse) -> LeaseAnswer {
+    use pb::subscription_lease_response::Outcome;
+    match Outcome::try_from(r.outcome).unwrap_or(Outcome::Held) {
+        Outcome::Held => LeaseAnswer::Held,
+        Outcome::InUse => LeaseAnswer::InUse,
+        Outcome::RateExceeded => LeaseAnswer::RateExceeded,
+        Outcome::TakenOver => LeaseAnswer::TakenOver,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +267,42 @@ mod tests {
         ] {
             assert_eq!(admission_from_proto(admission_to_proto(a)), a);
         }
+    }
+
+    #[test]
+    fn lease_requests_and_answers_survive_the_wire() {
+        let key = LeaseKey {
+            group: 4,
+            consumer: "arn:c".into(),
+        };
+        let holder = Holder {
+            node: 2,
+            subscription: 99,
+        };
+        for op in [
+            LeaseOp::Acquire { limit_rate: true },
+            LeaseOp::Acquire { limit_rate: false },
+            LeaseOp::Renew {
+                age: std::time::Duration::from_millis(1_500),
+            },
+            LeaseOp::Release,
+        ] {
+            let request = LeaseRequest {
+                key: key.clone(),
+                holder,
+                op,
+            };
+            assert_eq!(lease_from_proto(lease_to_proto(&request, 3)), Some((request, 3)));
+        }
+        for a in [
+            LeaseAnswer::Held,
+            LeaseAnswer::InUse,
+            LeaseAnswer::RateExceeded,
+            LeaseAnswer::TakenOver,
+        ] {
+            assert_eq!(lease_answer_from_proto(&lease_answer_to_proto(a)), a);
+        }
+        let unknown = pb::SubscriptionLeaseResponse { outcome: 42 };
+        assert_eq!(lease_answer_from_proto(&unknown), LeaseAnswer::Held);
     }
 }

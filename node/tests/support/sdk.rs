@@ -8,9 +8,12 @@ use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput;
 use aws_sdk_kinesis::types::ConsumerStatus;
 use aws_sdk_kinesis::types::StreamMode;
 use aws_sdk_kinesis::types::StreamModeDetails;
+use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
 
 use super::Node;
 
@@ -110,6 +113,50 @@ pub async fn create_on_demand(c: &Client, name: &str) {
         .await
         .unwrap();
     wait_active(c, name).await;
+}
+
+/// Whether the consumer is seen ACTIVE through `c` within 60 s (a cluster member that lags
+/// behind the catalog may not know it yet).
+pub async fn sees_consumer_active(c: &Client, consumer_arn: &str) -> bool {
+    for _ in 0..600 {
+        if let Ok(d) = c
+            .describe_stream_consumer()
+            .consumer_arn(consumer_arn)
+            .send()
+            .await
+            && d.consumer_description().unwrap().consumer_status() == &ConsumerStatus::Active
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Waits until a SubscribeToShard ends with a ResourceInUseException event (taken over, or its
+/// consumer deregistered); events before it (heartbeats) are skipped.
+pub async fn ends_with_resource_in_use(out: &mut SubscribeToShardOutput) {
+    let err = loop {
+        let got = tokio::time::timeout(Duration::from_secs(60), out.event_stream.recv())
+            .await
+            .expect("an event within 60 s");
+        match got {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the subscription ended without an exception"),
+            Err(e) => break e,
+        }
+    };
+    match err {
+        SdkError::ServiceError(e) => assert!(
+            matches!(
+                e.err(),
+                SubscribeToShardEventStreamError::ResourceInUseException(_)
+            ),
+            "{:?}",
+            e.err()
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// Waits until the consumer is ACTIVE (after RegisterStreamConsumer).
