@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Mode {
     /// Put records as fast as allowed: records/s, MB/s and PutRecords latency.
-    Produce(Options),
+    Produce(produce::ProduceOptions),
     /// Pre-fill the stream, then read it from the trim horizon: drain records/s and MB/s.
     Consume(Options),
     /// Put-to-subscribe latency: producers at --rate, one subscription per shard.
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
         let (options, report) = match cli.mode {
             Mode::Produce(options) => {
                 let report = produce::run(&options).await?;
-                (options, report)
+                (options.common, report)
             }
             Mode::Consume(options) => {
                 let report = consume::run(&options).await?;

@@ -10,6 +10,7 @@ use std::time::UNIX_EPOCH;
 use bytes::BufMut;
 use bytes::Bytes;
 use bytes::BytesMut;
+use clap::Args;
 use hdrhistogram::Histogram;
 use runnel_client::Client;
 use runnel_client::PutEntry;
@@ -267,14 +268,53 @@ fn stamped(payload: &Bytes) -> Bytes {
     data.freeze()
 }
 
-pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let target = setup::connect(options).await?;
-    let load = Load::from_options(options, false);
+#[derive(Debug, Clone, Args)]
+pub struct ProduceOptions {
+    #[command(flatten)]
+    pub common: Options,
+    /// Beside the load, put one record at a time (one in flight, every 10 ms) and report its
+    /// latency: what a single put sees while the cluster carries the load.
+    #[arg(long)]
+    pub probe: bool,
+}
+
+pub async fn run(options: &ProduceOptions) -> anyhow::Result<Report> {
+    let common = &options.common;
+    let target = setup::connect(common).await?;
+    let load = Load::from_options(common, false);
+    let probe = options.probe.then(|| {
+        let (client, load) = (target.client.clone(), load.clone());
+        tokio::spawn(async move { probe(&client, &load).await })
+    });
     let stats = produce(&target.client, &load).await;
     let mut report = Report::new("produce");
-    describe_setup(&mut report, options, target.shards.len());
+    describe_setup(&mut report, common, target.shards.len());
     stats.add_to(&mut report);
+    if let Some(probe) = probe {
+        let (latency, failed) = probe.await?;
+        report.latency("probe_put", "probe put latency (1 record)", &latency);
+        report.count("probe_failed", "probe puts failed", failed);
+    }
     Ok(report)
+}
+
+/// Puts one record at a time until the load's deadline, 10 ms apart; their latencies (µs)
+/// and how many failed.
+async fn probe(client: &Client, load: &Load) -> (Histogram<u64>, u64) {
+    let (mut latency, mut failed) = (histogram(), 0);
+    let payload = random_bytes(load.record_size);
+    while Instant::now() < load.deadline {
+        let entry = PutEntry::new(format!("{:032x}", rand::random::<u128>()), payload.clone());
+        let sent = Instant::now();
+        match client.put_batch(&load.stream, vec![entry]).await.as_deref() {
+            Ok([PutResult::Ok { .. }]) => {
+                latency.saturating_record(sent.elapsed().as_micros() as u64);
+            }
+            _ => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (latency, failed)
 }
 
 /// The rows naming what was run.
