@@ -139,6 +139,10 @@ struct NodeArgs {
     /// How often retention looks for expired segments (seconds).
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     retention_check_secs: u64,
+    /// How often the periodic gauges refresh: Raft state per group (role, term, commit and
+    /// applied index, lag), storage and open shards per stream (milliseconds).
+    #[arg(long, env = "RUNNEL_STATS_REFRESH_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    stats_refresh_ms: u64,
     /// Testing only: retention acts as if the clock were this many seconds ahead (expires
     /// records early). Never set in production.
     #[arg(
@@ -409,6 +413,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             every: std::time::Duration::from_secs(args.retention_check_secs),
             clock_offset_ms: i64::from(args.retention_clock_offset_secs) * 1000,
         },
+        stats_every: std::time::Duration::from_millis(args.stats_refresh_ms),
     }
 }
 

@@ -88,6 +88,8 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// When retention deletes expired segments.
     pub retention: crate::retention::RetentionSchedule,
+    /// How often the periodic gauges (Raft state per group, storage per stream) refresh.
+    pub stats_every: std::time::Duration,
 }
 
 /// Voters of the catalog group at most; further nodes follow it as learners.
@@ -244,6 +246,7 @@ impl Node {
             host.clone(),
             catalog.view.clone(),
             m,
+            config.stats_every,
         )));
         tasks.push(tokio::spawn(crate::retention::run(
             host.clone(),

@@ -12,10 +12,8 @@ use crate::metrics::Metrics;
 use crate::raft::catalog_sm::CatalogView;
 use crate::shard::ShardHost;
 
-const EVERY: Duration = Duration::from_secs(5);
-
-pub async fn refresh_loop(host: Arc<ShardHost>, view: CatalogView, metrics: Metrics) {
-    let mut tick = tokio::time::interval(EVERY);
+pub async fn refresh_loop(host: Arc<ShardHost>, view: CatalogView, metrics: Metrics, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     let mut last_ms = clock::now_ms();
     loop {
         tick.tick().await;

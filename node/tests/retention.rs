@@ -46,6 +46,7 @@ async fn start(dir: &std::path::Path) -> Node {
         quiesce: false,
         advertise: None,
         retention: Default::default(),
+        stats_every: std::time::Duration::from_secs(5),
     };
     Node::start(config).await.expect("node starts")
 }

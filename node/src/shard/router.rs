@@ -111,8 +111,10 @@ pub enum Attempt<T, E> {
     Retry(E),
 }
 
+/// The pause before retry `step`: 20, 40, 80, then every 100 ms. While a shard elects a new
+/// leader its requests wait here; a coarser step would add up to itself to every failover.
 fn backoff(step: u32) -> Duration {
-    Duration::from_millis((20u64 << step.min(5)).min(500))
+    Duration::from_millis((20u64 << step.min(3)).min(100))
 }
 
 /// Runs `attempt` until it is done, pausing with backoff between retries, for at most
