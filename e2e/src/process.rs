@@ -20,6 +20,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use runnel_proto::v1::admin_client::AdminClient;
+use runnel_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 
 use crate::E2eError;
@@ -229,6 +230,13 @@ impl NodeProcess {
     /// An admin client connected to this node.
     pub async fn admin(&self) -> Result<AdminClient<Channel>> {
         AdminClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .map_err(|e| E2eError::Setup(format!("connecting to the node: {e}")))
+    }
+
+    /// A data-plane (PutRecords, GetRecords) client connected to this node.
+    pub async fn streams(&self) -> Result<StreamsClient<Channel>> {
+        StreamsClient::connect(format!("http://{}", self.grpc_addr))
             .await
             .map_err(|e| E2eError::Setup(format!("connecting to the node: {e}")))
     }

@@ -1,6 +1,8 @@
 //! Working with `Stream` resources and the node under test: apply a spec, wait for a status
 //! condition, read the node's own description, list Events.
 
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use k8s_openapi::api::events::v1::Event;
@@ -21,6 +23,7 @@ use crate::cluster::Cluster;
 use crate::cluster::TEST_MANAGER;
 use crate::cluster::install_crds;
 use crate::process::NodeProcess;
+use crate::process::OperatorProcess;
 use crate::wait;
 use crate::wait::CONVERGE;
 
@@ -37,6 +40,43 @@ pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String
                 c["observedGeneration"].as_i64(),
             )
         })
+}
+
+/// Open shards in the status: id → (parent, adjacent parent).
+pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    obj.pointer("/status/shards")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| !s["closed"].as_bool().unwrap_or(false))
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().map(str::to_string);
+            (
+                text("shardId").unwrap_or_default(),
+                (text("parentShardId"), text("adjacentParentShardId")),
+            )
+        })
+        .collect()
+}
+
+/// Closed shards in the status (the parents of open shards).
+pub fn closed_shards(obj: &serde_json::Value) -> BTreeSet<String> {
+    obj.pointer("/status/shards")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| s["closed"].as_bool() == Some(true))
+        .filter_map(|s| s["shardId"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Open shards on the node (no ending sequence number).
+pub fn node_open_shards(d: &pb::StreamDescription) -> BTreeSet<String> {
+    d.shards
+        .iter()
+        .filter(|s| s.ending_sequence_number.is_empty())
+        .map(|s| s.shard_id.clone())
+        .collect()
 }
 
 /// The cluster client, the kubeconfig for operator processes, and the node under test.
@@ -75,6 +115,24 @@ impl Env {
             kubeconfig: cluster.kubeconfig.clone(),
             node: NodeProcess::start()?,
         })
+    }
+
+    /// An operator for namespace `ns` that reads the node's `/metrics` every second (the load
+    /// the autoscaler decides on).
+    pub fn start_autoscaling_operator(&self, ns: &str, identity: &str) -> Result<OperatorProcess> {
+        OperatorProcess::start(
+            &self.kubeconfig,
+            &self.node.grpc_addr,
+            identity,
+            &[
+                "--namespace",
+                ns,
+                "--node-metrics",
+                &self.node.metrics_addr,
+                "--load-sample-seconds",
+                "1",
+            ],
+        )
     }
 
     pub fn streams(&self, ns: &str) -> Api<Stream> {
@@ -146,6 +204,54 @@ impl Env {
             }
         })
         .await
+    }
+
+    /// Waits until the status (for the current generation) lists `n` open shards and the
+    /// Scaling condition is back to Stable.
+    pub async fn wait_open_shards(
+        &self,
+        ns: &str,
+        name: &str,
+        n: usize,
+        timeout: std::time::Duration,
+    ) -> Result<serde_json::Value> {
+        let what = format!("Stream {ns}/{name} with {n} open shards, Scaling=False Stable");
+        self.wait_stream(ns, name, &what, timeout, |obj, generation| {
+            let open = open_shards(obj).len();
+            let count = obj
+                .pointer("/status/openShardCount")
+                .and_then(serde_json::Value::as_u64);
+            match condition(obj, "Scaling") {
+                Some((s, r, g))
+                    if open == n
+                        && count == Some(n as u64)
+                        && s == "False"
+                        && r == "Stable"
+                        && g == generation =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{open} open shards in status, Scaling {other:?}")),
+            }
+        })
+        .await
+    }
+
+    /// Asserts that the status and the node agree on the open shards; returns the node's
+    /// description.
+    pub async fn assert_node_agrees(
+        &self,
+        name: &str,
+        obj: &serde_json::Value,
+    ) -> Result<pb::StreamDescription> {
+        let d = self
+            .describe(name)
+            .await?
+            .ok_or_else(|| E2eError::Setup(format!("stream {name} missing on the node")))?;
+        let status: BTreeSet<String> = open_shards(obj).into_keys().collect();
+        assert_eq!(node_open_shards(&d), status, "node vs status open shards");
+        assert_eq!(d.open_shard_count as usize, status.len());
+        Ok(d)
     }
 
     /// The cluster's members as the node's DescribeCluster lists them.

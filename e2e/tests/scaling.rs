@@ -24,7 +24,10 @@ use runnel_e2e::process::BenchProcess;
 use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::streams::Env;
+use runnel_e2e::streams::closed_shards;
 use runnel_e2e::streams::condition;
+use runnel_e2e::streams::node_open_shards;
+use runnel_e2e::streams::open_shards;
 use runnel_proto::v1 as pb;
 use serde_json::Value;
 use serde_json::json;
@@ -58,69 +61,6 @@ fn operator_changes_and_scales_running_streams() -> TestResult {
     })
 }
 
-/// Open shards in the status: id → (parent, adjacent parent).
-fn open_shards(obj: &Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
-    obj.pointer("/status/shards")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|s| !s["closed"].as_bool().unwrap_or(false))
-        .map(|s| {
-            let text = |k: &str| s[k].as_str().map(str::to_string);
-            (
-                text("shardId").unwrap_or_default(),
-                (text("parentShardId"), text("adjacentParentShardId")),
-            )
-        })
-        .collect()
-}
-
-fn node_open_shards(d: &pb::StreamDescription) -> BTreeSet<String> {
-    d.shards
-        .iter()
-        .filter(|s| s.ending_sequence_number.is_empty())
-        .map(|s| s.shard_id.clone())
-        .collect()
-}
-
-/// Waits until the status (for the current generation) lists `n` open shards and the
-/// Scaling condition is back to Stable.
-async fn wait_open_shards(
-    env: &Env,
-    ns: &str,
-    name: &str,
-    n: usize,
-) -> Result<Value, Box<dyn std::error::Error>> {
-    let what = format!("Stream {ns}/{name} with {n} open shards, Scaling=False Stable");
-    Ok(env
-        .wait_stream(ns, name, &what, RESHARD, |obj, generation| {
-            let open = open_shards(obj).len();
-            let count = obj.pointer("/status/openShardCount").and_then(Value::as_u64);
-            match condition(obj, "Scaling") {
-                Some((s, r, g))
-                    if open == n
-                        && count == Some(n as u64)
-                        && s == "False"
-                        && r == "Stable"
-                        && g == generation =>
-                {
-                    Ok(())
-                }
-                other => Err(format!("{open} open shards in status, Scaling {other:?}")),
-            }
-        })
-        .await?)
-}
-
-/// Status and node agree on the open shards.
-async fn assert_node_agrees(env: &Env, name: &str, obj: &Value) -> TestResult {
-    let d = env.describe(name).await?.ok_or("stream missing on the node")?;
-    let status: BTreeSet<String> = open_shards(obj).into_keys().collect();
-    assert_eq!(node_open_shards(&d), status, "node vs status open shards");
-    assert_eq!(d.open_shard_count as usize, status.len());
-    Ok(())
-}
-
 async fn spec_changes(env: &Env) -> TestResult {
     let ns = create_namespace(&env.client, "e2e-spec").await?;
     let _operator = OperatorProcess::start(
@@ -137,7 +77,7 @@ async fn spec_changes(env: &Env) -> TestResult {
     )
     .await?;
     env.wait_condition(&ns, &name, "Ready", "True", "Active").await?;
-    let first = wait_open_shards(env, &ns, &name, 2).await?;
+    let first = env.wait_open_shards(&ns, &name, 2, RESHARD).await?;
     let originals: BTreeSet<String> = open_shards(&first).into_keys().collect();
 
     // 2 → 4: one UpdateShardCount; tags changed and added in the same edit.
@@ -147,8 +87,8 @@ async fn spec_changes(env: &Env) -> TestResult {
         json!({"name": name, "shardCount": 4, "tags": {"team": "b", "env": "test"}, "deletionPolicy": "Delete"}),
     )
     .await?;
-    let obj = wait_open_shards(env, &ns, &name, 4).await?;
-    assert_node_agrees(env, &name, &obj).await?;
+    let obj = env.wait_open_shards(&ns, &name, 4, RESHARD).await?;
+    env.assert_node_agrees(&name, &obj).await?;
     for (id, (parent, _)) in open_shards(&obj) {
         let parent = parent.ok_or_else(|| format!("{id} has no parent"))?;
         assert!(
@@ -157,14 +97,7 @@ async fn spec_changes(env: &Env) -> TestResult {
         );
     }
     // The parents are listed, closed, as lineage.
-    let closed: BTreeSet<String> = obj
-        .pointer("/status/shards")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|s| s["closed"].as_bool() == Some(true))
-        .filter_map(|s| s["shardId"].as_str().map(str::to_string))
-        .collect();
+    let closed = closed_shards(&obj);
     assert_eq!(closed, originals);
     assert!(obj.pointer("/status/lastScalingTime").is_some());
     let d = env.describe(&name).await?.ok_or("stream missing")?;
@@ -179,8 +112,8 @@ async fn spec_changes(env: &Env) -> TestResult {
         json!({"name": name, "shardCount": 1, "tags": {"team": "b"}, "deletionPolicy": "Delete"}),
     )
     .await?;
-    let obj = wait_open_shards(env, &ns, &name, 1).await?;
-    assert_node_agrees(env, &name, &obj).await?;
+    let obj = env.wait_open_shards(&ns, &name, 1, RESHARD).await?;
+    env.assert_node_agrees(&name, &obj).await?;
     let d = env.describe(&name).await?.ok_or("stream missing")?;
     assert!(!d.tags.contains_key("env"), "tags {:?}", d.tags);
     let events = env.events(&ns, &name).await?;
@@ -201,7 +134,7 @@ async fn spec_changes(env: &Env) -> TestResult {
         })
     })
     .await?;
-    wait_open_shards(env, &ns, &name, 1).await?;
+    env.wait_open_shards(&ns, &name, 1, RESHARD).await?;
     assert!(env.events(&ns, &name).await?.iter().any(|r| r == "ModeUpdated"));
 
     env.streams(&ns).delete(&name, &DeleteParams::default()).await?;
@@ -328,19 +261,7 @@ async fn consumers_follow_the_spec(env: &Env) -> TestResult {
 
 async fn autoscaling_splits_the_hot_shard(env: &Env) -> TestResult {
     let ns = create_namespace(&env.client, "e2e-auto").await?;
-    let _operator = OperatorProcess::start(
-        &env.kubeconfig,
-        &env.node.grpc_addr,
-        "op-auto",
-        &[
-            "--namespace",
-            &ns,
-            "--node-metrics",
-            &env.node.metrics_addr,
-            "--load-sample-seconds",
-            "1",
-        ],
-    )?;
+    let _operator = env.start_autoscaling_operator(&ns, "op-auto")?;
     let name = format!("hot-{ns}");
     // Target 5 % of a shard (50 records/s or ~52 KB/s); at most 2 shards, so exactly one split.
     env.apply_stream(
@@ -515,7 +436,7 @@ async fn refused_scaling_is_reported(env: &Env) -> TestResult {
         json!({"name": name, "shardCount": 1, "deletionPolicy": "Delete"}),
     )
     .await?;
-    wait_open_shards(env, &ns, &name, 1).await?;
+    env.wait_open_shards(&ns, &name, 1, RESHARD).await?;
     // The one UpdateShardCount of the day.
     env.apply_stream(
         &ns,
@@ -523,7 +444,7 @@ async fn refused_scaling_is_reported(env: &Env) -> TestResult {
         json!({"name": name, "shardCount": 2, "deletionPolicy": "Delete"}),
     )
     .await?;
-    wait_open_shards(env, &ns, &name, 2).await?;
+    env.wait_open_shards(&ns, &name, 2, RESHARD).await?;
     // The second is refused by the node: reported, not retried in a tight loop, nothing changes.
     env.apply_stream(
         &ns,
