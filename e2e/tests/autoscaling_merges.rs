@@ -165,7 +165,7 @@ async fn cold_shards_merge(env: &Env) -> TestResult {
     expected.insert(last.clone(), b"after the merges".to_vec());
     for (shard, data) in &expected {
         let got = read_all(env, &name, shard).await?;
-        assert_eq!(got, [data.clone()], "records of {shard}");
+        assert_eq!(got, std::slice::from_ref(data), "records of {shard}");
     }
 
     env.streams(&ns).delete(&name, &DeleteParams::default()).await?;
