@@ -279,6 +279,24 @@ impl Env {
         }
     }
 
+    /// The node's DescribeDeliveryStream, None when the delivery stream does not exist.
+    pub async fn describe_delivery_stream(
+        &self,
+        name: &str,
+    ) -> Result<Option<pb::DeliveryStreamDescription>> {
+        let mut admin = self.admin().await?;
+        match admin
+            .describe_delivery_stream(pb::DescribeDeliveryStreamRequest {
+                delivery_stream_name: name.to_string(),
+            })
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().delivery_stream),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(E2eError::Setup(format!("DescribeDeliveryStream {name}: {s}"))),
+        }
+    }
+
     /// Waits until the node's description of the stream named by the first word of `what`
     /// passes `check`.
     pub async fn wait_node<F>(&self, what: &str, check: F) -> Result<Option<pb::StreamDescription>>

@@ -205,31 +205,95 @@ impl Lifecycle for Env {
             (24, 2, pb::StreamStatus::Active as i32)
         );
 
-        // DeliveryStream: validated, reported as not implemented.
+        // DeliveryStream: stored in the catalog (Stored=True, Ready=False NoDeliveryEngine),
+        // an edit replaces the spec there, deleting the resource deletes it from the catalog.
         let ds_api: Api<DeliveryStream> = Api::namespaced(self.client.clone(), &ns);
-        let ds = json!({
-            "apiVersion": "runnel.dev/v1alpha1", "kind": "DeliveryStream",
-            "metadata": {"name": "to-s3"},
-            "spec": {"source": {"streamName": kept}, "destination": {"s3": {"bucket": "archive"}}},
-        });
+        let ds_name = format!("to-s3-{ns}");
+        let apply_ds = |bucket: &str| {
+            json!({
+                "apiVersion": "runnel.dev/v1alpha1", "kind": "DeliveryStream",
+                "metadata": {"name": "to-s3"},
+                "spec": {
+                    "deliveryStreamName": ds_name,
+                    "source": {"streamName": kept},
+                    "destination": {"s3": {"bucket": bucket}},
+                },
+            })
+        };
+        let params = PatchParams::apply(TEST_MANAGER).force();
         ds_api
-            .patch(
-                "to-s3",
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&ds),
-            )
+            .patch("to-s3", &params, &Patch::Apply(&apply_ds("archive")))
             .await?;
-        wait::until("DeliveryStream Ready=False NotImplemented", CONVERGE, || {
+        let stored = |generation: i64| {
             let ds_api = ds_api.clone();
             async move {
                 let v = serde_json::to_value(ds_api.get("to-s3").await.map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
-                match condition(&v, "Ready") {
-                    Some((s, r, _)) if s == "False" && r == "NotImplemented" => Ok(Some(())),
-                    other => Err(format!("{other:?}")),
+                let observed = v["status"]["observedGeneration"].as_i64();
+                match (condition(&v, "Stored"), condition(&v, "Ready")) {
+                    (Some((s, r, _)), Some((rs, rr, _)))
+                        if s == "True"
+                            && r == "Stored"
+                            && rs == "False"
+                            && rr == "NoDeliveryEngine"
+                            && observed == Some(generation) =>
+                    {
+                        Ok(Some(v))
+                    }
+                    other => Err(format!("{other:?} observedGeneration {observed:?}")),
                 }
             }
-        })
+        };
+        let v = wait::until("DeliveryStream Stored=True", CONVERGE, || stored(1)).await?;
+        assert_eq!(v["status"]["deliveryStreamStatus"], "DECLARED");
+        let d = self
+            .describe_delivery_stream(&ds_name)
+            .await?
+            .ok_or("delivery stream not in the catalog")?;
+        assert_eq!(v["status"]["deliveryStreamARN"], d.delivery_stream_arn.as_str());
+        assert_eq!(d.status, pb::DeliveryStreamStatus::Declared as i32);
+        let spec: serde_json::Value = serde_json::from_str(&d.spec_json)?;
+        assert_eq!(spec["destination"]["s3"]["bucket"], "archive");
+        assert_eq!(spec["source"]["streamName"], kept.as_str());
+        assert_eq!(spec["tags"]["runnel.dev/owner"], format!("{ns}/to-s3"));
+
+        // An edit replaces the spec in the catalog.
+        ds_api
+            .patch("to-s3", &params, &Patch::Apply(&apply_ds("archive-2")))
+            .await?;
+        wait::until("DeliveryStream generation 2 Stored", CONVERGE, || stored(2)).await?;
+        let d = self
+            .describe_delivery_stream(&ds_name)
+            .await?
+            .ok_or("delivery stream not in the catalog")?;
+        let spec: serde_json::Value = serde_json::from_str(&d.spec_json)?;
+        assert_eq!(spec["destination"]["s3"]["bucket"], "archive-2");
+
+        // Deleting the resource deletes the delivery stream (finalizer).
+        ds_api.delete("to-s3", &DeleteParams::default()).await?;
+        wait::until(
+            "DeliveryStream gone from Kubernetes and the catalog",
+            CONVERGE,
+            || {
+                let ds_api = ds_api.clone();
+                let ds_name = ds_name.clone();
+                async move {
+                    let cr = ds_api.get_opt("to-s3").await.map_err(|e| e.to_string())?;
+                    let in_catalog = self
+                        .describe_delivery_stream(&ds_name)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match (cr, in_catalog) {
+                        (None, None) => Ok(Some(())),
+                        (cr, d) => Err(format!(
+                            "resource finalizers {:?}, in the catalog: {}",
+                            cr.map(|c| c.metadata.finalizers),
+                            d.is_some()
+                        )),
+                    }
+                }
+            },
+        )
         .await?;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! A thin wrapper over the node admin gRPC API: describe, list, create and delete streams,
-//! change their retention, tags, mode and shards, and the cluster calls (describe, move a
-//! replica, drain and remove a node). Any node answers admin calls; the client tries the known nodes in
-//! order and moves on when one is unreachable.
+//! change their retention, tags, mode and shards, put, describe and delete delivery streams,
+//! and the cluster calls (describe, move a replica, drain and remove a node). Any node answers
+//! admin calls; the client tries the known nodes in order and moves on when one is
+//! unreachable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,13 +120,9 @@ impl CatalogClient {
                 async move { c.describe_stream(request).await }
             })
             .await;
-        match result {
-            Ok(response) => Ok(response.stream.map(ObservedStream::from)),
-            Err(CatalogError::Rejected {
-                code: Code::NotFound, ..
-            }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(absent_as_none(result)?
+            .and_then(|response| response.stream)
+            .map(ObservedStream::from))
     }
 
     /// Creates the stream. When it already exists (a concurrent or earlier create), returns its
@@ -175,13 +172,7 @@ impl CatalogClient {
                 async move { c.delete_stream(request).await }
             })
             .await;
-        match result {
-            Ok(_)
-            | Err(CatalogError::Rejected {
-                code: Code::NotFound, ..
-            }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        absent_as_none(result).map(|_| ())
     }
 
     /// Sets the stream's retention period.
@@ -414,6 +405,61 @@ impl CatalogClient {
         .map(|_| ())
     }
 
+    /// The delivery stream as the catalog holds it, or None when there is none.
+    pub async fn describe_delivery_stream(
+        &self,
+        name: &str,
+    ) -> Result<Option<pb::DeliveryStreamDescription>, CatalogError> {
+        let request = pb::DescribeDeliveryStreamRequest {
+            delivery_stream_name: name.to_string(),
+        };
+        let result = self
+            .call("DescribeDeliveryStream", name, |mut c| {
+                let request = request.clone();
+                async move { c.describe_delivery_stream(request).await }
+            })
+            .await;
+        Ok(absent_as_none(result)?.and_then(|response| response.delivery_stream))
+    }
+
+    /// Creates the delivery stream or replaces its spec (idempotent); returns what is stored.
+    pub async fn put_delivery_stream(
+        &self,
+        name: &str,
+        spec_json: &str,
+    ) -> Result<pb::DeliveryStreamDescription, CatalogError> {
+        let request = pb::PutDeliveryStreamRequest {
+            delivery_stream_name: name.to_string(),
+            spec_json: spec_json.to_string(),
+        };
+        let response = self
+            .call("PutDeliveryStream", name, |mut c| {
+                let request = request.clone();
+                async move { c.put_delivery_stream(request).await }
+            })
+            .await?;
+        response.delivery_stream.ok_or_else(|| CatalogError::Rejected {
+            op: "PutDeliveryStream",
+            stream: name.to_string(),
+            code: Code::Internal,
+            message: "the node answered without a description".to_string(),
+        })
+    }
+
+    /// Deletes the delivery stream. One that does not exist counts as deleted.
+    pub async fn delete_delivery_stream(&self, name: &str) -> Result<(), CatalogError> {
+        let request = pb::DeleteDeliveryStreamRequest {
+            delivery_stream_name: name.to_string(),
+        };
+        let result = self
+            .call("DeleteDeliveryStream", name, |mut c| {
+                let request = request.clone();
+                async move { c.delete_delivery_stream(request).await }
+            })
+            .await;
+        absent_as_none(result).map(|_| ())
+    }
+
     /// Runs `call` against each node in turn until one answers (successfully or with an
     /// application error); transport failures move on to the next node.
     async fn call<T, F, Fut>(&self, op: &'static str, stream: &str, call: F) -> Result<T, CatalogError>
@@ -452,6 +498,17 @@ impl CatalogClient {
                 .join(", "),
             last,
         })
+    }
+}
+
+/// The answer, or None when the node said NOT_FOUND (the resource is absent).
+fn absent_as_none<T>(result: Result<T, CatalogError>) -> Result<Option<T>, CatalogError> {
+    match result {
+        Ok(t) => Ok(Some(t)),
+        Err(CatalogError::Rejected {
+            code: Code::NotFound, ..
+        }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The reconcilers (controller-rs shape): `Stream` → catalog through the admin API, and a
-//! minimal `DeliveryStream` reconciler. Decisions are made by pure functions
+//! The reconcilers (controller-rs shape): `Stream` → catalog through the admin API, and
+//! `DeliveryStream` → catalog (its spec stored; no delivery engine runs it yet). Decisions are made by pure functions
 //! ([`crate::plan`], [`crate::policy::autoscaling`], [`crate::status`]); this module gathers
 //! inputs (the catalog's description, the load the sampler measured), makes the admin calls
 //! they ask for, writes status with server-side apply and emits Events.
@@ -13,7 +13,6 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -31,6 +30,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::finalizer;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::watcher;
+use runnel_proto::v1 as pb;
 
 use crate::catalog_client::CatalogClient;
 use crate::catalog_client::CatalogError;
@@ -45,6 +45,10 @@ use crate::crd::DeliveryStreamStatus;
 use crate::crd::Stream;
 use crate::crd::StreamLifecycle;
 use crate::crd::StreamStatus;
+use crate::delivery::CatalogDeliveryStream;
+use crate::delivery::DeliveryObservation;
+use crate::delivery::delivery_status;
+use crate::delivery::owner_of;
 use crate::load::LoadTracker;
 use crate::metrics::Metrics;
 use crate::node_metrics::SeriesKey;
@@ -67,7 +71,6 @@ use crate::status::Activity;
 use crate::status::Measured;
 use crate::status::Observation;
 use crate::status::changed;
-use crate::status::condition;
 use crate::status::find;
 use crate::status::reason;
 use crate::status::stream_status;
@@ -79,6 +82,9 @@ pub const MANAGER: &str = "runnel-operator";
 /// Finalizer on `Stream`s: the catalog stream is handled per `deletionPolicy` before the
 /// resource goes away.
 pub const FINALIZER: &str = "runnel.dev/stream";
+/// Finalizer on `DeliveryStream`s: the catalog's delivery stream is deleted before the
+/// resource goes away.
+pub const DELIVERY_FINALIZER: &str = "runnel.dev/delivery-stream";
 
 /// Look again this soon while a stream is in a transition.
 const TRANSITION_REQUEUE: Duration = Duration::from_secs(1);
@@ -167,6 +173,23 @@ impl Context {
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         *n
+    }
+
+    /// Records one reconciliation of `obj` (a `kind`) begun at `started`: its duration and
+    /// outcome in the metrics, and a success resets its failure count.
+    fn reconciled<K: ResourceExt>(&self, kind: &str, obj: &K, started: Instant, ok: bool) {
+        self.metrics
+            .reconcile_duration
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = if ok { "ok" } else { "error" };
+        self.metrics
+            .reconciliations
+            .with_label_values(&[kind, outcome])
+            .inc();
+        if ok {
+            self.succeeded(&key_of(kind, obj));
+        }
     }
 
     fn succeeded(&self, key: &str) {
@@ -277,18 +300,7 @@ pub async fn reconcile_stream(stream: Arc<Stream>, ctx: Arc<Context>) -> Result<
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&["Stream"])
-        .observe(started.elapsed().as_secs_f64());
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["Stream", outcome])
-        .inc();
-    if result.is_ok() {
-        ctx.succeeded(&key_of("Stream", stream.as_ref()));
-    }
+    ctx.reconciled("Stream", stream.as_ref(), started, result.is_ok());
     result
 }
 
@@ -306,7 +318,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
     if let Err(errors) = validate_stream(&stream) {
         let status = stream_status(generation, previous, Observation::InvalidSpec(&errors), &now());
         events_for_changes(ctx, stream.as_ref(), previous, &status).await;
-        write_stream_status(api, &stream, previous, &status).await?;
+        write_status(api, stream.as_ref(), previous, &status).await?;
         // Level-triggered: nothing to do until the spec changes.
         return Ok(Action::await_change());
     }
@@ -321,7 +333,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
                 Observation::CatalogUnavailable(&message),
                 &now(),
             );
-            if let Err(write) = write_stream_status(api, &stream, previous, &status).await {
+            if let Err(write) = write_status(api, stream.as_ref(), previous, &status).await {
                 tracing::warn!(error = %write, "could not write status");
             }
             return Err(e.into());
@@ -364,7 +376,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
                 &now(),
             );
             events_for_changes(ctx, stream.as_ref(), previous, &status).await;
-            write_stream_status(api, &stream, previous, &status).await?;
+            write_status(api, stream.as_ref(), previous, &status).await?;
             return Ok(Action::requeue(RESYNC));
         }
         Plan::Wait(_) => observed,
@@ -463,7 +475,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
     );
     status.consumers = consumers;
     events_for_changes(ctx, stream.as_ref(), previous, &status).await;
-    write_stream_status(api, &stream, previous, &status).await?;
+    write_status(api, stream.as_ref(), previous, &status).await?;
     let in_transition = !made.is_empty()
         || acted
         || !consumers_settled
@@ -786,22 +798,23 @@ where
     }
 }
 
-async fn write_stream_status(
-    api: &Api<Stream>,
-    stream: &Stream,
-    previous: Option<&StreamStatus>,
-    status: &StreamStatus,
-) -> Result<(), Error> {
+/// Writes `status` by server-side apply (field manager [`MANAGER`]) unless it equals
+/// `previous`.
+async fn write_status<K, S>(api: &Api<K>, obj: &K, previous: Option<&S>, status: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
     if previous == Some(status) {
         return Ok(());
     }
     let patch = serde_json::json!({
-        "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
-        "kind": "Stream",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": serde_json::to_value(status)?,
     });
     api.patch_status(
-        &stream.name_any(),
+        &obj.name_any(),
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&patch),
     )
@@ -809,105 +822,174 @@ async fn write_stream_status(
     Ok(())
 }
 
-/// Reconciles one `DeliveryStream`: validation only, since the data plane has no delivery
-/// streams yet. Reports `Ready=False` with `InvalidSpec` or `NotImplemented`.
+/// Reconciles one `DeliveryStream`: finalizer, then put its spec in the catalog or, on
+/// deletion, delete it from there. No delivery engine runs it yet; the status says so
+/// (`Stored=True`, `Ready=False` reason `NoDeliveryEngine`).
 pub async fn reconcile_delivery_stream(ds: Arc<DeliveryStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
     let ns = ds.namespace().ok_or(Error::Unnamed)?;
     let api: Api<DeliveryStream> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, DELIVERY_FINALIZER, ds.clone(), |event| async {
+        match event {
+            FinalizerEvent::Apply(d) => apply_delivery_stream(d, &api, &ctx).await,
+            FinalizerEvent::Cleanup(d) => cleanup_delivery_stream(d, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.reconciled("DeliveryStream", ds.as_ref(), started, result.is_ok());
+    result
+}
+
+async fn apply_delivery_stream(
+    ds: Arc<DeliveryStream>,
+    api: &Api<DeliveryStream>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let generation = ds.metadata.generation;
     let previous = ds.status.as_ref();
-    let prev_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
-    let now = now();
-    let (ready, degraded): (Condition, Condition) = match validate_delivery_stream(&ds) {
-        Err(errors) => {
-            let message = errors.join("; ");
-            (
-                condition(
-                    ConditionType::Ready,
-                    "False",
-                    reason::INVALID_SPEC,
-                    message.clone(),
-                    generation,
-                    prev_conditions,
-                    &now,
-                ),
-                condition(
-                    ConditionType::Degraded,
-                    "True",
-                    reason::INVALID_SPEC,
-                    message,
-                    generation,
-                    prev_conditions,
-                    &now,
+    let resource: &DeliveryStream = ds.as_ref();
+    let write = |status: DeliveryStreamStatus| async move {
+        delivery_events(ctx, resource, previous, &status).await;
+        write_status(api, resource, previous, &status).await
+    };
+    if let Err(errors) = validate_delivery_stream(&ds) {
+        write(delivery_status(
+            generation,
+            previous,
+            DeliveryObservation::InvalidSpec(&errors),
+            &now(),
+        ))
+        .await?;
+        // Level-triggered: nothing to do until the spec changes.
+        return Ok(Action::await_change());
+    }
+    let desired = CatalogDeliveryStream::from_resource(&ds)?.ok_or(Error::Unnamed)?;
+    let observed = match ctx.catalog.describe_delivery_stream(&desired.name).await {
+        Ok(o) => o,
+        Err(e) => {
+            let message = e.to_string();
+            let status = delivery_status(
+                generation,
+                previous,
+                DeliveryObservation::CatalogUnavailable(&message),
+                &now(),
+            );
+            if let Err(w) = write(status).await {
+                tracing::warn!(error = %w, "could not write status");
+            }
+            return Err(e.into());
+        }
+    };
+    let stored = match observed {
+        Some(o) if o.spec_json == desired.spec_json => o,
+        Some(o) if owner_of(&o.spec_json).as_deref() != Some(desired.owner.as_str()) => {
+            let owner = owner_of(&o.spec_json);
+            let observation = DeliveryObservation::Conflict {
+                name: &desired.name,
+                owner: owner.as_deref(),
+            };
+            write(delivery_status(generation, previous, observation, &now())).await?;
+            return Ok(Action::requeue(RESYNC));
+        }
+        existing => {
+            let put = ctx
+                .catalog
+                .put_delivery_stream(&desired.name, &desired.spec_json)
+                .await?;
+            let (reason, verb) = if existing.is_some() {
+                ("Updated", "replaced the spec of")
+            } else {
+                ("Stored", "stored")
+            };
+            ctx.publish(
+                ds.as_ref(),
+                EventType::Normal,
+                reason,
+                "PutDeliveryStream",
+                format!("{verb} delivery stream {:?} in the catalog", desired.name),
+            )
+            .await;
+            put
+        }
+    };
+    let status_name = pb::DeliveryStreamStatus::try_from(stored.status)
+        .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STREAM_STATUS_"))
+        .unwrap_or("UNKNOWN");
+    let observation = DeliveryObservation::Stored {
+        arn: &stored.delivery_stream_arn,
+        status: status_name,
+    };
+    write(delivery_status(generation, previous, observation, &now())).await?;
+    // Resync: a delivery stream deleted or changed behind the operator's back is put back.
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Deletes the delivery stream from the catalog when this resource owns it (DeliveryStream has
+/// no deletion policy: deleting the resource deletes the delivery stream).
+async fn cleanup_delivery_stream(ds: Arc<DeliveryStream>, ctx: &Context) -> Result<Action, Error> {
+    let Some(desired) = CatalogDeliveryStream::from_resource(&ds)? else {
+        return Ok(Action::await_change());
+    };
+    // An invalid name cannot be in the catalog.
+    if !crate::validation::is_valid_delivery_stream_name(&desired.name) {
+        return Ok(Action::await_change());
+    }
+    match ctx.catalog.describe_delivery_stream(&desired.name).await? {
+        None => {}
+        Some(o) if owner_of(&o.spec_json).as_deref() == Some(desired.owner.as_str()) => {
+            ctx.catalog.delete_delivery_stream(&desired.name).await?;
+            ctx.publish(
+                ds.as_ref(),
+                EventType::Normal,
+                "Deleted",
+                "DeleteDeliveryStream",
+                format!("delivery stream {:?} deleted from the catalog", desired.name),
+            )
+            .await;
+        }
+        Some(_) => {
+            ctx.publish(
+                ds.as_ref(),
+                EventType::Warning,
+                "NotDeleted",
+                "DeleteDeliveryStream",
+                format!(
+                    "delivery stream {:?} is not owned by this resource ({OWNER_TAG} differs); left in the catalog",
+                    desired.name
                 ),
             )
+            .await;
         }
-        Ok(()) => (
-            condition(
-                ConditionType::Ready,
-                "False",
-                reason::NOT_IMPLEMENTED,
-                "the data plane does not run delivery streams yet; the spec is valid and kept".into(),
-                generation,
-                prev_conditions,
-                &now,
-            ),
-            condition(
-                ConditionType::Degraded,
-                "False",
-                reason::AS_EXPECTED,
-                "spec is valid".into(),
-                generation,
-                prev_conditions,
-                &now,
-            ),
-        ),
-    };
-    let status = DeliveryStreamStatus {
-        observed_generation: generation,
-        conditions: vec![ready, degraded],
-        ..previous.cloned().unwrap_or_default()
-    };
-    if changed(prev_conditions, &status.conditions, ConditionType::Ready)
-        && let Some(c) = find(&status.conditions, ConditionType::Ready)
-        && c.reason == reason::INVALID_SPEC
-    {
-        ctx.publish(
-            ds.as_ref(),
-            EventType::Warning,
-            reason::INVALID_SPEC,
-            "Validate",
-            c.message.clone(),
-        )
-        .await;
     }
-    if previous != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
-            "kind": "DeliveryStream",
-            "status": serde_json::to_value(&status)?,
-        });
-        api.patch_status(
-            &ds.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["DeliveryStream", "ok"])
-        .inc();
-    ctx.succeeded(&key_of("DeliveryStream", ds.as_ref()));
     Ok(Action::await_change())
+}
+
+/// Emits an Event when the delivery stream becomes invalid or conflicts with another.
+async fn delivery_events(
+    ctx: &Context,
+    ds: &DeliveryStream,
+    previous: Option<&DeliveryStreamStatus>,
+    status: &DeliveryStreamStatus,
+) {
+    let prev = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    if !changed(prev, &status.conditions, ConditionType::Ready) {
+        return;
+    }
+    let Some(c) = find(&status.conditions, ConditionType::Ready) else {
+        return;
+    };
+    let action = match c.reason.as_str() {
+        reason::INVALID_SPEC => "Validate",
+        reason::NAME_CONFLICT => "Reconcile",
+        _ => return,
+    };
+    ctx.publish(ds, EventType::Warning, &c.reason, action, c.message.clone())
+        .await;
 }
 
 /// Requeues a failed `DeliveryStream` with exponential backoff.
 pub fn delivery_error_policy(ds: Arc<DeliveryStream>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["DeliveryStream", "error"])
-        .inc();
     let n = ctx.failed(key_of("DeliveryStream", ds.as_ref()));
     tracing::warn!(delivery_stream = %ds.name_any(), error = %error, attempt = n, "requeue after failure");
     Action::requeue(backoff(n))

@@ -7,6 +7,7 @@ pub mod consumers;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod delivery;
 pub mod discovery;
 pub mod leader;
 pub mod load;

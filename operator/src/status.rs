@@ -29,7 +29,8 @@ pub mod reason {
     pub const CATALOG_UNAVAILABLE: &str = "CatalogUnavailable";
     pub const NOT_SUPPORTED_YET: &str = "NotSupportedYet";
     pub const CONSUMER_REFUSED: &str = "ConsumerRefused";
-    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
+    pub const NO_DELIVERY_ENGINE: &str = "NoDeliveryEngine";
+    pub const STORED: &str = "Stored";
     pub const STABLE: &str = "Stable";
     pub const AS_EXPECTED: &str = "AsExpected";
     pub const NO_LEADER: &str = "NoLeader";

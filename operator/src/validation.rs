@@ -242,12 +242,17 @@ fn check_consumers(spec: &StreamSpec, errors: &mut Vec<String>) {
     }
 }
 
+/// A delivery stream name as Firehose accepts it: 1-64 of `[a-zA-Z0-9_.-]`.
+pub fn is_valid_delivery_stream_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && is_valid_name(name)
+}
+
 /// Checks a `DeliveryStream`: its name (1-64 of `[a-zA-Z0-9_.-]`, as Firehose), the source
 /// stream name, and that exactly one destination with a bucket is set.
 pub fn validate_delivery_stream(ds: &DeliveryStream) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     match ds.delivery_stream_name() {
-        Some(name) if (1..=64).contains(&name.len()) && is_valid_name(name) => {}
+        Some(name) if is_valid_delivery_stream_name(name) => {}
         Some(name) => errors.push(format!(
             "delivery stream name {name:?} is not valid: use 1 to 64 characters from [a-zA-Z0-9_.-]"
         )),

@@ -2,6 +2,7 @@
 //! catalog Raft group; [`Catalog::apply`] is pure and deterministic so every replica agrees.
 
 pub mod consumers;
+pub mod delivery;
 pub mod leases;
 pub mod replicas;
 pub mod reshard;
@@ -12,6 +13,8 @@ use std::fmt;
 pub use consumers::ConsumerArn;
 pub use consumers::ConsumerRecord;
 pub use consumers::ConsumerStatus;
+pub use delivery::DeliveryStreamRecord;
+pub use delivery::DeliveryStreamStatus;
 pub use leases::Checkpoint;
 pub use leases::Lease;
 pub use leases::LeaseCommand;
@@ -177,6 +180,9 @@ pub struct Catalog {
     /// Nodes being drained: new replicas are not placed on them.
     #[serde(default)]
     pub draining: std::collections::BTreeSet<u64>,
+    /// Declared delivery streams (Firehose), by name.
+    #[serde(default)]
+    pub delivery_streams: BTreeMap<String, DeliveryStreamRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -300,6 +306,16 @@ pub enum CatalogCommand {
         stream: String,
         application: String,
         command: LeaseCommand,
+    },
+    /// PutDeliveryStream: creates the delivery stream or replaces its spec.
+    PutDeliveryStream {
+        name: String,
+        spec_json: String,
+        now_ms: i64,
+    },
+    /// DeleteDeliveryStream.
+    RemoveDeliveryStream {
+        name: String,
     },
 }
 
@@ -505,6 +521,12 @@ impl Catalog {
                 replicas,
             } => self.finish_replica_change(&stream, shard, replicas),
             CatalogCommand::SetDraining { node, draining } => self.set_draining(node, draining),
+            CatalogCommand::PutDeliveryStream {
+                name,
+                spec_json,
+                now_ms,
+            } => self.put_delivery_stream(&name, spec_json, now_ms),
+            CatalogCommand::RemoveDeliveryStream { name } => self.remove_delivery_stream(&name),
         }
     }
 

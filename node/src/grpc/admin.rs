@@ -9,6 +9,7 @@ use tonic::Status;
 use super::convert;
 use crate::service::ConsumerDescription;
 use crate::service::CreateStreamInput;
+use crate::service::DeliveryStreamDescription;
 use crate::service::StreamService;
 
 pub struct AdminApi {
@@ -294,6 +295,76 @@ impl Admin for AdminApi {
                 .collect(),
             catalog_leader: leader.unwrap_or(0),
         }))
+    }
+
+    async fn put_delivery_stream(
+        &self,
+        request: Request<pb::PutDeliveryStreamRequest>,
+    ) -> Result<Response<pb::PutDeliveryStreamResponse>, Status> {
+        let r = request.into_inner();
+        let d = self
+            .service
+            .put_delivery_stream(&r.delivery_stream_name, r.spec_json)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::PutDeliveryStreamResponse {
+            delivery_stream: Some(delivery_stream(d)),
+        }))
+    }
+
+    async fn describe_delivery_stream(
+        &self,
+        request: Request<pb::DescribeDeliveryStreamRequest>,
+    ) -> Result<Response<pb::DescribeDeliveryStreamResponse>, Status> {
+        let d = self
+            .service
+            .describe_delivery_stream(&request.into_inner().delivery_stream_name)
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DescribeDeliveryStreamResponse {
+            delivery_stream: Some(delivery_stream(d)),
+        }))
+    }
+
+    async fn list_delivery_streams(
+        &self,
+        request: Request<pb::ListDeliveryStreamsRequest>,
+    ) -> Result<Response<pb::ListDeliveryStreamsResponse>, Status> {
+        let r = request.into_inner();
+        let start = Some(r.exclusive_start_delivery_stream_name).filter(|s| !s.is_empty());
+        let limit = Some(r.limit).filter(|l| *l != 0);
+        let out = self
+            .service
+            .list_delivery_streams(start.as_deref(), limit)
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::ListDeliveryStreamsResponse {
+            delivery_stream_names: out.names,
+            has_more_delivery_streams: out.has_more,
+        }))
+    }
+
+    async fn delete_delivery_stream(
+        &self,
+        request: Request<pb::DeleteDeliveryStreamRequest>,
+    ) -> Result<Response<pb::DeleteDeliveryStreamResponse>, Status> {
+        self.service
+            .delete_delivery_stream(&request.into_inner().delivery_stream_name)
+            .await
+            .map_err(convert::status)?;
+        Ok(Response::new(pb::DeleteDeliveryStreamResponse {}))
+    }
+}
+
+fn delivery_stream(d: DeliveryStreamDescription) -> pb::DeliveryStreamDescription {
+    let status = match d.status {
+        crate::catalog::DeliveryStreamStatus::Declared => pb::DeliveryStreamStatus::Declared,
+    };
+    pb::DeliveryStreamDescription {
+        delivery_stream_name: d.name,
+        delivery_stream_arn: d.arn,
+        status: status as i32,
+        spec_json: d.spec_json,
+        creation_timestamp_ms: d.created_ms,
+        last_update_timestamp_ms: d.updated_ms,
     }
 }
 

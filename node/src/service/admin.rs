@@ -71,6 +71,23 @@ pub struct ListStreamsOutput {
     pub has_more: bool,
 }
 
+/// One page of names in order: at most `limit` of those strictly after `exclusive_start`, and
+/// whether more follow.
+pub(super) fn page_after<'a>(
+    names: impl Iterator<Item = &'a String>,
+    exclusive_start: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, bool) {
+    let mut page: Vec<String> = names
+        .filter(|n| exclusive_start.is_none_or(|s| n.as_str() > s))
+        .take(limit + 1)
+        .cloned()
+        .collect();
+    let has_more = page.len() > limit;
+    page.truncate(limit);
+    (page, has_more)
+}
+
 fn seq(shard: &ShardRecord, log_index: u64) -> SequenceNumber {
     SequenceNumber {
         shard_created_secs: shard.created_secs(),
@@ -325,19 +342,11 @@ impl StreamService {
         }
         v.into_result()?;
         let limit = limit.unwrap_or(100) as usize;
-        let names: Vec<String> = self.inner.view.read(|c| {
-            c.streams
-                .keys()
-                .filter(|n| exclusive_start.is_none_or(|s| n.as_str() > s))
-                .take(limit + 1)
-                .cloned()
-                .collect()
-        });
-        let has_more = names.len() > limit;
-        Ok(ListStreamsOutput {
-            names: names.into_iter().take(limit).collect(),
-            has_more,
-        })
+        let (names, has_more) = self
+            .inner
+            .view
+            .read(|c| page_after(c.streams.keys(), exclusive_start, limit));
+        Ok(ListStreamsOutput { names, has_more })
     }
 
     /// DeleteStream; a stream with registered consumers is deleted only with

@@ -11,6 +11,8 @@ pub enum ConditionType {
     Scaling,
     /// The spec is invalid, or the data plane reports a problem (under-replicated shards, ...).
     Degraded,
+    /// The spec is stored in the catalog (delivery streams, which no engine runs yet).
+    Stored,
 }
 
 impl ConditionType {
@@ -20,6 +22,7 @@ impl ConditionType {
             ConditionType::Ready => "Ready",
             ConditionType::Scaling => "Scaling",
             ConditionType::Degraded => "Degraded",
+            ConditionType::Stored => "Stored",
         }
     }
 }

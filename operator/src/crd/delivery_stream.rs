@@ -181,7 +181,7 @@ pub struct CredentialsSecretRef {
 pub struct DeliveryStreamStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready and Degraded conditions.
+    /// Ready, Stored and Degraded conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -192,7 +192,8 @@ pub struct DeliveryStreamStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub delivery_stream_arn: Option<String>,
-    /// CREATING, ACTIVE, DELETING, ... as DescribeDeliveryStream reports it.
+    /// The delivery stream's status as the catalog reports it: `DECLARED` (stored; no
+    /// delivery engine runs it yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_stream_status: Option<String>,
 }
