@@ -1,5 +1,7 @@
-//! Group commit: one thread fsyncs every log that has pending appends, then acknowledges all of
-//! them at once, so many concurrent batches (of one shard or of many) share each fsync.
+//! Group commit: a sync thread fsyncs every log that has pending appends, then acknowledges
+//! all of them at once, so many concurrent batches (of one shard or of many) share each fsync.
+//! A few sync threads share the logs (each log always on the same thread, so its syncs stay in
+//! order): one shard's fsync does not wait for every other shard's on the same node.
 
 use std::io;
 use std::sync::mpsc;
@@ -29,20 +31,29 @@ struct Pending {
     done: Callback,
 }
 
-/// Handle to the node's group-commit thread.
+/// Sync threads per node. fsync waits on the device, not the CPU; a few in parallel keep a
+/// device with a queue busy without one per log.
+const SYNC_THREADS: usize = 4;
+
+/// Handle to the node's group-commit threads.
 #[derive(Clone)]
 pub struct GroupCommit {
     policy: FsyncPolicy,
-    tx: mpsc::Sender<Pending>,
+    txs: Vec<mpsc::Sender<Pending>>,
 }
 
 impl GroupCommit {
     pub fn start(policy: FsyncPolicy, metrics: StorageMetrics) -> io::Result<GroupCommit> {
-        let (tx, rx) = mpsc::channel::<Pending>();
-        thread::Builder::new()
-            .name("group-commit".into())
-            .spawn(move || run(rx, metrics))?;
-        Ok(GroupCommit { policy, tx })
+        let mut txs = Vec::with_capacity(SYNC_THREADS);
+        for i in 0..SYNC_THREADS {
+            let (tx, rx) = mpsc::channel::<Pending>();
+            let metrics = metrics.clone();
+            thread::Builder::new()
+                .name(format!("group-commit-{i}"))
+                .spawn(move || run(rx, metrics))?;
+            txs.push(tx);
+        }
+        Ok(GroupCommit { policy, txs })
     }
 
     /// Calls `done` once everything appended to `handle`'s log so far is durable.
@@ -56,7 +67,8 @@ impl GroupCommit {
             handle,
             done: Box::new(done),
         };
-        if let Err(mpsc::SendError(p)) = self.tx.send(pending) {
+        let tx = &self.txs[(group % self.txs.len() as u64) as usize];
+        if let Err(mpsc::SendError(p)) = tx.send(pending) {
             (p.done)(Err(io::Error::other("group-commit thread stopped")));
         }
     }
