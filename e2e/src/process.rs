@@ -8,7 +8,6 @@
 use std::io::Read;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::net::TcpListener;
 use std::net::TcpStream;
 use std::path::Path;
 use std::path::PathBuf;
@@ -27,8 +26,11 @@ use crate::E2eError;
 use crate::Result;
 
 /// An unused loopback port.
+/// A free loopback port below the ephemeral range (`runnel_testkit::free_port`).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    runnel_testkit::free_port().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no free loopback port").into()
+    })
 }
 
 fn build_once() -> std::result::Result<(), String> {

@@ -12,7 +12,6 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::net::TcpListener;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Child;
@@ -66,8 +65,7 @@ pub fn bench_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    runnel_testkit::free_port().expect("a free loopback port")
 }
 
 /// A standalone node on free loopback ports with its own data directory; killed on drop.

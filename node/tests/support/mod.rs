@@ -18,7 +18,6 @@ pub mod workload;
 use std::cmp::Ordering;
 use std::io::BufRead;
 use std::io::BufReader;
-use std::net::TcpListener;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Child;
@@ -38,29 +37,9 @@ pub fn node_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_runnel-node"))
 }
 
-/// A free loopback port below the kernel's ephemeral range (Linux: 32768 and up), so that no
-/// outgoing connection of a running node (replication, liveness pings, forwarding) can take it
-/// between this check and the bind of the node it is meant for. Ports are handed out in turn
-/// from a per-process starting point, so tests running in parallel do not pick the same one.
+/// A free loopback port below the ephemeral range (`runnel_testkit::free_port`).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::AtomicU32;
-    use std::sync::atomic::Ordering;
-    const FIRST: u32 = 10_000;
-    const SPAN: u32 = 22_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(7919) % SPAN,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..SPAN {
-        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
+    runnel_testkit::free_port().expect("a free loopback port")
 }
 
 /// A standalone node process with its own data directory; killed (SIGKILL) on drop.
