@@ -4,6 +4,7 @@ pub mod capacity;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;
+pub mod encryption;
 pub mod grpc;
 pub mod kinesis;
 pub mod metrics;

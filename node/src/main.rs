@@ -14,6 +14,8 @@ use runnel_node::capacity::cold_shards::MergePolicy;
 use runnel_node::capacity::hot_shards::SplitPolicy;
 use runnel_node::capacity::throughput::ShardLimits;
 use runnel_node::capacity::throughput::Throttling;
+use runnel_node::encryption::Keyring;
+use runnel_node::encryption::KeyringSource;
 use runnel_node::kinesis::tls::TlsFiles;
 use runnel_node::node::Node;
 use runnel_node::node::NodeConfig;
@@ -41,6 +43,10 @@ enum Command {
     /// Start a local cluster of real node processes on predictable ports, for trying failover
     /// by hand (node i listens on 4567+10(i-1), 4568+10(i-1), 4569+10(i-1)).
     DevCluster(DevClusterArgs),
+    /// Print a new keyring for `--kms-keyring` (one random 256-bit key, aliased
+    /// `alias/aws/kinesis`), e.g. `runnel-node new-keyring > keyring` and then
+    /// `kubectl create secret generic runnel-keyring --from-file=keyring`.
+    NewKeyring,
 }
 
 #[derive(clap::Args)]
@@ -169,6 +175,10 @@ struct NodeArgs {
     /// with LimitExceededException.
     #[arg(long, env = "RUNNEL_SCALINGS_PER_DAY_LIMIT", default_value_t = 10)]
     scalings_per_day_limit: u32,
+    /// StartStreamEncryption calls one stream may make per rolling 24 hours (AWS: 25); more
+    /// fail with LimitExceededException.
+    #[arg(long, env = "RUNNEL_KEY_CHANGES_PER_DAY_LIMIT", default_value_t = 25)]
+    key_changes_per_day_limit: u32,
     /// Most streams CREATING or DELETING at once; CreateStream and DeleteStream beyond it fail
     /// with LimitExceededException (AWS: 5).
     #[arg(long, env = "RUNNEL_TRANSITIONING_STREAM_LIMIT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -188,6 +198,12 @@ struct NodeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
     #[arg(long, env = "RUNNEL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The keyring of server-side encryption (StartStreamEncryption): master keys by id and
+    /// alias, the same file on every node of a cluster (`runnel-node new-keyring` makes one).
+    /// Default: standalone nodes create `<data dir>/keyring` with one key aliased
+    /// `alias/aws/kinesis`; cluster nodes have no keys.
+    #[arg(long, env = "RUNNEL_KMS_KEYRING")]
+    kms_keyring: Option<PathBuf>,
     #[command(flatten)]
     throughput: ThroughputArgs,
     #[command(flatten)]
@@ -387,6 +403,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             max_on_demand_streams: args.on_demand_stream_limit,
             max_transitioning_streams: args.transitioning_stream_limit,
             max_scalings_per_day: args.scalings_per_day_limit,
+            max_key_changes_per_day: args.key_changes_per_day_limit,
             on_demand_splits: args.on_demand.policy(),
             on_demand_merges: args.on_demand.merge_policy(),
             api_limits: args.throughput.api_limits(),
@@ -414,7 +431,20 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
             clock_offset_ms: i64::from(args.retention_clock_offset_secs) * 1000,
         },
         stats_every: std::time::Duration::from_millis(args.stats_refresh_ms),
+        keyring: match &args.kms_keyring {
+            Some(path) => KeyringSource::File(path.clone()),
+            None => KeyringSource::Empty,
+        },
     }
+}
+
+/// A standalone node creates its own keyring when none is given.
+fn standalone_config(args: &NodeArgs) -> NodeConfig {
+    let mut config = node_config(args);
+    if args.kms_keyring.is_none() {
+        config.keyring = KeyringSource::CreateIfMissing(args.data_dir.join("keyring"));
+    }
+    config
 }
 
 async fn serve(mode: &str, args: &NodeArgs, config: NodeConfig) -> anyhow::Result<()> {
@@ -475,6 +505,14 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         FsyncPolicy::Always => "always",
         FsyncPolicy::Never => "never",
     };
+    // One keyring for all nodes (unless the node flags name one), so encrypted streams work.
+    let mut keyring_args = Vec::new();
+    if !args.node_args.iter().any(|a| a.starts_with("--kms-keyring")) {
+        std::fs::create_dir_all(&args.data_dir).context("creating the data directory")?;
+        let path = args.data_dir.join("keyring");
+        Keyring::load_or_create(&path).context("creating the cluster's keyring")?;
+        keyring_args = vec!["--kms-keyring".into(), path.display().to_string()];
+    }
     let mut children = Vec::new();
     for i in 1..=args.nodes {
         let dir = args.data_dir.join(format!("node-{i}"));
@@ -487,6 +525,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
             .args(["--grpc-addr", &format!("127.0.0.1:{}", port(i, 1))])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", port(i, 2))])
             .args(["--fsync", fsync])
+            .args(&keyring_args)
             .args(&args.node_args)
             .kill_on_drop(true)
             .spawn()
@@ -516,7 +555,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Standalone(args) => {
             init_tracing(args.log_format);
-            runtime.block_on(serve("standalone", &args, node_config(&args)))
+            runtime.block_on(serve("standalone", &args, standalone_config(&args)))
         }
         Command::Cluster(args) => {
             init_tracing(args.node.log_format);
@@ -525,6 +564,10 @@ fn main() -> anyhow::Result<()> {
         Command::DevCluster(args) => {
             init_tracing(LogFormat::Text);
             runtime.block_on(dev_cluster(args))
+        }
+        Command::NewKeyring => {
+            print!("{}", Keyring::generate()?);
+            Ok(())
         }
     }
 }

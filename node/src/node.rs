@@ -27,6 +27,10 @@ use crate::capacity::shard_admission::ShardAdmission;
 use crate::catalog::CatalogCommand;
 use crate::cluster::CatalogClient;
 use crate::cluster::RaftApi;
+use crate::encryption::BatchCipher;
+use crate::encryption::KeyringError;
+use crate::encryption::KeyringSource;
+use crate::encryption::StreamKeys;
 use crate::grpc;
 use crate::kinesis::KinesisApi;
 use crate::kinesis::tls;
@@ -61,6 +65,8 @@ pub enum NodeError {
     Start(String),
     #[error("Kinesis API TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("encryption keyring: {0}")]
+    Keyring(#[from] KeyringError),
 }
 
 /// Everything a node needs to know.
@@ -90,6 +96,8 @@ pub struct NodeConfig {
     pub retention: crate::retention::RetentionSchedule,
     /// How often the periodic gauges (Raft state per group, storage per stream) refresh.
     pub stats_every: std::time::Duration,
+    /// The master keys of server-side encryption (the same on every node of a cluster).
+    pub keyring: KeyringSource,
 }
 
 /// Voters of the catalog group at most; further nodes follow it as learners.
@@ -126,6 +134,7 @@ impl Node {
         };
         std::fs::create_dir_all(config.data_dir.join("shards")).map_err(dir_err)?;
         let kinesis_tls = config.kinesis_tls.as_ref().map(tls::server_config).transpose()?;
+        let keyring = config.keyring.load()?;
         let grpc = bind("gRPC", config.grpc_addr).await?;
         let metrics_listener = bind("metrics", config.metrics_addr).await?;
         let kinesis = bind("Kinesis", config.kinesis_addr).await?;
@@ -176,7 +185,16 @@ impl Node {
             config.service.shard_limits,
             config.service.api_limits.clone(),
         ));
-        let router = ShardRouter::new(host.clone(), peers.clone(), admission);
+        let view = catalog.view.clone();
+        let stream_keys: StreamKeys = Arc::new(move |name: &str| {
+            view.read(|c| {
+                c.stream(name)
+                    .and_then(|s| s.encryption.as_ref())
+                    .map(|e| e.key_id.clone())
+            })
+        });
+        let cipher = Arc::new(BatchCipher::new(keyring, stream_keys));
+        let router = ShardRouter::new(host.clone(), peers.clone(), admission, cipher);
         let catalog_client = CatalogClient::new(catalog.raft.clone(), peers.clone());
         let barrier = catalog_client.clone();
         // Client APIs answer Unavailable until the node has caught up with the catalog.

@@ -561,7 +561,7 @@ async fn protocol_errors() {
     let json = "application/x-amz-json-1.1";
     let (st, body) = raw(
         &node,
-        Some("Kinesis_20131202.StartStreamEncryption"),
+        Some("Kinesis_20131202.PutResourcePolicy"),
         json,
         true,
         "{}",
@@ -876,7 +876,7 @@ async fn cbor_protocol() {
     )
     .await;
     assert_eq!(cget(&err, "__type").as_text(), Some("SerializationException"));
-    let (_, err) = cbor(&node, "StartStreamEncryption", cmap(vec![])).await;
+    let (_, err) = cbor(&node, "PutResourcePolicy", cmap(vec![])).await;
     assert_eq!(cget(&err, "__type").as_text(), Some("UnknownOperationException"));
     let (_, err) = cbor(&node, "MergeShards", cmap(vec![])).await;
     assert_eq!(cget(&err, "__type").as_text(), Some("ValidationException"));

@@ -47,6 +47,7 @@ async fn start(dir: &std::path::Path) -> Node {
         advertise: None,
         retention: Default::default(),
         stats_every: std::time::Duration::from_secs(5),
+        keyring: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }

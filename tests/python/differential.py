@@ -42,9 +42,9 @@ ALLOWED = {
     ("ListStreamConsumers", "NextToken"):
         "kinesis-local returns a NextToken on the last page too; Runnel returns one only when "
         "more consumers follow, as the API reference describes it",
-    # A known gap of Runnel (docs/COMPATIBILITY.md, GetRecords).
+    # docs/COMPATIBILITY.md, GetRecords.
     ("GetRecords", "Records[].EncryptionType"):
-        "Runnel does not set EncryptionType on records yet",
+        "Runnel sets EncryptionType on encrypted records only (KMS); kinesis-local sets NONE",
 }
 
 TOKEN_KEYS = {

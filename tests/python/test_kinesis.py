@@ -145,6 +145,28 @@ def test_retention_tags_limits_mode(kinesis, stream):
     assert s["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
 
 
+@pytest.mark.runnel_only("keys come from Runnel's keyring (a standalone node makes its own)")
+def test_stream_encryption(kinesis, stream):
+    kinesis.start_stream_encryption(StreamName=stream, EncryptionType="KMS", KeyId="alias/aws/kinesis")
+    wait_active(kinesis, stream)
+    s = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    assert (s["EncryptionType"], s["KeyId"]) == ("KMS", "alias/aws/kinesis")
+    put = kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"sealed")
+    assert put["EncryptionType"] == "KMS"
+    it = kinesis.get_shard_iterator(StreamName=stream, ShardId=put["ShardId"],
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    records = kinesis.get_records(ShardIterator=it)["Records"]
+    assert [(r["Data"], r["EncryptionType"]) for r in records] == [(b"sealed", "KMS")]
+    code, _ = error(kinesis.start_stream_encryption, StreamName=stream, EncryptionType="KMS",
+                    KeyId="alias/missing")
+    assert code == "KMSNotFoundException"
+    kinesis.stop_stream_encryption(StreamName=stream, EncryptionType="KMS", KeyId="alias/aws/kinesis")
+    wait_active(kinesis, stream)
+    assert kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"plain")["EncryptionType"] == "NONE"
+    s = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    assert s["EncryptionType"] == "NONE" and "KeyId" not in s
+
+
 @pytest.mark.parametrize(
     "op,kw,code,message",
     [
@@ -224,7 +246,7 @@ def _post(node, target, body, content_type="application/x-amz-json-1.1", auth=Tr
 
 @pytest.mark.runnel_only("raw HTTP requests to Runnel")
 def test_protocol_errors(node):
-    st, h, body = _post(node, "Kinesis_20131202.StartStreamEncryption", b"{}")
+    st, h, body = _post(node, "Kinesis_20131202.PutResourcePolicy", b"{}")
     assert st == 400 and json.loads(body) == {"__type": "UnknownOperationException"}
     assert h["x-amzn-RequestId"]
     st, _, body = _post(node, "Kinesis_20131202.ListStreams", b"{}", auth=False)

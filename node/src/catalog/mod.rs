@@ -126,7 +126,23 @@ pub struct StreamRecord {
     /// Largest record accepted (MaxRecordSizeInKiB); `None` is AWS's default, 1024 KiB.
     #[serde(default)]
     pub max_record_size_kib: Option<u32>,
+    /// Server-side encryption of the records written from now on (StartStreamEncryption).
+    #[serde(default)]
+    pub encryption: Option<StreamEncryption>,
+    /// When StartStreamEncryption applied a key, within the last 24 hours.
+    #[serde(default)]
+    pub encryption_changes_ms: Vec<i64>,
 }
+
+/// A stream's encryption: the `KeyId` as the caller gave it (a key id, alias or ARN), resolved
+/// against the keyring by each shard's leader when it seals a batch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamEncryption {
+    pub key_id: String,
+}
+
+/// The window of AWS's limit on StartStreamEncryption calls (25 per rolling 24 hours).
+pub const ENCRYPTION_WINDOW_MS: i64 = SCALING_WINDOW_MS;
 
 /// AWS's default and the bounds of MaxRecordSizeInKiB.
 pub const DEFAULT_MAX_RECORD_SIZE_KIB: u32 = 1024;
@@ -213,6 +229,13 @@ pub enum CatalogCommand {
     SetMaxRecordSize {
         name: String,
         kib: u32,
+    },
+    /// StartStreamEncryption (`key_id` set) or StopStreamEncryption: the stream is UPDATING
+    /// until the node completes the transition.
+    SetEncryption {
+        name: String,
+        key_id: Option<String>,
+        now_ms: i64,
     },
     /// Changes nothing: a node proposes it to learn that its replica has caught up.
     Noop,
@@ -408,6 +431,8 @@ impl Catalog {
                         consumers: BTreeMap::new(),
                         applications: BTreeMap::new(),
                         max_record_size_kib,
+                        encryption: None,
+                        encryption_changes_ms: Vec::new(),
                     },
                 );
                 CatalogReply::Done
@@ -436,6 +461,20 @@ impl Catalog {
             CatalogCommand::SetMaxRecordSize { name, kib } => match self.streams.get_mut(&name) {
                 Some(s) => {
                     s.max_record_size_kib = Some(kib);
+                    CatalogReply::Done
+                }
+                None => CatalogReply::NotFound,
+            },
+            CatalogCommand::SetEncryption { name, key_id, now_ms } => match self.streams.get_mut(&name) {
+                Some(s) => {
+                    if key_id.is_some() {
+                        s.encryption_changes_ms
+                            .retain(|&t| t > now_ms - ENCRYPTION_WINDOW_MS);
+                        s.encryption_changes_ms.push(now_ms);
+                    }
+                    s.encryption = key_id.map(|key_id| StreamEncryption { key_id });
+                    s.status = StreamStatus::Updating;
+                    s.status_changed_ms = now_ms;
                     CatalogReply::Done
                 }
                 None => CatalogReply::NotFound,
@@ -700,6 +739,38 @@ mod tests {
             (s.mode, s.status, s.status_changed_ms),
             (StreamMode::OnDemand, StreamStatus::Updating, 9)
         );
+    }
+
+    #[test]
+    fn encryption_starts_and_stops_counting_key_changes_per_day() {
+        let mut c = Catalog::default();
+        c.apply(create("a", 1));
+        let set = |key: Option<&str>, now_ms| CatalogCommand::SetEncryption {
+            name: "a".into(),
+            key_id: key.map(str::to_string),
+            now_ms,
+        };
+        assert_eq!(c.apply(set(Some("alias/aws/kinesis"), 10)), CatalogReply::Done);
+        let s = c.stream("a").unwrap();
+        assert_eq!(s.encryption.as_ref().unwrap().key_id, "alias/aws/kinesis");
+        assert_eq!((s.status, s.status_changed_ms), (StreamStatus::Updating, 10));
+        c.apply(set(Some("k-2"), 20));
+        c.apply(set(None, 30));
+        let s = c.stream("a").unwrap();
+        assert_eq!(s.encryption, None);
+        assert_eq!(s.encryption_changes_ms, vec![10, 20]);
+        // Changes older than the window drop out when the next one is recorded.
+        c.apply(set(Some("k-3"), 20 + ENCRYPTION_WINDOW_MS));
+        assert_eq!(
+            c.stream("a").unwrap().encryption_changes_ms,
+            vec![20 + ENCRYPTION_WINDOW_MS]
+        );
+        let missing = CatalogCommand::SetEncryption {
+            name: "zz".into(),
+            key_id: None,
+            now_ms: 1,
+        };
+        assert_eq!(c.apply(missing), CatalogReply::NotFound);
     }
 
     #[test]

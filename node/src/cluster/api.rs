@@ -18,6 +18,7 @@ use crate::shard::AppendError;
 use crate::shard::ReadError;
 use crate::shard::ReadLimits;
 use crate::shard::ShardRouter;
+use crate::shard::router::KEY_NOT_FOUND;
 use crate::shard::router::NOT_APPENDED;
 use crate::shard::router::Proposed;
 use crate::shard::wire;
@@ -120,6 +121,13 @@ impl Raft for RaftApi {
                 Ok(Response::new(wire::proposed_to_proto(Proposed::Closed(at))))
             }
             Err(e @ AppendError::NotLeader { .. }) => Err(not_applied(e.to_string())),
+            Err(e @ AppendError::KeyNotFound { .. }) => {
+                let mut status = Status::failed_precondition(e.to_string());
+                status
+                    .metadata_mut()
+                    .insert(KEY_NOT_FOUND, tonic::metadata::MetadataValue::from_static("1"));
+                Err(status)
+            }
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }

@@ -102,6 +102,38 @@ impl Admin for AdminApi {
         Ok(Response::new(pb::UpdateMaxRecordSizeResponse {}))
     }
 
+    async fn update_encryption(
+        &self,
+        request: Request<pb::UpdateEncryptionRequest>,
+    ) -> Result<Response<pb::UpdateEncryptionResponse>, Status> {
+        let r = request.into_inner();
+        let done = match &r.key_id {
+            Some(key) => {
+                self.service
+                    .start_stream_encryption(&r.stream_name, "KMS", key)
+                    .await
+            }
+            None => {
+                let current = self
+                    .service
+                    .describe_stream(&r.stream_name)
+                    .map_err(convert::status)?
+                    .encryption_key_id;
+                match current {
+                    Some(key) => {
+                        self.service
+                            .stop_stream_encryption(&r.stream_name, "KMS", &key)
+                            .await
+                    }
+                    // Already unencrypted: nothing to stop.
+                    None => Ok(()),
+                }
+            }
+        };
+        done.map_err(convert::status)?;
+        Ok(Response::new(pb::UpdateEncryptionResponse {}))
+    }
+
     async fn update_shard_count(
         &self,
         request: Request<pb::UpdateShardCountRequest>,

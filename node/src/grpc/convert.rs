@@ -23,6 +23,8 @@ pub fn status(e: ServiceError) -> Status {
         }
         ServiceError::ExpiredIterator(_) | ServiceError::ExpiredNextToken(_) => tonic::Code::OutOfRange,
         ServiceError::ConditionFailed(_) => tonic::Code::Aborted,
+        ServiceError::KmsNotFound(_) => tonic::Code::FailedPrecondition,
+        ServiceError::KmsAccessDenied(_) => tonic::Code::PermissionDenied,
         ServiceError::Internal(_) => tonic::Code::Internal,
     };
     let mut status = Status::new(code, e.to_string());
@@ -65,6 +67,7 @@ pub fn record(r: ReadRecord) -> pb::Record {
         partition_key: r.partition_key,
         data: r.data,
         explicit_hash_key: r.explicit_hash_key.map(|k| k.to_string()),
+        encrypted: r.encrypted,
     }
 }
 
@@ -86,6 +89,7 @@ pub fn stream_description(d: StreamDescription) -> pb::StreamDescription {
         creation_timestamp_ms: d.created_ms,
         open_shard_count: d.open_shard_count,
         max_record_size_kib: d.max_record_size_kib,
+        encryption_key_id: d.encryption_key_id,
         tags: d.tags.into_iter().collect(),
         shards: d
             .shards

@@ -45,9 +45,11 @@ async fn put(service: &StreamService, r: pb::PutRecordsRequest) -> Result<pb::Pu
             PutEntryResult::Ok {
                 shard_id,
                 sequence_number,
+                encrypted,
             } => pb::PutRecordResult {
                 shard_id: shard_id.to_string(),
                 sequence_number: sequence_number.to_string(),
+                encrypted,
                 ..Default::default()
             },
             PutEntryResult::Failed {

@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod consumers;
+mod encryption;
 pub mod event_stream;
 pub mod iterator;
 mod limits;
@@ -203,6 +204,8 @@ const SERVED: &[&str] = &[
     "RegisterStreamConsumer",
     "RemoveTagsFromStream",
     "SplitShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
     "SubscribeToShard",
     "TagResource",
     "UntagResource",
@@ -268,6 +271,8 @@ async fn call(api: &KinesisApi, op: &str, doc: Doc) -> Result<Doc, ApiError> {
         "DescribeLimits" => limits::describe_limits(api),
         "DescribeAccountSettings" => limits::describe_account_settings(),
         "UpdateStreamMode" => limits::update_stream_mode(api, doc).await,
+        "StartStreamEncryption" => encryption::start_stream_encryption(api, doc).await,
+        "StopStreamEncryption" => encryption::stop_stream_encryption(api, doc).await,
         "UpdateMaxRecordSize" => limits::update_max_record_size(api, doc).await,
         "SplitShard" => reshard::split_shard(api, doc).await,
         "MergeShards" => reshard::merge_shards(api, doc).await,

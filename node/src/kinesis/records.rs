@@ -11,6 +11,7 @@ use crate::clock;
 use crate::service::ChildShard;
 use crate::service::GetRecordsInput;
 use crate::service::IteratorPosition;
+use crate::service::KMS_NOT_FOUND;
 use crate::service::PositionInput;
 use crate::service::PutEntryInput;
 use crate::service::PutEntryResult;
@@ -19,6 +20,11 @@ use crate::service::ServiceError;
 use crate::service::StreamService;
 use crate::service::document::Doc;
 use crate::shard::ReadRecord;
+
+/// The Kinesis `EncryptionType` of stored records.
+pub(super) fn encryption_type(encrypted: bool) -> &'static str {
+    if encrypted { "KMS" } else { "NONE" }
+}
 
 fn entry(d: &Doc) -> PutEntryInput {
     PutEntryInput {
@@ -40,10 +46,11 @@ pub(super) async fn put_record(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiErr
         Some(PutEntryResult::Ok {
             shard_id,
             sequence_number,
+            encrypted,
         }) => Ok(Out::new()
             .put("ShardId", shard_id.to_string())
             .put("SequenceNumber", sequence_number.to_string())
-            .put("EncryptionType", "NONE")
+            .put("EncryptionType", encryption_type(encrypted))
             .doc()),
         Some(PutEntryResult::Failed {
             error_code,
@@ -52,6 +59,7 @@ pub(super) async fn put_record(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiErr
             "ProvisionedThroughputExceededException" => {
                 ServiceError::ProvisionedThroughputExceeded(error_message)
             }
+            KMS_NOT_FOUND => ServiceError::KmsNotFound(error_message),
             _ => ServiceError::Internal(error_message),
         }
         .into()),
@@ -66,12 +74,23 @@ pub(super) async fn put_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
     };
     let results = api.service().put_records(input).await?;
     let mut failed = 0i64;
+    // One type for the call: KMS when every stored record was encrypted (a call racing
+    // StartStreamEncryption or StopStreamEncryption may store some of each).
+    let stored: Vec<bool> = results
+        .iter()
+        .filter_map(|r| match r {
+            PutEntryResult::Ok { encrypted, .. } => Some(*encrypted),
+            PutEntryResult::Failed { .. } => None,
+        })
+        .collect();
+    let encrypted = !stored.is_empty() && stored.iter().all(|e| *e);
     let records: Vec<Doc> = results
         .into_iter()
         .map(|r| match r {
             PutEntryResult::Ok {
                 shard_id,
                 sequence_number,
+                ..
             } => Out::new()
                 .put("SequenceNumber", sequence_number.to_string())
                 .put("ShardId", shard_id.to_string())
@@ -91,7 +110,7 @@ pub(super) async fn put_records(api: &KinesisApi, doc: Doc) -> Result<Doc, ApiEr
     Ok(Out::new()
         .put("FailedRecordCount", failed)
         .put("Records", records)
-        .put("EncryptionType", "NONE")
+        .put("EncryptionType", encryption_type(encrypted))
         .doc())
 }
 
@@ -159,6 +178,7 @@ pub(super) fn record_doc(r: &ReadRecord) -> Doc {
         .put("ApproximateArrivalTimestamp", timestamp(r.arrival_ms))
         .put("Data", Doc::Blob(r.data.clone()))
         .put("PartitionKey", r.partition_key.as_str())
+        .opt("EncryptionType", r.encrypted.then_some("KMS"))
         .doc()
 }
 

@@ -1,6 +1,7 @@
 //! CreateStream, DeleteStream, DescribeStream, DescribeStreamSummary, ListStreams and the
 //! retention-period operations.
 
+use super::records::encryption_type;
 use base64::Engine;
 
 use super::KinesisApi;
@@ -85,7 +86,8 @@ fn description_doc(d: &StreamDescription, has_more: bool) -> Doc {
         .put("RetentionPeriodHours", d.retention_hours)
         .put("StreamCreationTimestamp", timestamp(d.created_ms))
         .put("EnhancedMonitoring", enhanced_monitoring())
-        .put("EncryptionType", "NONE")
+        .put("EncryptionType", encryption_type(d.encryption_key_id.is_some()))
+        .opt("KeyId", d.encryption_key_id.as_deref())
         .doc()
 }
 
@@ -113,7 +115,8 @@ pub(super) fn describe_stream_summary(api: &KinesisApi, doc: Doc) -> Result<Doc,
         .put("RetentionPeriodHours", d.retention_hours)
         .put("StreamCreationTimestamp", timestamp(d.created_ms))
         .put("EnhancedMonitoring", enhanced_monitoring())
-        .put("EncryptionType", "NONE")
+        .put("EncryptionType", encryption_type(d.encryption_key_id.is_some()))
+        .opt("KeyId", d.encryption_key_id.as_deref())
         .put("OpenShardCount", d.open_shard_count)
         .put("ConsumerCount", api.service().consumer_count(&name))
         .put("MaxRecordSizeInKiB", d.max_record_size_kib);

@@ -63,6 +63,8 @@ pub struct StreamDescription {
     pub open_shard_count: u32,
     /// MaxRecordSizeInKiB.
     pub max_record_size_kib: u32,
+    /// The `KeyId` new records are encrypted with (EncryptionType KMS), if any.
+    pub encryption_key_id: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -152,6 +154,7 @@ impl StreamService {
             open_shard_count: s.open_shards().count() as u32,
             shards,
             max_record_size_kib: s.max_record_size_kib(),
+            encryption_key_id: s.encryption.as_ref().map(|e| e.key_id.clone()),
         }
     }
 
@@ -395,6 +398,20 @@ impl StreamService {
             CatalogReply::NotFound => Err(self.not_found(name)),
             _ => Ok(()),
         }
+    }
+
+    /// The record of a stream that a control-plane change needs ACTIVE (ResourceInUseException
+    /// otherwise, in AWS's words).
+    pub(super) fn stream_to_change(&self, name: &str) -> Result<StreamRecord, ServiceError> {
+        let record = self.stream_record(name)?;
+        if record.status != StreamStatus::Active {
+            return Err(ServiceError::ResourceInUse(format!(
+                "Stream {name} under account {} not ACTIVE, instead in state {}",
+                self.config().account,
+                record.status.aws_name()
+            )));
+        }
+        Ok(record)
     }
 
     /// Resolves a stream name to its ACTIVE record (data-plane operations).

@@ -31,6 +31,12 @@ pub enum ServiceError {
     /// it, as the Kinesis Client Library's lease table reports it).
     #[error("{0}")]
     ConditionFailed(String),
+    /// The stream's key is not in the keyring (AWS: KMS cannot find it).
+    #[error("{0}")]
+    KmsNotFound(String),
+    /// A stored record's key is not in this node's keyring.
+    #[error("{0}")]
+    KmsAccessDenied(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,6 +54,8 @@ impl ServiceError {
             ServiceError::ExpiredIterator(_) => "ExpiredIteratorException",
             ServiceError::ExpiredNextToken(_) => "ExpiredNextTokenException",
             ServiceError::ConditionFailed(_) => "ConditionalCheckFailedException",
+            ServiceError::KmsNotFound(_) => "KMSNotFoundException",
+            ServiceError::KmsAccessDenied(_) => "KMSAccessDeniedException",
             ServiceError::Internal(_) => "InternalFailure",
         }
     }

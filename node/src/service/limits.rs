@@ -5,7 +5,6 @@ use super::StreamService;
 use crate::catalog::CatalogCommand;
 use crate::catalog::CatalogReply;
 use crate::catalog::StreamMode;
-use crate::catalog::StreamStatus;
 use crate::clock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,14 +37,7 @@ impl StreamService {
 
     /// UpdateStreamMode: the stream goes UPDATING, then ACTIVE after the transition delay.
     pub async fn update_stream_mode(&self, name: &str, on_demand: bool) -> Result<(), ServiceError> {
-        let record = self.stream_record(name)?;
-        if record.status != StreamStatus::Active {
-            return Err(ServiceError::ResourceInUse(format!(
-                "Stream {name} under account {} not ACTIVE, instead in state {}",
-                self.config().account,
-                record.status.aws_name()
-            )));
-        }
+        let record = self.stream_to_change(name)?;
         let mode = if on_demand {
             StreamMode::OnDemand
         } else {

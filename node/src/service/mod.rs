@@ -7,6 +7,7 @@ mod call_limits;
 mod consumers;
 mod delivery;
 pub mod document;
+mod encryption;
 mod error;
 mod leases;
 mod limits;
@@ -45,6 +46,7 @@ pub use membership::ClusterNodeDescription;
 pub use records::ChildShard;
 pub use records::GetRecordsInput;
 pub use records::GetRecordsOutput;
+pub use records::KMS_NOT_FOUND;
 pub use records::PositionInput;
 pub use records::PutEntryInput;
 pub use records::PutEntryResult;
@@ -89,6 +91,8 @@ pub struct ServiceConfig {
     pub replication_factor: usize,
     /// UpdateShardCount calls one stream may make per rolling 24 hours.
     pub max_scalings_per_day: u32,
+    /// StartStreamEncryption calls one stream may make per rolling 24 hours (AWS: 25).
+    pub max_key_changes_per_day: u32,
     /// When to split a hot shard of an ON_DEMAND stream (`None`: never).
     pub on_demand_splits: Option<SplitPolicy>,
     /// When to merge cold adjacent shards of an ON_DEMAND stream (`None`: never).
@@ -124,6 +128,7 @@ impl Default for ServiceConfig {
             max_transitioning_streams: 5,
             replication_factor: 3,
             max_scalings_per_day: 10,
+            max_key_changes_per_day: 25,
             on_demand_splits: Some(SplitPolicy::default()),
             on_demand_merges: Some(MergePolicy::default()),
             api_limits: ApiLimits::default(),

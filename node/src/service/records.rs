@@ -19,6 +19,7 @@ use crate::model::ShardId;
 use crate::model::hash_key;
 use crate::shard::AppendError;
 use crate::shard::Cursor;
+use crate::shard::DecodeError;
 use crate::shard::ReadError;
 use crate::shard::ReadLimits;
 use crate::shard::ReadRecord;
@@ -34,6 +35,8 @@ pub const MAX_PUT_BYTES: usize = 5 << 20;
 const MAX_PARTITION_KEY_BYTES: usize = 1024;
 pub const MAX_GET_LIMIT: u32 = 10_000;
 pub const MAX_GET_BYTES: usize = 10 << 20;
+/// The error code of records whose stream's key the leader's keyring does not hold.
+pub const KMS_NOT_FOUND: &str = "KMSNotFoundException";
 /// How many reshard rounds one put follows before failing the records it still holds.
 const MAX_RESHARD_RETRIES: usize = 4;
 
@@ -62,6 +65,8 @@ pub enum PutEntryResult {
     Ok {
         shard_id: ShardId,
         sequence_number: SequenceNumber,
+        /// Stored encrypted (the stream's server-side encryption).
+        encrypted: bool,
     },
     Failed {
         error_code: String,
@@ -334,6 +339,7 @@ impl StreamService {
                                     p as u16,
                                     a.arrival_ms,
                                 ),
+                                encrypted: a.encrypted,
                             });
                         }
                     }
@@ -343,6 +349,17 @@ impl StreamService {
                 (_, Err(AppendError::Closed { .. })) => {
                     closed.push(shard);
                     retry.extend(entries);
+                }
+                // The stream's key is missing from the leader's keyring: the records fail as
+                // AWS fails them when KMS cannot find the key; nothing was stored.
+                (_, Err(AppendError::KeyNotFound { message, .. })) => {
+                    tracing::warn!(stream = %stream.name, shard = %ShardId(shard), error = %message, "encryption key not found");
+                    for (i, _) in entries {
+                        results[i] = Some(PutEntryResult::Failed {
+                            error_code: KMS_NOT_FOUND.into(),
+                            error_message: message.clone(),
+                        });
+                    }
                 }
                 (_, outcome) => {
                     let e = outcome.err().map(|e| e.to_string()).unwrap_or_default();
@@ -513,8 +530,18 @@ impl StreamService {
             };
             let frames = self.inner.router.read(shard, start, limits, admission, 0).await?;
             let (watermark, fetched) = (frames.watermark, frames.frames.len());
-            let part = decode(shard, frames.frames, frames.start, watermark, take)
-                .map_err(ServiceError::internal)?;
+            let part = decode(
+                shard,
+                frames.frames,
+                frames.start,
+                watermark,
+                take,
+                self.inner.router.cipher(),
+            )
+            .map_err(|e| match e {
+                DecodeError::MissingKey(message) => ServiceError::KmsAccessDenied(message),
+                DecodeError::Malformed(message) => ServiceError::internal(message),
+            })?;
             let next = part.next;
             let done =
                 fetched == 0 || next.log_index > watermark || part.full || part.records.len() >= take.records;

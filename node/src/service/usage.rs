@@ -137,6 +137,7 @@ mod tests {
                 position: 0,
                 arrival_secs: 0,
             },
+            encrypted: false,
         }
     }
 
@@ -158,6 +159,7 @@ mod tests {
                 position: 0,
                 arrival_secs: 0,
             },
+            encrypted: false,
         };
         let sizes = [10, 20, 30, 40];
         let results = [on(1), on(0), failed(THROTTLED), on(1)];

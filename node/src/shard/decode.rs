@@ -6,6 +6,8 @@ use super::replica::FrameRead;
 use crate::capacity::usage::record_bytes;
 use crate::catalog::ShardRecord;
 use crate::clock;
+use crate::encryption::BatchCipher;
+use crate::encryption::OpenError;
 use crate::model::RecordBatch;
 use crate::model::SequenceNumber;
 use crate::raft::codec::KIND_RECORDS;
@@ -19,6 +21,18 @@ pub struct ReadRecord {
     pub partition_key: String,
     pub explicit_hash_key: Option<u128>,
     pub data: Bytes,
+    /// Whether the record was stored encrypted (the Kinesis `EncryptionType` `KMS`).
+    pub encrypted: bool,
+}
+
+/// Why frames could not be turned into records.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// A sealed batch whose key this node's keyring does not hold.
+    #[error("{0}")]
+    MissingKey(String),
+    #[error("{0}")]
+    Malformed(String),
 }
 
 #[derive(Debug)]
@@ -67,7 +81,8 @@ pub fn decode(
     start: Cursor,
     watermark: u64,
     take: Take,
-) -> Result<ReadResult, String> {
+    cipher: &BatchCipher,
+) -> Result<ReadResult, DecodeError> {
     let mut cursor = start;
     let mut records = Vec::new();
     let mut bytes = 0usize;
@@ -81,7 +96,12 @@ pub fn decode(
             cursor = Cursor::entry_start(frame.index + 1);
             continue;
         }
-        let batch = RecordBatch::decode(frame.payload).map_err(|e| e.to_string())?;
+        let opened = cipher.open(frame.payload).map_err(|e| match e {
+            OpenError::MissingKey(_) => DecodeError::MissingKey(e.to_string()),
+            other => DecodeError::Malformed(format!("log entry {}: {other}", frame.index)),
+        })?;
+        let batch = RecordBatch::decode(opened.plain)
+            .map_err(|e| DecodeError::Malformed(format!("log entry {}: {e}", frame.index)))?;
         let skip = if frame.index == cursor.log_index {
             usize::from(cursor.position)
         } else {
@@ -106,6 +126,7 @@ pub fn decode(
                 partition_key: r.partition_key,
                 explicit_hash_key: r.explicit_hash_key,
                 data: r.data,
+                encrypted: opened.encrypted,
             });
         }
         cursor = Cursor::entry_start(frame.index + 1);
@@ -129,8 +150,16 @@ pub fn decode(
 /// The bytes (data and partition keys, as usage counts them) of the records a reader taking
 /// `take` gets from `read`: what the shard's leader charges a GetRecords read, computed as the
 /// reader's own [`decode`] will.
-pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, take: Take) -> usize {
-    decode(shard, read.frames.clone(), read.start, read.watermark, take).map_or(0, |r| {
+pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, take: Take, cipher: &BatchCipher) -> usize {
+    decode(
+        shard,
+        read.frames.clone(),
+        read.start,
+        read.watermark,
+        take,
+        cipher,
+    )
+    .map_or(0, |r| {
         r.records
             .iter()
             .map(|r| record_bytes(r.data.len(), &r.partition_key))
@@ -142,7 +171,10 @@ pub fn returned_bytes(shard: &ShardRecord, read: &FrameRead, take: Take) -> usiz
 mod tests {
     use bytes::Bytes;
 
+    use std::sync::Arc;
+
     use super::*;
+    use crate::encryption::Keyring;
     use crate::model::Record;
 
     fn shard() -> ShardRecord {
@@ -180,30 +212,32 @@ mod tests {
             watermark: 2,
         };
         let s = shard();
+        let c = BatchCipher::without_keys();
         let take = |records, bytes| Take {
             records,
             bytes,
             at_least_one: true,
         };
         // From the second record of entry 1, up to the watermark.
-        assert_eq!(returned_bytes(&s, &read, take(100, 1 << 20)), 20 + 30 + 40);
-        assert_eq!(returned_bytes(&s, &read, take(2, 1 << 20)), 20 + 30);
+        assert_eq!(returned_bytes(&s, &read, take(100, 1 << 20), &c), 20 + 30 + 40);
+        assert_eq!(returned_bytes(&s, &read, take(2, 1 << 20), &c), 20 + 30);
         // Bytes stop a read before the record that would pass them...
-        assert_eq!(returned_bytes(&s, &read, take(100, 50)), 20 + 30);
-        assert_eq!(returned_bytes(&s, &read, take(100, 49)), 20);
+        assert_eq!(returned_bytes(&s, &read, take(100, 50), &c), 20 + 30);
+        assert_eq!(returned_bytes(&s, &read, take(100, 49), &c), 20);
         // ...but a read's first record is taken whatever its size, unless the read already
         // has records from an earlier part.
-        assert_eq!(returned_bytes(&s, &read, take(100, 5)), 20);
+        assert_eq!(returned_bytes(&s, &read, take(100, 5), &c), 20);
         let later = Take {
             at_least_one: false,
             ..take(100, 5)
         };
-        assert_eq!(returned_bytes(&s, &read, later), 0);
+        assert_eq!(returned_bytes(&s, &read, later, &c), 0);
     }
 
     #[test]
     fn a_read_says_whether_it_stopped_at_its_limits() {
         let s = shard();
+        let c = BatchCipher::without_keys();
         let frames = || vec![frame(1, &[10, 20]), frame(2, &[30])];
         let start = Cursor::entry_start(1);
         let take = |records, bytes| Take {
@@ -211,9 +245,9 @@ mod tests {
             bytes,
             at_least_one: false,
         };
-        let all = decode(&s, frames(), start, 2, take(100, 100)).unwrap();
+        let all = decode(&s, frames(), start, 2, take(100, 100), &c).unwrap();
         assert_eq!((all.records.len(), all.bytes, all.full), (3, 60, false));
-        let cut = decode(&s, frames(), start, 2, take(100, 35)).unwrap();
+        let cut = decode(&s, frames(), start, 2, take(100, 35), &c).unwrap();
         assert_eq!((cut.records.len(), cut.bytes, cut.full), (2, 30, true));
         assert_eq!(
             cut.next,
@@ -222,7 +256,37 @@ mod tests {
                 position: 0
             }
         );
-        let none = decode(&s, frames(), start, 2, take(100, 5)).unwrap();
+        let none = decode(&s, frames(), start, 2, take(100, 5), &c).unwrap();
         assert_eq!((none.records.len(), none.full, none.next), (0, true, start));
+    }
+
+    #[test]
+    fn sealed_entries_read_as_encrypted_records_and_need_their_key() {
+        let keys = Keyring::parse("key k AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let cipher = BatchCipher::new(keys, Arc::new(|s| (s == "enc").then(|| "k".to_string())));
+        let s = shard();
+        let plain = frame(1, &[10, 20]);
+        let (sealed, was_sealed) = cipher.seal("enc", 1, frame(2, &[30]).payload).unwrap();
+        assert!(was_sealed);
+        let sealed = runnel_log::Entry {
+            index: 2,
+            payload: sealed,
+            ..frame(2, &[30])
+        };
+        let take = Take {
+            records: 100,
+            bytes: 1 << 20,
+            at_least_one: true,
+        };
+        let start = Cursor::entry_start(1);
+        let read = decode(&s, vec![plain.clone(), sealed.clone()], start, 2, take, &cipher).unwrap();
+        let flags: Vec<(usize, bool)> = read.records.iter().map(|r| (r.data.len(), r.encrypted)).collect();
+        assert_eq!(flags, vec![(9, false), (19, false), (29, true)]);
+        // A node whose keyring lacks the key refuses the read; it never returns ciphertext.
+        let keyless = BatchCipher::without_keys();
+        assert!(matches!(
+            decode(&s, vec![plain, sealed], start, 2, take, &keyless),
+            Err(DecodeError::MissingKey(_))
+        ));
     }
 }

@@ -12,6 +12,7 @@ pub mod wire;
 
 pub use cursor::Cursor;
 pub use cursor::ReadStart;
+pub use decode::DecodeError;
 pub use decode::ReadRecord;
 pub use decode::ReadResult;
 pub use decode::Take;

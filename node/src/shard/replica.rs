@@ -39,6 +39,9 @@ pub enum AppendError {
     /// The batch could not be read for admission (never expected: nodes encode batches).
     #[error("malformed batch for shard {shard}: {message}")]
     Malformed { shard: ShardId, message: String },
+    /// The stream is encrypted and its key is not in the leader's keyring: nothing appended.
+    #[error("{message}")]
+    KeyNotFound { shard: ShardId, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,8 @@ pub enum ReadError {
 pub struct Appended {
     pub log_index: u64,
     pub arrival_ms: i64,
+    /// Whether the batch was stored sealed (the stream's server-side encryption).
+    pub encrypted: bool,
 }
 
 /// Frames read from the log, from a resolved start, all at or below `watermark`.
@@ -144,8 +149,9 @@ impl ShardReplica {
         }
     }
 
-    /// Appends one encoded batch as one Raft entry; returns when it is committed and applied.
-    pub async fn append(&self, batch: Bytes) -> Result<Appended, AppendError> {
+    /// Appends one encoded batch (`encrypted`: sealed) as one Raft entry; returns when it is
+    /// committed and applied.
+    pub async fn append(&self, batch: Bytes, encrypted: bool) -> Result<Appended, AppendError> {
         self.wake_for_write().await;
         let arrival_ms = self.arrival_ms();
         let cmd = ShardCommand::Records {
@@ -157,6 +163,7 @@ impl ShardReplica {
                 ShardReply::Appended => Ok(Appended {
                     log_index: resp.log_id.index,
                     arrival_ms,
+                    encrypted,
                 }),
                 ShardReply::Closed { at } => Err(AppendError::Closed { shard: self.id(), at }),
             },

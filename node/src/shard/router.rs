@@ -32,6 +32,8 @@ use crate::capacity::shard_admission::BatchAdmission;
 use crate::capacity::shard_admission::ReadAdmission;
 use crate::capacity::shard_admission::ShardAdmission;
 use crate::catalog::ShardRecord;
+use crate::encryption::BatchCipher;
+use crate::encryption::SealError;
 use crate::model::ShardId;
 use crate::raft::transport::PeerPool;
 
@@ -41,6 +43,9 @@ pub const MAX_HOPS: u32 = 4;
 const DEADLINE: Duration = Duration::from_secs(8);
 /// Metadata a node sets on a forwarded append it is sure it did not append.
 pub const NOT_APPENDED: &str = "x-runnel-not-appended";
+/// Metadata of a forwarded append refused because the stream's key is not in the leader's
+/// keyring (nothing appended; retrying elsewhere would not help).
+pub const KEY_NOT_FOUND: &str = "x-runnel-key-not-found";
 
 #[derive(Clone)]
 pub struct ShardRouter {
@@ -48,6 +53,9 @@ pub struct ShardRouter {
     peers: Option<Arc<PeerPool>>,
     /// The budgets (and subscription leases) of the shards this node leads.
     pub(super) admission: Arc<ShardAdmission>,
+    /// Seals the batches of encrypted streams before this node's replicas propose them, and
+    /// opens what is read.
+    cipher: Arc<BatchCipher>,
 }
 
 /// What a proposal to a shard group carries.
@@ -160,12 +168,19 @@ impl ShardRouter {
         host: Arc<ShardHost>,
         peers: Option<Arc<PeerPool>>,
         admission: Arc<ShardAdmission>,
+        cipher: Arc<BatchCipher>,
     ) -> ShardRouter {
         ShardRouter {
             host,
             peers,
             admission,
+            cipher,
         }
+    }
+
+    /// Seals and opens batches of encrypted streams.
+    pub fn cipher(&self) -> &Arc<BatchCipher> {
+        &self.cipher
     }
 
     pub fn host(&self) -> &Arc<ShardHost> {
@@ -253,8 +268,8 @@ impl ShardRouter {
             Proposal::Records { batch, admit } => (batch, *admit),
         };
         if !admit {
-            return replica
-                .append(batch.clone())
+            return self
+                .append_sealed(replica, batch.clone())
                 .await
                 .map(|at| Proposed::Records(Admitted::All(at)));
         }
@@ -273,11 +288,31 @@ impl ShardRouter {
                 message: e.to_string(),
             })?;
         let admitted = match admission {
-            BatchAdmission::All => Admitted::All(replica.append(batch.clone()).await?),
-            BatchAdmission::Prefix { batch, count } => Admitted::Prefix(replica.append(batch).await?, count),
+            BatchAdmission::All => Admitted::All(self.append_sealed(replica, batch.clone()).await?),
+            BatchAdmission::Prefix { batch, count } => {
+                Admitted::Prefix(self.append_sealed(replica, batch).await?, count)
+            }
             BatchAdmission::None => Admitted::None,
         };
         Ok(Proposed::Records(admitted))
+    }
+
+    /// Appends a plain batch on this node's replica, sealed first if its stream is encrypted.
+    async fn append_sealed(&self, replica: &ShardReplica, batch: Bytes) -> Result<Appended, AppendError> {
+        let (batch, sealed) = self
+            .cipher
+            .seal(&replica.stream, replica.shard.group, batch)
+            .map_err(|e| match e {
+                SealError::Key(e) => AppendError::KeyNotFound {
+                    shard: replica.id(),
+                    message: e.to_string(),
+                },
+                other => AppendError::Storage {
+                    shard: replica.id(),
+                    message: other.to_string(),
+                },
+            })?;
+        replica.append(batch, sealed).await
     }
 
     async fn propose_once(
@@ -316,6 +351,12 @@ impl ShardRouter {
         };
         match client.propose_shard(req).await {
             Ok(resp) => Attempt::Done(Ok(wire::proposed_from_proto(resp.into_inner()))),
+            Err(status) if status.metadata().contains_key(KEY_NOT_FOUND) => {
+                Attempt::Done(Err(AppendError::KeyNotFound {
+                    shard: id,
+                    message: status.message().to_string(),
+                }))
+            }
             Err(status) => {
                 let err = AppendError::Unavailable {
                     shard: id,
@@ -378,7 +419,7 @@ impl ShardRouter {
                 bytes: max_bytes,
                 at_least_one: first,
             };
-            let bytes = returned_bytes(&replica.shard, &read, take);
+            let bytes = returned_bytes(&replica.shard, &read, take, &self.cipher);
             self.admission.charge_read(group, bytes, Instant::now());
         }
         Ok(read)

@@ -30,6 +30,7 @@ pub fn proposed_to_proto(proposed: Proposed) -> pb::ProposeShardResponse {
         arrival_ms: at.map_or(0, |a| a.arrival_ms),
         closed_at,
         admitted,
+        encrypted: at.is_some_and(|a| a.encrypted),
     }
 }
 
@@ -42,6 +43,7 @@ pub fn proposed_from_proto(r: pb::ProposeShardResponse) -> Proposed {
     let at = Appended {
         log_index: r.log_index,
         arrival_ms: r.arrival_ms,
+        encrypted: r.encrypted,
     };
     Proposed::Records(match r.admitted {
         None => Admitted::All(at),
@@ -232,10 +234,17 @@ mod tests {
         let at = Appended {
             log_index: 7,
             arrival_ms: 9,
+            encrypted: false,
+        };
+        let sealed = Appended {
+            encrypted: true,
+            ..at
         };
         for p in [
             Proposed::Records(Admitted::All(at)),
+            Proposed::Records(Admitted::All(sealed)),
             Proposed::Records(Admitted::Prefix(at, 3)),
+            Proposed::Records(Admitted::Prefix(sealed, 3)),
             Proposed::Records(Admitted::None),
             Proposed::Closed(12),
         ] {
@@ -247,6 +256,7 @@ mod tests {
             arrival_ms: 9,
             closed_at: None,
             admitted: None,
+            encrypted: false,
         };
         assert_eq!(proposed_from_proto(old), Proposed::Records(Admitted::All(at)));
     }
