@@ -68,6 +68,31 @@ fn crds_chart_and_examples_apply_with_server_side_dry_run() -> TestResult {
         let n = dry_run_documents(&client, &discovery, &rendered, &ns).await?;
         assert!(n >= 10, "only {n} documents rendered");
 
+        // The node StatefulSet with a keyring Secret for server-side encryption.
+        let output = Command::new(&helm)
+            .args(["template", "runnel"])
+            .arg(root.join("charts/runnel"))
+            .args(["--show-only", "templates/node-statefulset.yaml"])
+            .args(["--set", "node.encryption.keyringSecret=runnel-keyring"])
+            .args(["--dry-run=server", "--namespace", &ns])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output()?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let statefulset = String::from_utf8(output.stdout)?;
+        assert!(
+            statefulset.contains("secretName: \"runnel-keyring\""),
+            "{statefulset}"
+        );
+        assert!(statefulset.contains("RUNNEL_KMS_KEYRING"), "{statefulset}");
+        assert_eq!(
+            dry_run_documents(&client, &discovery, &statefulset, &ns).await?,
+            1
+        );
+
         // 3. The examples.
         for entry in std::fs::read_dir(root.join("examples"))? {
             let path = entry?.path();

@@ -126,7 +126,8 @@ impl Lifecycle for Env {
             Some(2)
         );
 
-        // A field no admin call can apply yet (KMS): reported on Degraded, the rest still applies.
+        // A KMS key the node's keyring lacks: refused, reported on Degraded (with a Warning
+        // Event); the rest of the spec still applies.
         self.apply_stream(
             &ns,
             &name,
@@ -139,9 +140,56 @@ impl Lifecycle for Env {
         })
         .await?;
         let obj = self
-            .wait_condition(&ns, &name, "Degraded", "True", "NotSupportedYet")
+            .wait_condition(&ns, &name, "Degraded", "True", "EncryptionRefused")
             .await?;
         assert_eq!(condition(&obj, "Ready").map(|c| c.0), Some("True".to_string()));
+        let degraded = obj
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Degraded"))
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        assert!(degraded.contains("alias/runnel"), "{degraded}");
+        let events = self.events(&ns, &name).await?;
+        assert!(
+            events.iter().any(|r| r == "EncryptionRefused"),
+            "events {events:?}"
+        );
+        assert_eq!(
+            self.describe(&name).await?.and_then(|d| d.encryption_key_id),
+            None
+        );
+        // A key the keyring has (a standalone node's own, alias/aws/kinesis): encryption
+        // starts on the node, Degraded clears.
+        self.apply_stream(
+            &ns,
+            &name,
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "maxRecordSizeKiB": 2048, "encryption": {"type": "KMS", "keyId": "alias/aws/kinesis"}, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_node(&format!("{name} encrypted"), |d| {
+            d.is_some_and(|d| d.encryption_key_id.as_deref() == Some("alias/aws/kinesis"))
+        })
+        .await?;
+        self.wait_condition(&ns, &name, "Degraded", "False", "AsExpected")
+            .await?;
+        let events = self.events(&ns, &name).await?;
+        assert!(
+            events.iter().any(|r| r == "EncryptionUpdated"),
+            "events {events:?}"
+        );
+        // NONE stops it.
+        self.apply_stream(
+            &ns,
+            &name,
+            json!({"name": name, "shardCount": 3, "retentionPeriodHours": 72, "maxRecordSizeKiB": 2048, "encryption": {"type": "NONE"}, "deletionPolicy": "Delete"}),
+        )
+        .await?;
+        self.wait_node(&format!("{name} not encrypted"), |d| {
+            d.is_some_and(|d| d.encryption_key_id.is_none())
+        })
+        .await?;
 
         // Invalid spec → Ready=False InvalidSpec, an Event, nothing in the catalog.
         let bad = format!("bad-{ns}");

@@ -189,6 +189,20 @@ impl CatalogClient {
         .map(|_| ())
     }
 
+    /// Starts (`key_id` set) or stops server-side encryption of the stream's new records.
+    pub async fn update_encryption(&self, name: &str, key_id: Option<&str>) -> Result<(), CatalogError> {
+        let request = pb::UpdateEncryptionRequest {
+            stream_name: name.to_string(),
+            key_id: key_id.map(str::to_string),
+        };
+        self.call("UpdateEncryption", name, |mut c| {
+            let request = request.clone();
+            async move { c.update_encryption(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Sets the largest record the stream accepts.
     pub async fn update_max_record_size(&self, name: &str, kib: u32) -> Result<(), CatalogError> {
         let request = pb::UpdateMaxRecordSizeRequest {

@@ -22,6 +22,8 @@ pub struct ObservedStream {
     pub shards: Vec<ObservedShard>,
     /// MaxRecordSizeInKiB (1024 when the node does not report it).
     pub max_record_size_kib: u32,
+    /// The `KeyId` new records are encrypted with; None: not encrypted.
+    pub encryption_key_id: Option<String>,
 }
 
 /// An enhanced fan-out consumer of a stream, as ListConsumers reports it.
@@ -93,6 +95,7 @@ impl From<pb::StreamDescription> for ObservedStream {
             } else {
                 d.max_record_size_kib
             },
+            encryption_key_id: d.encryption_key_id,
         }
     }
 }

@@ -38,8 +38,8 @@ pub struct Desired {
     pub autoscaling: Option<AutoscalingConfig>,
     /// MaxRecordSizeInKiB (1024 when the spec leaves it unset).
     pub max_record_size_kib: u32,
-    /// Spec fields the data plane has no API for yet, with the requested value.
-    pub unsupported: Vec<Drift>,
+    /// The `KeyId` of server-side encryption (`spec.encryption` KMS); None: not encrypted.
+    pub encryption_key_id: Option<String>,
 }
 
 impl Desired {
@@ -66,12 +66,11 @@ impl Desired {
                     .max(1),
             ),
         };
-        let mut unsupported = Vec::new();
-        if let Some(enc) = &spec.encryption
-            && enc.type_ == EncryptionType::Kms
-        {
-            unsupported.push(Drift::Encryption);
-        }
+        let encryption_key_id = spec
+            .encryption
+            .as_ref()
+            .filter(|e| e.type_ == EncryptionType::Kms)
+            .and_then(|e| e.key_id.clone());
         let mut tags = spec.tags.clone();
         tags.insert(OWNER_TAG.to_string(), owner.clone());
         Some(Desired {
@@ -94,7 +93,7 @@ impl Desired {
                 .max_record_size_kib
                 .and_then(|k| u32::try_from(k).ok())
                 .unwrap_or(DEFAULT_MAX_RECORD_SIZE_KIB),
-            unsupported,
+            encryption_key_id,
         })
     }
 
@@ -111,11 +110,11 @@ impl Desired {
     }
 }
 
-/// A difference between spec and catalog that the data plane cannot apply (yet).
+/// A difference between spec and catalog that the data plane refused to apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Drift {
-    /// KMS encryption.
-    Encryption,
+    /// The node refused StartStreamEncryption (a key its keyring lacks, the 24-hour limit).
+    EncryptionRefused { change: String, message: String },
     /// The node refused a consumer registration or deregistration (e.g. the stream's consumer
     /// limit, counting consumers registered through the API).
     ConsumerRefused { change: String, message: String },
@@ -124,8 +123,8 @@ pub enum Drift {
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Drift::Encryption => {
-                f.write_str("spec.encryption KMS is not applied (no encryption at rest yet)")
+            Drift::EncryptionRefused { change, message } => {
+                write!(f, "spec.encryption: {change} was refused: {message}")
             }
             Drift::ConsumerRefused { change, message } => {
                 write!(f, "spec.consumers: {change} was refused: {message}")
@@ -157,6 +156,9 @@ pub enum Change {
     },
     /// UpdateStreamMode (the stream is UPDATING for a moment).
     UpdateStreamMode(StreamMode),
+    /// StartStreamEncryption with the key, or StopStreamEncryption (the stream is UPDATING for
+    /// a moment).
+    UpdateEncryption(Option<String>),
     /// One UpdateShardCount call to `target`, a step towards `desired`: a call may at most
     /// double or halve the open shard count, as on AWS.
     UpdateShardCount { from: u32, target: u32, desired: u32 },
@@ -184,6 +186,8 @@ impl fmt::Display for Change {
                 join(remove.iter())
             ),
             Change::UpdateStreamMode(mode) => write!(f, "UpdateStreamMode to {}", mode_name(Some(*mode))),
+            Change::UpdateEncryption(Some(key)) => write!(f, "StartStreamEncryption with {key}"),
+            Change::UpdateEncryption(None) => f.write_str("StopStreamEncryption"),
             Change::UpdateShardCount {
                 from,
                 target,
@@ -219,13 +223,9 @@ pub enum Plan {
     Conflict { owner: Option<String> },
     /// The stream is in a transition (CREATING, UPDATING, DELETING): look again shortly.
     Wait(StreamLifecycle),
-    /// The stream is ACTIVE: make `changes` in order, report `drift`; when `autoscale` is set
-    /// the layout is settled and the autoscaler may split or merge.
-    Converge {
-        changes: Vec<Change>,
-        drift: Vec<Drift>,
-        autoscale: bool,
-    },
+    /// The stream is ACTIVE: make `changes` in order; when `autoscale` is set the layout is
+    /// settled and the autoscaler may split or merge.
+    Converge { changes: Vec<Change>, autoscale: bool },
 }
 
 /// Compares the desired state with the catalog's description.
@@ -254,19 +254,18 @@ pub fn plan(desired: &Desired, observed: Option<&ObservedStream>) -> Plan {
     if let Some(tags) = tag_change(&desired.tags, &observed.tags) {
         changes.push(tags);
     }
-    // Capacity last: each of these puts the stream in UPDATING, so at most one per pass.
+    // Last, at most one per pass, as each puts the stream in UPDATING: encryption, then
+    // capacity.
+    let encryption_change = (observed.encryption_key_id != desired.encryption_key_id)
+        .then(|| Change::UpdateEncryption(desired.encryption_key_id.clone()));
     let layout_change = if observed.mode != Some(desired.mode) {
         Some(Change::UpdateStreamMode(desired.mode))
     } else {
         shard_count_change(desired, observed)
     };
-    let autoscale = layout_change.is_none() && desired.autoscaling.is_some();
-    changes.extend(layout_change);
-    Plan::Converge {
-        changes,
-        drift: desired.unsupported.clone(),
-        autoscale,
-    }
+    let autoscale = encryption_change.is_none() && layout_change.is_none() && desired.autoscaling.is_some();
+    changes.extend(encryption_change.or(layout_change));
+    Plan::Converge { changes, autoscale }
 }
 
 /// UpdateTags to turn `observed` into `desired`, or None when they are equal.
@@ -379,6 +378,7 @@ mod tests {
             retention_period_hours: desired.retention_period_hours,
             tags: desired.tags.clone(),
             max_record_size_kib: desired.max_record_size_kib,
+            encryption_key_id: desired.encryption_key_id.clone(),
             shards: (0..open_shards)
                 .map(|i| ObservedShard {
                     shard_id: format!("shardId-{i:012}"),
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(d.retention_period_hours, 24);
         assert_eq!(d.fixed_shard_count, Some(2));
         assert_eq!(d.tags.get(OWNER_TAG).map(String::as_str), Some("shop/orders"));
-        assert!(d.unsupported.is_empty());
+        assert_eq!(d.encryption_key_id, None);
         Ok(())
     }
 
@@ -485,22 +485,52 @@ mod tests {
         Ok(())
     }
 
-    fn converge(d: &Desired, o: &ObservedStream) -> Result<(Vec<Change>, Vec<Drift>, bool), String> {
+    fn converge(d: &Desired, o: &ObservedStream) -> Result<(Vec<Change>, bool), String> {
         match plan(d, Some(o)) {
-            Plan::Converge {
-                changes,
-                drift,
-                autoscale,
-            } => Ok((changes, drift, autoscale)),
+            Plan::Converge { changes, autoscale } => Ok((changes, autoscale)),
             other => Err(format!("expected Converge, got {other:?}")),
         }
+    }
+
+    #[test]
+    fn encryption_starts_and_stops_one_updating_change_at_a_time() -> Result<(), String> {
+        let mut spec = provisioned(4);
+        spec.encryption = Some(crate::crd::Encryption {
+            type_: EncryptionType::Kms,
+            key_id: Some("alias/orders".into()),
+        });
+        let d = Desired::from_stream(&stream(spec.clone())).ok_or("desired")?;
+        assert_eq!(d.encryption_key_id.as_deref(), Some("alias/orders"));
+        let mut o = observed(&d, 2);
+        o.encryption_key_id = None;
+        // Encryption first; the shard count waits for the next pass (both make it UPDATING).
+        let start = Change::UpdateEncryption(Some("alias/orders".into()));
+        assert_eq!(converge(&d, &o)?, (vec![start.clone()], false));
+        assert_eq!(start.to_string(), "StartStreamEncryption with alias/orders");
+        assert!(!start.is_scaling());
+        o.encryption_key_id = Some("alias/orders".into());
+        assert_eq!(converge(&d, &o)?.0.len(), 1);
+        assert!(matches!(converge(&d, &o)?.0[0], Change::UpdateShardCount { .. }));
+        // Another key in the spec: StartStreamEncryption with it; NONE: StopStreamEncryption.
+        o.encryption_key_id = Some("alias/old".into());
+        assert_eq!(converge(&d, &o)?.0, vec![start]);
+        spec.encryption = Some(crate::crd::Encryption {
+            type_: EncryptionType::None,
+            key_id: None,
+        });
+        let plain = Desired::from_stream(&stream(spec)).ok_or("desired")?;
+        let mut o = observed(&plain, 4);
+        o.encryption_key_id = Some("alias/orders".into());
+        assert_eq!(converge(&plain, &o)?.0, vec![Change::UpdateEncryption(None)]);
+        assert_eq!(Change::UpdateEncryption(None).to_string(), "StopStreamEncryption");
+        Ok(())
     }
 
     #[test]
     fn matching_stream_needs_nothing() -> Result<(), String> {
         let d = Desired::from_stream(&stream(provisioned(2))).ok_or("no desired state")?;
         let o = observed(&d, 2);
-        assert_eq!(converge(&d, &o)?, (vec![], vec![], false));
+        assert_eq!(converge(&d, &o)?, (vec![], false));
         assert_eq!(scaling_state(&d, &o, &[]), ScalingState::Stable);
         Ok(())
     }
@@ -562,7 +592,7 @@ mod tests {
         o.tags.insert("tier".into(), "silver".into());
         o.tags.remove("team");
         o.tags.insert("old".into(), "x".into());
-        let (changes, _, _) = converge(&d, &o)?;
+        let (changes, _) = converge(&d, &o)?;
         let expected_add: BTreeMap<String, String> = [("team", "payments"), ("tier", "gold")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -587,7 +617,7 @@ mod tests {
         let mut o = observed(&d, 2);
         o.mode = Some(StreamMode::OnDemand);
         o.retention_period_hours = 24;
-        let (changes, drift, autoscale) = converge(&d, &o)?;
+        let (changes, autoscale) = converge(&d, &o)?;
         assert_eq!(
             changes,
             vec![
@@ -595,8 +625,6 @@ mod tests {
                 Change::UpdateStreamMode(StreamMode::Provisioned)
             ]
         );
-        // Consumers are registered by the controller, not reported as drift.
-        assert!(drift.is_empty());
         assert!(!autoscale);
         // Once the mode matches, the shard count follows.
         o.mode = Some(StreamMode::Provisioned);
@@ -622,11 +650,11 @@ mod tests {
         let d = Desired::from_stream(&stream(spec)).ok_or("no desired state")?;
         assert_eq!(d.fixed_shard_count, None);
         let o = observed(&d, 5);
-        assert_eq!(converge(&d, &o)?, (vec![], vec![], true));
+        assert_eq!(converge(&d, &o)?, (vec![], true));
         let mut changing = o.clone();
         changing.mode = Some(StreamMode::OnDemand);
         assert!(
-            !converge(&d, &changing)?.2,
+            !converge(&d, &changing)?.1,
             "no autoscaling while the mode changes"
         );
         Ok(())

@@ -27,7 +27,7 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const CATALOG_UNAVAILABLE: &str = "CatalogUnavailable";
-    pub const NOT_SUPPORTED_YET: &str = "NotSupportedYet";
+    pub const ENCRYPTION_REFUSED: &str = "EncryptionRefused";
     pub const CONSUMER_REFUSED: &str = "ConsumerRefused";
     pub const NO_DELIVERY_ENGINE: &str = "NoDeliveryEngine";
     pub const STORED: &str = "Stored";
@@ -288,18 +288,12 @@ fn observed_conditions(
         .map(|s| s.shard_id.as_str())
         .collect();
     let degraded = if !not_applied.is_empty() {
-        // A refusal by the node (a limit) is not a missing feature.
-        let refused = drift.iter().all(|d| matches!(d, Drift::ConsumerRefused { .. }));
-        cond(
-            ConditionType::Degraded,
-            "True",
-            if refused {
-                reason::CONSUMER_REFUSED
-            } else {
-                reason::NOT_SUPPORTED_YET
-            },
-            not_applied.join("; "),
-        )
+        // The node refused part of the spec: the first refusal names the reason.
+        let refused = match drift.first() {
+            Some(Drift::EncryptionRefused { .. }) => reason::ENCRYPTION_REFUSED,
+            _ => reason::CONSUMER_REFUSED,
+        };
+        cond(ConditionType::Degraded, "True", refused, not_applied.join("; "))
     } else if stream.status == Some(StreamLifecycle::Active) && !leaderless.is_empty() {
         cond(
             ConditionType::Degraded,
@@ -398,6 +392,7 @@ mod tests {
             retention_period_hours: 24,
             tags: Default::default(),
             max_record_size_kib: 1024,
+            encryption_key_id: None,
             shards: (0..shards)
                 .map(|i| ObservedShard {
                     shard_id: format!("shardId-{i:012}"),
@@ -484,7 +479,10 @@ mod tests {
     #[test]
     fn drift_goes_to_degraded_and_scaling_follows_the_state() {
         let o = active(2);
-        let drift = vec![Drift::Encryption];
+        let drift = vec![Drift::EncryptionRefused {
+            change: "StartStreamEncryption with alias/missing".into(),
+            message: "Alias alias/missing is not found.".into(),
+        }];
         let scaling = ScalingState::InProgress("UpdateShardCount 2 -> 4 requested".into());
         let s = stream_status(
             Some(2),
@@ -507,7 +505,7 @@ mod tests {
         let degraded = get(&s, ConditionType::Degraded);
         assert_eq!(
             (degraded.status.as_str(), degraded.reason.as_str()),
-            ("True", reason::NOT_SUPPORTED_YET)
+            ("True", reason::ENCRYPTION_REFUSED)
         );
         assert!(degraded.message.contains("spec.encryption"));
         assert_eq!(get(&s, ConditionType::Ready).status, "True");

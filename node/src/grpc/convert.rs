@@ -23,7 +23,8 @@ pub fn status(e: ServiceError) -> Status {
         }
         ServiceError::ExpiredIterator(_) | ServiceError::ExpiredNextToken(_) => tonic::Code::OutOfRange,
         ServiceError::ConditionFailed(_) => tonic::Code::Aborted,
-        ServiceError::KmsNotFound(_) => tonic::Code::FailedPrecondition,
+        // The request names a key the keyring lacks: a refusal, not a transient state.
+        ServiceError::KmsNotFound(_) => tonic::Code::InvalidArgument,
         ServiceError::KmsAccessDenied(_) => tonic::Code::PermissionDenied,
         ServiceError::Internal(_) => tonic::Code::Internal,
     };
