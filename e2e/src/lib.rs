@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod replicas;
 pub mod streams;
 pub mod wait;
 

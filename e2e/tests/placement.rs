@@ -11,13 +11,8 @@
 //!
 //! Nothing waits on a fixed time: every check polls with a generous deadline.
 
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
-use kube::api::PostParams;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
@@ -26,14 +21,17 @@ use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::process::grpc_addrs;
 use runnel_e2e::process::start_members;
+use runnel_e2e::replicas::MOVES;
+use runnel_e2e::replicas::assert_shards_replicated;
+use runnel_e2e::replicas::create_node_statefulset;
+use runnel_e2e::replicas::wait_counts;
+use runnel_e2e::replicas::wait_statefulset_replicas;
 use runnel_e2e::streams::Env;
 use runnel_e2e::wait;
 use serde_json::json;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Replica moves copy a shard's log to a new node and change its Raft membership.
-const MOVES: Duration = Duration::from_secs(240);
 const SHARDS: usize = 4;
 
 #[test]
@@ -81,7 +79,7 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
         })
         .await?;
         println!("after the operator balanced: {counts:?}");
-        assert_shards_replicated(&env, &name, 3, &[1, 2, 3, 4]).await?;
+        assert_shards_replicated(&env, &name, SHARDS, 3, &[1, 2, 3, 4]).await?;
         let events = env.events(&ns, &name).await?;
         assert!(
             events.iter().any(|e| e == "ReplicaMoving"),
@@ -107,21 +105,7 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
 
         // Node scaling: the node StatefulSet (never run: no kubelet) says 4 pods.
         let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        let sts: StatefulSet = serde_json::from_value(json!({
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "runnel-node"},
-            "spec": {
-                "replicas": 4,
-                "serviceName": "runnel-node-headless",
-                "selector": {"matchLabels": {"app": "runnel-node"}},
-                "template": {
-                    "metadata": {"labels": {"app": "runnel-node"}},
-                    "spec": {"containers": [{"name": "node", "image": "runnel:test"}]}
-                }
-            }
-        }))?;
-        sts_api.create(&PostParams::default(), &sts).await?;
+        create_node_statefulset(&sts_api, 4).await?;
         let scaler = OperatorProcess::start(
             &env.kubeconfig,
             &all_nodes,
@@ -142,28 +126,14 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
                 "4",
             ],
         )?;
-        let api = sts_api.clone();
-        wait::until("the node StatefulSet scaled to 3", MOVES, || {
-            let api = api.clone();
-            async move {
-                let sts = api.get("runnel-node").await.map_err(|e| e.to_string())?;
-                let replicas = sts.spec.and_then(|s| s.replicas);
-                let annotations = sts.metadata.annotations.unwrap_or_default();
-                if replicas == Some(3) && annotations.is_empty() {
-                    Ok(Some(()))
-                } else {
-                    Err(format!("replicas {replicas:?}, annotations {annotations:?}"))
-                }
-            }
-        })
-        .await?;
+        wait_statefulset_replicas(&sts_api, 3).await?;
         let nodes = env.cluster_nodes().await?;
         assert_eq!(
             nodes.iter().map(|n| n.node_id).collect::<Vec<_>>(),
             [1, 2, 3],
             "node 4 left the cluster: {nodes:?}"
         );
-        assert_shards_replicated(&env, &name, 3, &[1, 2, 3]).await?;
+        assert_shards_replicated(&env, &name, SHARDS, 3, &[1, 2, 3]).await?;
         let sts_events = env.events(&ns, "runnel-node").await?;
         for reason in ["NodeDraining", "NodeRemoved", "NodesScaled"] {
             assert!(
@@ -177,36 +147,4 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
         drop(others);
         Ok(())
     })
-}
-
-/// Waits until DescribeCluster shows no move under way and replica counts passing `check`.
-async fn wait_counts(
-    env: &Env,
-    what: &str,
-    check: impl Fn(&BTreeMap<u64, usize>) -> bool,
-) -> Result<BTreeMap<u64, usize>, Box<dyn std::error::Error>> {
-    let check = &check;
-    Ok(wait::until(what, MOVES, || async move {
-        let nodes = env.cluster_nodes().await.map_err(|e| e.to_string())?;
-        let counts: BTreeMap<u64, usize> = nodes.iter().map(|n| (n.node_id, n.replicas as usize)).collect();
-        let moving: u32 = nodes.iter().map(|n| n.moving).sum();
-        if moving == 0 && check(&counts) {
-            Ok(Some(counts))
-        } else {
-            Err(format!("replicas {counts:?}, moving {moving}"))
-        }
-    })
-    .await?)
-}
-
-/// Every shard has `rf` replicas on distinct nodes, all among `allowed`.
-async fn assert_shards_replicated(env: &Env, name: &str, rf: usize, allowed: &[u64]) -> TestResult {
-    let d = env.describe(name).await?.ok_or("stream missing")?;
-    assert_eq!(d.shards.len(), SHARDS);
-    for s in &d.shards {
-        let distinct: BTreeSet<u64> = s.replicas.iter().copied().collect();
-        assert_eq!(distinct.len(), rf, "{s:?}");
-        assert!(distinct.iter().all(|n| allowed.contains(n)), "{s:?}");
-    }
-    Ok(())
 }
