@@ -30,6 +30,10 @@ pub struct StreamMetrics {
     pub shard_incoming_bytes: IntCounterVec,
     /// IncomingRecords per shard (labels `stream`, `shard`).
     pub shard_incoming_records: IntCounterVec,
+    /// OutgoingBytes per shard (labels `stream`, `shard`): bytes GetRecords returned (data +
+    /// partition key; the reads that share a shard's 2 MiB/s), counted by the node that served
+    /// the call, summed over the nodes by the operator's autoscaler.
+    pub shard_outgoing_bytes: IntCounterVec,
     pub put_latency: HistogramVec,
     pub put_failed_records: IntCounterVec,
     pub get_records_bytes: IntCounterVec,
@@ -157,6 +161,12 @@ impl Metrics {
                 &r,
                 "shard_incoming_records_total",
                 "IncomingRecords per shard: accepted records",
+                &["stream", "shard"],
+            )?,
+            shard_outgoing_bytes: counter(
+                &r,
+                "shard_outgoing_bytes_total",
+                "OutgoingBytes per shard: bytes GetRecords returned (data + partition key)",
                 &["stream", "shard"],
             )?,
             put_latency: histogram_vec(

@@ -310,6 +310,21 @@ async fn usage_metrics_count_bytes_payload_units_and_shard_hours() {
     assert_eq!(metric(&page, "runnel_incoming_bytes_total", "u"), total as f64);
     assert_eq!(metric(&page, "runnel_usage_put_payload_units_total", "u"), 45.0);
     assert_eq!(metric(&page, "runnel_usage_bytes_out_total", "u"), total as f64);
+    // Per shard (what the operator's autoscaler reads): all went to and came from shard 0.
+    let shard = |name: &str, shard: &str| {
+        let prefix = format!("{name}{{shard=\"{shard}\",stream=\"u\"}} ");
+        page.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let s0 = "shardId-000000000000";
+    assert_eq!(shard("runnel_shard_incoming_bytes_total", s0), total as f64);
+    assert_eq!(shard("runnel_shard_incoming_records_total", s0), 4.0);
+    assert_eq!(shard("runnel_shard_outgoing_bytes_total", s0), total as f64);
+    assert_eq!(
+        shard("runnel_shard_outgoing_bytes_total", "shardId-000000000001"),
+        0.0
+    );
 
     // Shard-hours accrue every stats interval (5 s): wait until they show, then check that
     // they never exceed 2 shards × the time since the stream was created.

@@ -172,7 +172,7 @@ impl LoadTracker {
                         at: *t / 1000,
                         write_bytes_per_sec: r.write_bytes,
                         write_records_per_sec: r.write_records,
-                        read_bytes_per_sec: 0.0,
+                        read_bytes_per_sec: r.read_bytes,
                     }
                 })
                 .collect();
@@ -209,7 +209,11 @@ impl LoadTracker {
             };
             rates.incoming_bytes_per_second += r.write_bytes;
             rates.incoming_records_per_second += r.write_records;
-            rates.outgoing_bytes_per_second += r.read_bytes;
+            // The stream's own counter has every read (enhanced fan-out too); the shards'
+            // have GetRecords only.
+            if key.shard.is_none() {
+                rates.outgoing_bytes_per_second += r.read_bytes;
+            }
         }
         rates.incoming_bytes_per_second = rates.incoming_bytes_per_second.round();
         rates.incoming_records_per_second = rates.incoming_records_per_second.round();
@@ -298,6 +302,54 @@ mod tests {
             t.stream_rates("b").map(|r| r.incoming_bytes_per_second),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn shard_reads_load_the_shard_and_the_stream_counts_its_own_reads() {
+        let at = |write: f64, shard_read: f64, stream_read: f64| {
+            let series: BTreeMap<SeriesKey, Counters> = [
+                (
+                    SeriesKey {
+                        stream: "a".into(),
+                        shard: Some(S0.into()),
+                    },
+                    Counters {
+                        write_bytes: write,
+                        write_records: 0.0,
+                        read_bytes: shard_read,
+                    },
+                ),
+                (
+                    SeriesKey {
+                        stream: "a".into(),
+                        shard: None,
+                    },
+                    Counters {
+                        read_bytes: stream_read,
+                        ..Counters::default()
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect();
+            [("node-0".to_string(), series)].into_iter().collect()
+        };
+        let mut t = LoadTracker::new(600);
+        t.record(0, at(0.0, 0.0, 0.0));
+        // 1 s: 100 B written, 3000 B read by GetRecords, 5000 B read in all (fan-out too).
+        t.record(1000, at(100.0, 3000.0, 5000.0));
+        let loads = t.shard_loads("a", &[shard(S0, 0, u128::MAX)], 0);
+        let last = loads[0]
+            .samples
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("{loads:?}"));
+        assert_eq!(
+            (last.write_bytes_per_sec, last.read_bytes_per_sec),
+            (100.0, 3000.0)
+        );
+        let rates = t.stream_rates("a").unwrap_or_default();
+        assert_eq!(rates.outgoing_bytes_per_second, 5000.0);
     }
 
     #[test]

@@ -19,10 +19,14 @@ use crate::load::LoadTracker;
 pub const SHARD_BYTES: &str = "runnel_shard_incoming_bytes_total";
 /// Accepted records per shard (labels `stream`, `shard`).
 pub const SHARD_RECORDS: &str = "runnel_shard_incoming_records_total";
+/// Bytes GetRecords returned per shard (labels `stream`, `shard`): the reads that share a
+/// shard's read limit.
+pub const SHARD_BYTES_OUT: &str = "runnel_shard_outgoing_bytes_total";
 /// Bytes delivered to readers per stream (label `stream`).
 pub const STREAM_BYTES_OUT: &str = "runnel_usage_bytes_out_total";
 
-/// A series the tracker follows: a shard's writes, or (without `shard`) a stream's reads.
+/// A series the tracker follows: a shard's writes and GetRecords reads, or (without `shard`) a
+/// stream's reads of every kind.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesKey {
     pub stream: String,
@@ -86,6 +90,13 @@ pub fn parse(text: &str) -> BTreeMap<SeriesKey, Counters> {
                     ..Counters::default()
                 },
             ),
+            SHARD_BYTES_OUT => (
+                label("shard"),
+                Counters {
+                    read_bytes: value,
+                    ..Counters::default()
+                },
+            ),
             STREAM_BYTES_OUT => (
                 None,
                 Counters {
@@ -95,7 +106,7 @@ pub fn parse(text: &str) -> BTreeMap<SeriesKey, Counters> {
             ),
             _ => continue,
         };
-        if matches!(name, SHARD_BYTES | SHARD_RECORDS) && shard.is_none() {
+        if matches!(name, SHARD_BYTES | SHARD_RECORDS | SHARD_BYTES_OUT) && shard.is_none() {
             continue;
         }
         out.entry(SeriesKey { stream, shard }).or_default().add(&counters);
@@ -253,6 +264,7 @@ mod tests {
 runnel_shard_incoming_bytes_total{shard="shardId-000000000000",stream="orders"} 2048
 runnel_shard_incoming_bytes_total{shard="shardId-000000000001",stream="orders"} 1e3
 runnel_shard_incoming_records_total{shard="shardId-000000000000",stream="orders"} 4
+runnel_shard_outgoing_bytes_total{shard="shardId-000000000000",stream="orders"} 300
 runnel_usage_bytes_out_total{stream="orders"} 512
 runnel_incoming_bytes_total{stream="orders"} 3048
 runnel_shard_incoming_bytes_total{stream="odd \"name\""} 1
@@ -275,7 +287,7 @@ runnel_shard_incoming_records_total{shard="shardId-000000000002",stream="a.b-c_d
             Some(&Counters {
                 write_bytes: 2048.0,
                 write_records: 4.0,
-                read_bytes: 0.0
+                read_bytes: 300.0
             })
         );
         assert_eq!(

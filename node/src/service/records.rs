@@ -468,7 +468,8 @@ impl StreamService {
         };
         let m = &self.inner.metrics.streams;
         let bytes: usize = read.records.iter().map(|r| r.data.len()).sum();
-        self.account_read(name, &read.records);
+        let returned = self.account_read(name, &read.records);
+        self.account_shard_read(name, ShardId(shard.index), returned);
         m.get_records_records
             .with_label_values(&[name])
             .inc_by(read.records.len() as u64);

@@ -105,6 +105,17 @@ impl StreamService {
         }
     }
 
+    /// Counts the bytes a GetRecords returned from a shard (OutgoingBytes per shard).
+    pub(super) fn account_shard_read(&self, stream: &str, shard: ShardId, bytes: usize) {
+        let shard = shard.to_string();
+        self.inner
+            .metrics
+            .streams
+            .shard_outgoing_bytes
+            .with_label_values(&[stream, shard.as_str()])
+            .inc_by(bytes as u64);
+    }
+
     /// Counts records delivered to a reader (GetRecords or a subscription) as bytes out;
     /// returns those bytes.
     pub(super) fn account_read(&self, stream: &str, records: &[ReadRecord]) -> usize {
