@@ -6,6 +6,7 @@
 //! pods, and the operator is pointed at them with `--nodes`.
 
 pub mod cluster;
+pub mod node_pods;
 pub mod process;
 pub mod streams;
 pub mod wait;

@@ -42,13 +42,18 @@ pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String
         })
 }
 
-/// Open shards in the status: id → (parent, adjacent parent).
-pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
+/// The shards the status lists, open (`closed` false) or closed.
+fn status_shards(obj: &serde_json::Value, closed: bool) -> impl Iterator<Item = &serde_json::Value> {
     obj.pointer("/status/shards")
         .and_then(serde_json::Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|s| !s["closed"].as_bool().unwrap_or(false))
+        .filter(move |s| s["closed"].as_bool().unwrap_or(false) == closed)
+}
+
+/// Open shards in the status: id → (parent, adjacent parent).
+pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    status_shards(obj, false)
         .map(|s| {
             let text = |k: &str| s[k].as_str().map(str::to_string);
             (
@@ -61,13 +66,58 @@ pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>,
 
 /// Closed shards in the status (the parents of open shards).
 pub fn closed_shards(obj: &serde_json::Value) -> BTreeSet<String> {
-    obj.pointer("/status/shards")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|s| s["closed"].as_bool() == Some(true))
+    status_shards(obj, true)
         .filter_map(|s| s["shardId"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Open shards in the status: id → (replicas, replicaZones).
+pub fn open_shard_zones(obj: &serde_json::Value) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    status_shards(obj, false)
+        .map(|s| {
+            (
+                s["shardId"].as_str().unwrap_or_default().to_string(),
+                (strings(&s["replicas"]), strings(&s["replicaZones"])),
+            )
+        })
+        .collect()
+}
+
+/// Checks that every open shard in the status lists, beside its replicas, the zone of each
+/// (`zone_of`: node id → zone), and that it has replicas; the error describes the shards.
+pub fn check_replica_zones(
+    obj: &serde_json::Value,
+    zone_of: &BTreeMap<u64, &str>,
+) -> std::result::Result<(), String> {
+    let shards = open_shard_zones(obj);
+    let expected = |replicas: &[String]| -> Vec<String> {
+        replicas
+            .iter()
+            .map(|id| {
+                id.parse::<u64>()
+                    .ok()
+                    .and_then(|id| zone_of.get(&id))
+                    .map(|z| z.to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let right = !shards.is_empty()
+        && shards
+            .values()
+            .all(|(replicas, zones)| !replicas.is_empty() && *zones == expected(replicas));
+    if right {
+        Ok(())
+    } else {
+        Err(format!("open shards (replicas, replicaZones): {shards:?}"))
+    }
 }
 
 /// Open shards on the node (no ending sequence number).

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
-use kube::api::PostParams;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
+use runnel_e2e::node_pods::create_statefulset;
 use runnel_e2e::process::NodePorts;
 use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
@@ -106,22 +106,8 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
         operator.kill()?;
 
         // Node scaling: the node StatefulSet (never run: no kubelet) says 4 pods.
+        create_statefulset(&client, &ns, "runnel-node", 4).await?;
         let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        let sts: StatefulSet = serde_json::from_value(json!({
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "runnel-node"},
-            "spec": {
-                "replicas": 4,
-                "serviceName": "runnel-node-headless",
-                "selector": {"matchLabels": {"app": "runnel-node"}},
-                "template": {
-                    "metadata": {"labels": {"app": "runnel-node"}},
-                    "spec": {"containers": [{"name": "node", "image": "runnel:test"}]}
-                }
-            }
-        }))?;
-        sts_api.create(&PostParams::default(), &sts).await?;
         let scaler = OperatorProcess::start(
             &env.kubeconfig,
             &all_nodes,
