@@ -123,13 +123,17 @@ impl Cluster {
 
     /// A client for the cluster.
     pub async fn client(&self) -> Result<Client> {
-        let kubeconfig =
-            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| E2eError::Kubeconfig(e.to_string()))?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| E2eError::Kubeconfig(e.to_string()))?;
-        Ok(Client::try_from(config)?)
+        client_from(&self.kubeconfig).await
     }
+}
+
+/// A client configured by the kubeconfig file `path` (its current context).
+pub async fn client_from(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| E2eError::Kubeconfig(e.to_string()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| E2eError::Kubeconfig(e.to_string()))?;
+    Ok(Client::try_from(config)?)
 }
 
 impl Drop for StartedPlane {
@@ -155,28 +159,32 @@ pub async fn install_crds(client: &Client) -> Result<()> {
             &Patch::Apply(&crd),
         )
         .await?;
-        let api = api.clone();
-        wait::until(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(30),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get(&name).await.map_err(|e| e.to_string())?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok(established.then_some(()))
-                }
-            },
-        )
-        .await?;
+        wait_established(client, &name).await?;
     }
     Ok(())
+}
+
+/// Waits until the API server serves the CRD `name`.
+pub async fn wait_established(client: &Client, name: &str) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    wait::until(
+        &format!("CRD {name} Established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let crd = api.get(name).await.map_err(|e| e.to_string())?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established.then_some(()))
+            }
+        },
+    )
+    .await
 }
 
 /// Creates a namespace `<prefix>-<random>` and returns its name.

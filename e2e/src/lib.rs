@@ -5,7 +5,10 @@
 //! There is no kubelet on the test machines: the node processes stand in for the StatefulSet's
 //! pods, and the operator is pointed at them with `--nodes`.
 
+pub mod chart;
 pub mod cluster;
+pub mod identity;
+pub mod node_pods;
 pub mod process;
 pub mod replicas;
 pub mod streams;

@@ -265,6 +265,18 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the operator with `--nodes`, `--metrics-addr`, `--identity` and `extra` flags.
     pub fn start(kubeconfig: &Path, nodes: &str, identity: &str, extra: &[&str]) -> Result<OperatorProcess> {
+        Self::start_with_env(kubeconfig, nodes, identity, extra, &[])
+    }
+
+    /// [`OperatorProcess::start`] with these environment variables set too (e.g. `POD_NAMESPACE`,
+    /// as a pod of the chart's Deployment gets it).
+    pub fn start_with_env(
+        kubeconfig: &Path,
+        nodes: &str,
+        identity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<OperatorProcess> {
         let dir = tempfile::Builder::new()
             .prefix("runnel-e2e-operator-")
             .tempdir()?;
@@ -276,10 +288,12 @@ impl OperatorProcess {
             .args(["--metrics-addr", &metrics_addr.to_string()])
             .args(["--identity", identity])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,runnel_operator=debug")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
+            // The operator logs to stdout (tracing-subscriber's default), panics go to stderr.
+            .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
         wait_listening(&mut child, metrics_addr, "runnel-operator", &log_path)?;
@@ -297,6 +311,26 @@ impl OperatorProcess {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// SIGTERM, as the kubelet stops a pod, then waits until it exits (SIGKILL after a minute).
+    /// Returns its exit status, or `None` when it had to be killed.
+    pub fn terminate(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err(E2eError::Setup(format!("kill -TERM failed: {status}")));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(exit) = self.child.try_wait()? {
+                return Ok(Some(exit));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill()?;
+        Ok(None)
     }
 
     /// The operator's log so far.

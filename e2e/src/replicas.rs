@@ -1,6 +1,6 @@
 //! Replica placement as the nodes report it, and the node StatefulSet object that stands in for
-//! the chart's (there is no kubelet: its pods never run; `runnel-node cluster` processes are
-//! its pods by node id = ordinal + 1).
+//! the chart's (`node_pods::create_statefulset`; there is no kubelet: its pods never run;
+//! `runnel-node cluster` processes are its pods by node id = ordinal + 1).
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Api;
-use kube::api::PostParams;
-use serde_json::json;
 
 use crate::E2eError;
 use crate::Result;
@@ -71,26 +69,6 @@ pub async fn assert_shards_replicated(
         }
     }
     Ok(())
-}
-
-/// Creates the node StatefulSet [`NODE_STATEFULSET`] with `replicas` in `ns`.
-pub async fn create_node_statefulset(api: &Api<StatefulSet>, replicas: i32) -> Result<StatefulSet> {
-    let sts: StatefulSet = serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": NODE_STATEFULSET},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": "runnel-node-headless",
-            "selector": {"matchLabels": {"app": "runnel-node"}},
-            "template": {
-                "metadata": {"labels": {"app": "runnel-node"}},
-                "spec": {"containers": [{"name": "node", "image": "runnel:test"}]}
-            }
-        }
-    }))
-    .map_err(|e| E2eError::Setup(e.to_string()))?;
-    Ok(api.create(&PostParams::default(), &sts).await?)
 }
 
 /// Waits until the node StatefulSet's `spec.replicas` is `replicas` and it carries no

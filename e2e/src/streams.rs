@@ -11,6 +11,7 @@ use kube::Client;
 use kube::api::ListParams;
 use kube::api::Patch;
 use kube::api::PatchParams;
+use runnel_operator::crd::DeliveryStream;
 use runnel_operator::crd::Stream;
 use runnel_proto::v1 as pb;
 use runnel_proto::v1::admin_client::AdminClient;
@@ -42,13 +43,18 @@ pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String
         })
 }
 
-/// Open shards in the status: id → (parent, adjacent parent).
-pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
+/// The shards the status lists, open (`closed` false) or closed.
+fn status_shards(obj: &serde_json::Value, closed: bool) -> impl Iterator<Item = &serde_json::Value> {
     obj.pointer("/status/shards")
         .and_then(serde_json::Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|s| !s["closed"].as_bool().unwrap_or(false))
+        .filter(move |s| s["closed"].as_bool().unwrap_or(false) == closed)
+}
+
+/// Open shards in the status: id → (parent, adjacent parent).
+pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    status_shards(obj, false)
         .map(|s| {
             let text = |k: &str| s[k].as_str().map(str::to_string);
             (
@@ -61,13 +67,58 @@ pub fn open_shards(obj: &serde_json::Value) -> BTreeMap<String, (Option<String>,
 
 /// Closed shards in the status (the parents of open shards).
 pub fn closed_shards(obj: &serde_json::Value) -> BTreeSet<String> {
-    obj.pointer("/status/shards")
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|s| s["closed"].as_bool() == Some(true))
+    status_shards(obj, true)
         .filter_map(|s| s["shardId"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Open shards in the status: id → (replicas, replicaZones).
+pub fn open_shard_zones(obj: &serde_json::Value) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    status_shards(obj, false)
+        .map(|s| {
+            (
+                s["shardId"].as_str().unwrap_or_default().to_string(),
+                (strings(&s["replicas"]), strings(&s["replicaZones"])),
+            )
+        })
+        .collect()
+}
+
+/// Checks that every open shard in the status lists, beside its replicas, the zone of each
+/// (`zone_of`: node id → zone), and that it has replicas; the error describes the shards.
+pub fn check_replica_zones(
+    obj: &serde_json::Value,
+    zone_of: &BTreeMap<u64, &str>,
+) -> std::result::Result<(), String> {
+    let shards = open_shard_zones(obj);
+    let expected = |replicas: &[String]| -> Vec<String> {
+        replicas
+            .iter()
+            .map(|id| {
+                id.parse::<u64>()
+                    .ok()
+                    .and_then(|id| zone_of.get(&id))
+                    .map(|z| z.to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let right = !shards.is_empty()
+        && shards
+            .values()
+            .all(|(replicas, zones)| !replicas.is_empty() && *zones == expected(replicas));
+    if right {
+        Ok(())
+    } else {
+        Err(format!("open shards (replicas, replicaZones): {shards:?}"))
+    }
 }
 
 /// Open shards on the node (no ending sequence number).
@@ -77,6 +128,27 @@ pub fn node_open_shards(d: &pb::StreamDescription) -> BTreeSet<String> {
         .filter(|s| s.ending_sequence_number.is_empty())
         .map(|s| s.shard_id.clone())
         .collect()
+}
+
+/// Server-side applies a `runnel.dev/v1alpha1` resource with this spec (field manager
+/// `runnel-e2e`).
+async fn apply<K>(api: &Api<K>, name: &str, spec: serde_json::Value) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let obj = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "spec": spec,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The cluster client, the kubeconfig for operator processes, and the node under test.
@@ -143,22 +215,89 @@ impl Env {
         self.node.admin().await
     }
 
+    pub fn delivery_streams(&self, ns: &str) -> Api<DeliveryStream> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// The field managers of the Stream's fields (`runnel-operator` writes its status).
+    pub async fn field_managers(&self, ns: &str, name: &str) -> Result<Vec<String>> {
+        let stream = self.streams(ns).get(name).await?;
+        Ok(stream
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.manager)
+            .collect())
+    }
+
     /// Server-side applies a Stream with this spec (field manager `runnel-e2e`).
     pub async fn apply_stream(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<()> {
-        let obj = json!({
-            "apiVersion": "runnel.dev/v1alpha1",
-            "kind": "Stream",
-            "metadata": {"name": name},
-            "spec": spec,
-        });
-        self.streams(ns)
-            .patch(
-                name,
-                &PatchParams::apply(TEST_MANAGER).force(),
-                &Patch::Apply(&obj),
-            )
-            .await?;
-        Ok(())
+        apply(&self.streams(ns), name, spec).await
+    }
+
+    /// Server-side applies a DeliveryStream with this spec (field manager `runnel-e2e`).
+    pub async fn apply_delivery_stream(&self, ns: &str, name: &str, spec: serde_json::Value) -> Result<()> {
+        apply(&self.delivery_streams(ns), name, spec).await
+    }
+
+    /// Waits until the DeliveryStream's status for `generation` says `Stored=True` (reason
+    /// Stored) and `Ready=False` (reason NoDeliveryEngine); returns it as JSON.
+    pub async fn wait_delivery_stored(
+        &self,
+        ns: &str,
+        name: &str,
+        generation: i64,
+    ) -> Result<serde_json::Value> {
+        let api = self.delivery_streams(ns);
+        let what = format!("DeliveryStream {ns}/{name} generation {generation} Stored=True");
+        wait::until(&what, CONVERGE, || {
+            let api = api.clone();
+            async move {
+                let v = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                let observed = v["status"]["observedGeneration"].as_i64();
+                match (condition(&v, "Stored"), condition(&v, "Ready")) {
+                    (Some((s, r, _)), Some((rs, rr, _)))
+                        if s == "True"
+                            && r == "Stored"
+                            && rs == "False"
+                            && rr == "NoDeliveryEngine"
+                            && observed == Some(generation) =>
+                    {
+                        Ok(Some(v))
+                    }
+                    other => Err(format!("{other:?} observedGeneration {observed:?}")),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits until the DeliveryStream resource is gone (finalizer removed) and the catalog has
+    /// no delivery stream `catalog_name`.
+    pub async fn wait_delivery_gone(&self, ns: &str, name: &str, catalog_name: &str) -> Result<()> {
+        let api = self.delivery_streams(ns);
+        let what = format!("DeliveryStream {ns}/{name} gone from Kubernetes and the catalog");
+        wait::until(&what, CONVERGE, || {
+            let api = api.clone();
+            async move {
+                let cr = api.get_opt(name).await.map_err(|e| e.to_string())?;
+                let in_catalog = self
+                    .describe_delivery_stream(catalog_name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match (cr, in_catalog) {
+                    (None, None) => Ok(Some(())),
+                    (cr, d) => Err(format!(
+                        "resource finalizers {:?}, in the catalog: {}",
+                        cr.map(|c| c.metadata.finalizers),
+                        d.is_some()
+                    )),
+                }
+            }
+        })
+        .await
     }
 
     /// Waits until the Stream's condition has this status and reason for its current generation.

@@ -3,24 +3,13 @@
 //! (`helm template --validate`, so the PodDisruptionBudget picks policy/v1 or v1beta1 as
 //! `helm install` would).
 
-use std::path::Path;
-use std::process::Command;
-
-use kube::Api;
 use kube::Client;
-use kube::api::DynamicObject;
-use kube::api::GroupVersionKind;
-use kube::api::Patch;
-use kube::api::PatchParams;
 use kube::discovery::Discovery;
-use kube::discovery::Scope;
+use runnel_e2e::chart;
 use runnel_e2e::cluster::Cluster;
-use runnel_e2e::cluster::TEST_MANAGER;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
-use runnel_e2e::cluster::k8s_tools_dir;
 use runnel_e2e::cluster::repo_root;
-use serde::Deserialize as _;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -50,39 +39,30 @@ fn crds_chart_and_examples_apply_with_server_side_dry_run() -> TestResult {
         //    over CRDs it does not own), install the CRDs, then apply the chart into a fresh
         //    namespace.
         let ns = create_namespace(&client, "e2e-chart").await?;
-        let helm = helm_binary()?;
-        let output = Command::new(&helm)
-            .args(["template", "runnel"])
-            .arg(root.join("charts/runnel"))
-            .args(["--dry-run=server", "--include-crds", "--namespace", &ns])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .output()?;
-        assert!(
-            output.status.success(),
-            "helm template failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let rendered = String::from_utf8(output.stdout)?;
+        let rendered = chart::render(
+            "runnel",
+            &ns,
+            &["--dry-run=server", "--include-crds"],
+            Some(&cluster.kubeconfig),
+        )?;
         install_crds(&client).await?;
         let discovery = Discovery::new(client.clone()).run().await?;
         let n = dry_run_documents(&client, &discovery, &rendered, &ns).await?;
         assert!(n >= 10, "only {n} documents rendered");
 
         // The node StatefulSet with a keyring Secret for server-side encryption.
-        let output = Command::new(&helm)
-            .args(["template", "runnel"])
-            .arg(root.join("charts/runnel"))
-            .args(["--show-only", "templates/node-statefulset.yaml"])
-            .args(["--set", "node.encryption.keyringSecret=runnel-keyring"])
-            .args(["--dry-run=server", "--namespace", &ns])
-            .env("KUBECONFIG", &cluster.kubeconfig)
-            .output()?;
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let statefulset = String::from_utf8(output.stdout)?;
+        let statefulset = chart::render(
+            "runnel",
+            &ns,
+            &[
+                "--show-only",
+                "templates/node-statefulset.yaml",
+                "--set",
+                "node.encryption.keyringSecret=runnel-keyring",
+                "--dry-run=server",
+            ],
+            Some(&cluster.kubeconfig),
+        )?;
         assert!(
             statefulset.contains("secretName: \"runnel-keyring\""),
             "{statefulset}"
@@ -104,19 +84,6 @@ fn crds_chart_and_examples_apply_with_server_side_dry_run() -> TestResult {
     })
 }
 
-fn helm_binary() -> Result<String, Box<dyn std::error::Error>> {
-    let cache = std::env::var("HOME").map(|h| Path::new(&h).join(".cache/runnel-helm"))?;
-    let output = Command::new("bash")
-        .arg(k8s_tools_dir().join("get-helm.sh"))
-        .arg(cache)
-        .output()?;
-    if !output.status.success() {
-        return Err(format!("get-helm.sh failed: {}", String::from_utf8_lossy(&output.stderr)).into());
-    }
-    let stdout = String::from_utf8(output.stdout)?;
-    Ok(stdout.lines().last().unwrap_or_default().trim().to_string())
-}
-
 /// Server-side-applies each YAML document with dry-run; returns how many were sent.
 async fn dry_run_documents(
     client: &Client,
@@ -124,42 +91,9 @@ async fn dry_run_documents(
     yaml: &str,
     namespace: &str,
 ) -> Result<usize, Box<dyn std::error::Error>> {
-    let mut count = 0;
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(doc)?;
-        if value.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_yaml::from_value(value)?;
-        let types = obj.types.clone().ok_or("document without apiVersion/kind")?;
-        let (group, version) = match types.api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), types.api_version.clone()),
-        };
-        let gvk = GroupVersionKind::gvk(&group, &version, &types.kind);
-        let (resource, caps) = discovery.resolve_gvk(&gvk).ok_or_else(|| {
-            format!(
-                "{}/{} is not served by this API server",
-                types.api_version, types.kind
-            )
-        })?;
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        let name = obj
-            .metadata
-            .name
-            .clone()
-            .ok_or("document without metadata.name")?;
-        api.patch(
-            &name,
-            &PatchParams::apply(TEST_MANAGER).dry_run(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .map_err(|e| format!("{} {name}: {e}", types.kind))?;
-        count += 1;
+    let objects = chart::documents(yaml)?;
+    for obj in &objects {
+        chart::apply(client, discovery, obj, namespace, true).await?;
     }
-    Ok(count)
+    Ok(objects.len())
 }

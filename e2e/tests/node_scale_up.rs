@@ -15,6 +15,7 @@ use kube::Api;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
+use runnel_e2e::node_pods::create_statefulset;
 use runnel_e2e::process::NodePorts;
 use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
@@ -22,7 +23,6 @@ use runnel_e2e::process::grpc_addrs;
 use runnel_e2e::process::start_members;
 use runnel_e2e::replicas::NODE_STATEFULSET;
 use runnel_e2e::replicas::assert_shards_replicated;
-use runnel_e2e::replicas::create_node_statefulset;
 use runnel_e2e::replicas::wait_counts;
 use runnel_e2e::replicas::wait_statefulset_replicas;
 use runnel_e2e::streams::Env;
@@ -47,7 +47,7 @@ fn operator_grows_the_node_statefulset_and_fills_the_new_node() -> TestResult {
         let (env, others) = Env::with_members(&cluster, client.clone(), start_members(&ports[..3])?)?;
         let ns = create_namespace(&client, "e2e-grow").await?;
         let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        create_node_statefulset(&sts_api, 3).await?;
+        create_statefulset(&client, &ns, NODE_STATEFULSET, 3).await?;
 
         // The stream first, with an operator that does not scale nodes: 4 replicas per node.
         let mut placer = OperatorProcess::start(

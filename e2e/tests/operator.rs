@@ -8,17 +8,13 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::DeleteParams;
-use kube::api::Patch;
-use kube::api::PatchParams;
 use runnel_e2e::cluster::Cluster;
-use runnel_e2e::cluster::TEST_MANAGER;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::streams::Env;
 use runnel_e2e::streams::condition;
 use runnel_e2e::wait;
 use runnel_e2e::wait::CONVERGE;
-use runnel_operator::crd::DeliveryStream;
 use runnel_proto::v1 as pb;
 use serde_json::json;
 
@@ -93,16 +89,7 @@ impl Lifecycle for Env {
             obj.pointer("/status/streamStatus").and_then(|v| v.as_str()),
             Some("ACTIVE")
         );
-        let managers: Vec<String> = self
-            .streams(&ns)
-            .get(&name)
-            .await?
-            .metadata
-            .managed_fields
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| m.manager)
-            .collect();
+        let managers = self.field_managers(&ns, &name).await?;
         assert!(
             managers.iter().any(|m| m == "runnel-operator"),
             "field managers {managers:?}"
@@ -255,44 +242,17 @@ impl Lifecycle for Env {
 
         // DeliveryStream: stored in the catalog (Stored=True, Ready=False NoDeliveryEngine),
         // an edit replaces the spec there, deleting the resource deletes it from the catalog.
-        let ds_api: Api<DeliveryStream> = Api::namespaced(self.client.clone(), &ns);
         let ds_name = format!("to-s3-{ns}");
-        let apply_ds = |bucket: &str| {
+        let ds_spec = |bucket: &str| {
             json!({
-                "apiVersion": "runnel.dev/v1alpha1", "kind": "DeliveryStream",
-                "metadata": {"name": "to-s3"},
-                "spec": {
-                    "deliveryStreamName": ds_name,
-                    "source": {"streamName": kept},
-                    "destination": {"s3": {"bucket": bucket}},
-                },
+                "deliveryStreamName": ds_name,
+                "source": {"streamName": kept},
+                "destination": {"s3": {"bucket": bucket}},
             })
         };
-        let params = PatchParams::apply(TEST_MANAGER).force();
-        ds_api
-            .patch("to-s3", &params, &Patch::Apply(&apply_ds("archive")))
+        self.apply_delivery_stream(&ns, "to-s3", ds_spec("archive"))
             .await?;
-        let stored = |generation: i64| {
-            let ds_api = ds_api.clone();
-            async move {
-                let v = serde_json::to_value(ds_api.get("to-s3").await.map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                let observed = v["status"]["observedGeneration"].as_i64();
-                match (condition(&v, "Stored"), condition(&v, "Ready")) {
-                    (Some((s, r, _)), Some((rs, rr, _)))
-                        if s == "True"
-                            && r == "Stored"
-                            && rs == "False"
-                            && rr == "NoDeliveryEngine"
-                            && observed == Some(generation) =>
-                    {
-                        Ok(Some(v))
-                    }
-                    other => Err(format!("{other:?} observedGeneration {observed:?}")),
-                }
-            }
-        };
-        let v = wait::until("DeliveryStream Stored=True", CONVERGE, || stored(1)).await?;
+        let v = self.wait_delivery_stored(&ns, "to-s3", 1).await?;
         assert_eq!(v["status"]["deliveryStreamStatus"], "DECLARED");
         let d = self
             .describe_delivery_stream(&ds_name)
@@ -306,10 +266,9 @@ impl Lifecycle for Env {
         assert_eq!(spec["tags"]["runnel.dev/owner"], format!("{ns}/to-s3"));
 
         // An edit replaces the spec in the catalog.
-        ds_api
-            .patch("to-s3", &params, &Patch::Apply(&apply_ds("archive-2")))
+        self.apply_delivery_stream(&ns, "to-s3", ds_spec("archive-2"))
             .await?;
-        wait::until("DeliveryStream generation 2 Stored", CONVERGE, || stored(2)).await?;
+        self.wait_delivery_stored(&ns, "to-s3", 2).await?;
         let d = self
             .describe_delivery_stream(&ds_name)
             .await?
@@ -318,31 +277,10 @@ impl Lifecycle for Env {
         assert_eq!(spec["destination"]["s3"]["bucket"], "archive-2");
 
         // Deleting the resource deletes the delivery stream (finalizer).
-        ds_api.delete("to-s3", &DeleteParams::default()).await?;
-        wait::until(
-            "DeliveryStream gone from Kubernetes and the catalog",
-            CONVERGE,
-            || {
-                let ds_api = ds_api.clone();
-                let ds_name = ds_name.clone();
-                async move {
-                    let cr = ds_api.get_opt("to-s3").await.map_err(|e| e.to_string())?;
-                    let in_catalog = self
-                        .describe_delivery_stream(&ds_name)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    match (cr, in_catalog) {
-                        (None, None) => Ok(Some(())),
-                        (cr, d) => Err(format!(
-                            "resource finalizers {:?}, in the catalog: {}",
-                            cr.map(|c| c.metadata.finalizers),
-                            d.is_some()
-                        )),
-                    }
-                }
-            },
-        )
-        .await?;
+        self.delivery_streams(&ns)
+            .delete("to-s3", &DeleteParams::default())
+            .await?;
+        self.wait_delivery_gone(&ns, "to-s3", &ds_name).await?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use kube::Api;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
+use runnel_e2e::node_pods::create_statefulset;
 use runnel_e2e::process::NodePorts;
 use runnel_e2e::process::NodeProcess;
 use runnel_e2e::process::OperatorProcess;
@@ -23,7 +24,6 @@ use runnel_e2e::process::grpc_addrs;
 use runnel_e2e::process::start_members;
 use runnel_e2e::replicas::MOVES;
 use runnel_e2e::replicas::assert_shards_replicated;
-use runnel_e2e::replicas::create_node_statefulset;
 use runnel_e2e::replicas::wait_counts;
 use runnel_e2e::replicas::wait_statefulset_replicas;
 use runnel_e2e::streams::Env;
@@ -104,8 +104,8 @@ fn operator_places_replicas_and_scales_the_node_statefulset() -> TestResult {
         operator.kill()?;
 
         // Node scaling: the node StatefulSet (never run: no kubelet) says 4 pods.
+        create_statefulset(&client, &ns, "runnel-node", 4).await?;
         let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-        create_node_statefulset(&sts_api, 4).await?;
         let scaler = OperatorProcess::start(
             &env.kubeconfig,
             &all_nodes,

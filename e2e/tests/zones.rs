@@ -13,28 +13,30 @@
 //!
 //! The nodes place a new 4-shard stream without knowing zones (least-loaded: 3 replicas per
 //! node, so some shard has both zone-a nodes); the operator must move replicas until every
-//! shard has one replica in each of the three zones. Nothing waits on a fixed time: every check
-//! polls with a generous deadline.
+//! shard has one replica in each of the three zones, and the Stream's status must list each
+//! replica's zone beside it (`replicaZones`). Nothing waits on a fixed time: every check polls
+//! with a generous deadline.
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use kube::Client;
-use kube::api::DeleteParams;
-use kube::api::PostParams;
 use runnel_e2e::cluster::Cluster;
 use runnel_e2e::cluster::create_namespace;
 use runnel_e2e::cluster::install_crds;
 use runnel_e2e::cluster::random_suffix;
+use runnel_e2e::node_pods::LEGACY_ZONE_LABEL;
+use runnel_e2e::node_pods::Placed;
+use runnel_e2e::node_pods::ZONE_LABEL;
+use runnel_e2e::node_pods::create_hosts;
+use runnel_e2e::node_pods::create_pods;
+use runnel_e2e::node_pods::delete_hosts;
 use runnel_e2e::process::NodePorts;
 use runnel_e2e::process::OperatorProcess;
 use runnel_e2e::process::grpc_addrs;
 use runnel_e2e::process::start_members;
 use runnel_e2e::streams::Env;
+use runnel_e2e::streams::check_replica_zones;
 use runnel_e2e::wait;
 use serde_json::json;
 
@@ -44,8 +46,14 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const MOVES: Duration = Duration::from_secs(240);
 const SHARDS: usize = 4;
 const STATEFULSET: &str = "runnel-node";
-/// The capacity annotation's value on node 3's Kubernetes Node (512 MiB/s).
-const ANNOTATED_CAPACITY: &str = "512Mi";
+/// Runnel node id → its pod's Kubernetes Node's zone label and zone; node 3's Node carries the
+/// capacity annotation (512 MiB/s).
+const LAYOUT: [Placed<'static>; 4] = [
+    Placed::new(1, ZONE_LABEL, "zone-a"),
+    Placed::new(2, ZONE_LABEL, "zone-a"),
+    Placed::new(3, ZONE_LABEL, "zone-b").with_capacity("512Mi"),
+    Placed::new(4, LEGACY_ZONE_LABEL, "zone-c"),
+];
 
 #[test]
 fn operator_spreads_replicas_across_the_zones_of_the_pods_nodes() -> TestResult {
@@ -56,58 +64,19 @@ fn operator_spreads_replicas_across_the_zones_of_the_pods_nodes() -> TestResult 
     runtime.block_on(async {
         let client = cluster.client().await?;
         install_crds(&client).await?;
-        // Nodes are cluster-scoped: unique names, deleted afterwards even when the test fails
-        // (another cluster of $KUBECONFIG may have Nodes of its own).
+        // Nodes are cluster-scoped: unique names, deleted afterwards even when the test fails.
         let prefix = format!("runnel-e2e-{}", random_suffix());
         let result = run(&cluster, &client, &prefix).await;
-        let nodes: Api<Node> = Api::all(client.clone());
-        for i in 0..4 {
-            let _ = nodes
-                .delete(&format!("{prefix}-k{i}"), &DeleteParams::default())
-                .await;
-        }
+        delete_hosts(&client, &prefix, &LAYOUT).await;
         result
     })
 }
 
 async fn run(cluster: &Cluster, client: &Client, prefix: &str) -> TestResult {
     let ns = create_namespace(client, "e2e-zones").await?;
-    // Runnel node id → (its pod's Kubernetes Node, zone label, zone).
-    let zone_label = "topology.kubernetes.io/zone";
-    let legacy_label = "failure-domain.beta.kubernetes.io/zone";
-    let layout: [(u64, &str, &str); 4] = [
-        (1, zone_label, "zone-a"),
-        (2, zone_label, "zone-a"),
-        (3, zone_label, "zone-b"),
-        (4, legacy_label, "zone-c"),
-    ];
-    let k8s_nodes: Api<Node> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    for (id, label, zone) in layout {
-        let host = format!("{prefix}-k{}", id - 1);
-        let mut annotations = BTreeMap::new();
-        if id == 3 {
-            annotations.insert("runnel.dev/capacity-bytes-per-sec", ANNOTATED_CAPACITY);
-        }
-        let node: Node = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": host, "labels": {label: zone}, "annotations": annotations},
-        }))?;
-        k8s_nodes.create(&PostParams::default(), &node).await?;
-        // The StatefulSet's pod for this node, already bound to the Node. It never runs.
-        let pod: Pod = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": format!("{STATEFULSET}-{}", id - 1), "labels": {"app": STATEFULSET}},
-            "spec": {
-                "nodeName": host,
-                "containers": [{"name": "node", "image": "runnel:test"}]
-            }
-        }))?;
-        pods.create(&PostParams::default(), &pod).await?;
-    }
-    let zone_of: BTreeMap<u64, &str> = layout.iter().map(|(id, _, zone)| (*id, *zone)).collect();
+    create_hosts(client, prefix, &LAYOUT).await?;
+    create_pods(client, &ns, STATEFULSET, prefix, &LAYOUT).await?;
+    let zone_of = runnel_e2e::node_pods::zone_of(&LAYOUT);
 
     // Four cluster members from the start: the nodes place the stream over all four.
     let ports: Vec<NodePorts> = (0..4).map(|_| NodePorts::free()).collect::<Result<_, _>>()?;
@@ -203,6 +172,32 @@ async fn run(cluster: &Cluster, client: &Client, prefix: &str) -> TestResult {
             "zone-b and zone-c each have one node: {r:?}"
         );
     }
+
+    // The Stream's status lists each replica's zone beside it (once it has been reconciled
+    // after the last move: at most a resync later).
+    let obj = env
+        .wait_stream(
+            &ns,
+            &name,
+            "replica zones in the Stream status",
+            MOVES,
+            |obj, _| {
+                check_replica_zones(obj, zone_of)?;
+                let shards = runnel_e2e::streams::open_shard_zones(obj);
+                let spread = shards.len() == SHARDS
+                    && shards
+                        .values()
+                        .all(|(_, zones)| zones.iter().collect::<BTreeSet<_>>().len() == 3);
+                spread
+                    .then_some(())
+                    .ok_or_else(|| format!("not spread yet: {shards:?}"))
+            },
+        )
+        .await?;
+    println!(
+        "status: {}",
+        serde_json::to_string(&obj["status"]["shards"]).unwrap_or_default()
+    );
 
     // The nodes' own placement keeps 3 replicas per node; zone spread needs 4 on nodes 3 and 4,
     // so the operator moved at least two replicas, and said so on the Stream.

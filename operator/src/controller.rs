@@ -31,9 +31,11 @@ use kube::runtime::finalizer;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::watcher;
 use runnel_proto::v1 as pb;
+use tokio::sync::watch;
 
 use crate::catalog_client::CatalogClient;
 use crate::catalog_client::CatalogError;
+use crate::cluster::topology::NodeZones;
 use crate::consumers;
 use crate::consumers::ConsumerChange;
 use crate::crd::AutoscalingStatus;
@@ -74,6 +76,7 @@ use crate::status::changed;
 use crate::status::find;
 use crate::status::reason;
 use crate::status::stream_status;
+use crate::status::zones_shown;
 use crate::validation::validate_delivery_stream;
 use crate::validation::validate_stream;
 
@@ -125,6 +128,8 @@ pub struct Context {
     pub load: Arc<Mutex<LoadTracker>>,
     /// How often the sampler scrapes: autoscaled streams are looked at as often.
     pub sample_interval: Duration,
+    /// The nodes' zones as the cluster reconciler last read them (`None`: not read yet).
+    zones: watch::Receiver<Option<NodeZones>>,
     failures: Mutex<HashMap<String, u32>>,
     /// When this process last changed each stream's layout (unix seconds), in case the status
     /// write recording it failed.
@@ -144,6 +149,7 @@ impl Context {
             metrics,
             load: Arc::new(Mutex::new(LoadTracker::new(DEFAULT_LOAD_HISTORY))),
             sample_interval: DEFAULT_SAMPLE_INTERVAL,
+            zones: watch::channel(None).1,
             failures: Mutex::new(HashMap::new()),
             last_scaling: Mutex::new(HashMap::new()),
         }
@@ -154,6 +160,21 @@ impl Context {
         self.load = load;
         self.sample_interval = interval;
         self
+    }
+
+    /// Shows the zones the cluster reconciler publishes in the Streams' status; every Stream is
+    /// reconciled again when they change.
+    pub fn with_zones(mut self, zones: watch::Receiver<Option<NodeZones>>) -> Context {
+        self.zones = zones;
+        self
+    }
+
+    /// The nodes' zones; until they are read, those the previous status showed.
+    fn zones(&self, previous: Option<&StreamStatus>) -> NodeZones {
+        match &*self.zones.borrow() {
+            Some(zones) => zones.clone(),
+            None => previous.map(zones_shown).unwrap_or_default(),
+        }
     }
 
     fn scaled(&self, stream: &str, at: Seconds) {
@@ -267,7 +288,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         ),
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
     };
+    let zones_changed = futures::stream::unfold(ctx.zones.clone(), |mut zones| async move {
+        zones.changed().await.ok().map(|()| ((), zones))
+    });
     let streams = Controller::new(streams, watcher::Config::default().any_semantic())
+        .reconcile_all_on(zones_changed)
         .shutdown_on_signal()
         .run(reconcile_stream, stream_error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -467,6 +492,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
     let consumers_settled = consumers::settled(&stream.spec.consumers, &consumers);
 
     let measured = measured(ctx, &desired.name, &observed);
+    let zones = ctx.zones(previous);
     let mut status = stream_status(
         generation,
         previous,
@@ -476,6 +502,7 @@ async fn apply_stream(stream: Arc<Stream>, api: &Api<Stream>, ctx: &Context) -> 
             scaling: &scaling,
             measured: &measured,
             activity: &activity,
+            zones: &zones,
         },
         &now(),
     );

@@ -221,7 +221,8 @@ async fn main() -> anyhow::Result<()> {
     );
     let ctx = Arc::new(
         Context::new(client.clone(), catalog, metrics.clone(), identity.clone())
-            .with_load(load, sample_interval),
+            .with_load(load, sample_interval)
+            .with_zones(cluster.zones()),
     );
     metrics.set_ready(true);
 

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use std::collections::BTreeMap;
 
+use crate::cluster::topology::NodeZones;
 use crate::crd::AutoscalingStatus;
 use crate::crd::ConditionType;
 use crate::crd::ObservedRates;
@@ -63,13 +64,14 @@ pub enum Observation<'a> {
     /// A stream of that name exists in the catalog and is not this resource's.
     Conflict { name: &'a str, owner: Option<&'a str> },
     /// The stream as the catalog describes it, what of the spec cannot be applied, where
-    /// scaling stands, the measured load and the operator's scaling activity.
+    /// scaling stands, the measured load, the operator's scaling activity and the nodes' zones.
     Observed {
         stream: &'a ObservedStream,
         drift: &'a [Drift],
         scaling: &'a ScalingState,
         measured: &'a Measured,
         activity: &'a Activity,
+        zones: &'a NodeZones,
     },
 }
 
@@ -90,8 +92,9 @@ pub fn stream_status(
             stream,
             measured,
             activity,
+            zones,
             ..
-        } => observed_fields(stream, measured, activity),
+        } => observed_fields(stream, measured, activity, zones),
         Observation::Conflict { .. } => StreamStatus::default(),
         Observation::InvalidSpec(_) | Observation::CatalogUnavailable(_) => {
             let mut kept = previous.cloned().unwrap_or_default();
@@ -174,7 +177,12 @@ pub fn stream_status(
     status
 }
 
-fn observed_fields(stream: &ObservedStream, measured: &Measured, activity: &Activity) -> StreamStatus {
+fn observed_fields(
+    stream: &ObservedStream,
+    measured: &Measured,
+    activity: &Activity,
+    zones: &NodeZones,
+) -> StreamStatus {
     StreamStatus {
         stream_arn: (!stream.arn.is_empty()).then(|| stream.arn.clone()),
         stream_status: stream.status,
@@ -189,6 +197,7 @@ fn observed_fields(stream: &ObservedStream, measured: &Measured, activity: &Acti
                     ending_hash_key: s.ending_hash_key.clone(),
                     closed: s.closed,
                     replicas: s.replicas.iter().map(u64::to_string).collect(),
+                    replica_zones: replica_zones(&s.replicas, zones),
                     leader: s.leader.map(|l| l.to_string()),
                     incoming_bytes_per_second: rates.map(|r| r.write_bytes.round()),
                     incoming_records_per_second: rates.map(|r| r.write_records.round()),
@@ -201,6 +210,31 @@ fn observed_fields(stream: &ObservedStream, measured: &Measured, activity: &Acti
         last_scaling_time: activity.last_scaling_time.clone(),
         ..StreamStatus::default()
     }
+}
+
+/// The zone of each replica, in their order (`""` where unknown); nothing when none is known,
+/// so a cluster without zone labels shows no zones at all.
+fn replica_zones(replicas: &[u64], zones: &NodeZones) -> Vec<String> {
+    if !replicas.iter().any(|id| zones.contains_key(id)) {
+        return Vec::new();
+    }
+    replicas
+        .iter()
+        .map(|id| zones.get(id).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The node zones a status shows (each replica's node id with its zone): what the reconciler
+/// uses while the nodes' zones have not been read yet, so a restarted operator does not drop
+/// them from the status meanwhile.
+pub fn zones_shown(status: &StreamStatus) -> NodeZones {
+    status
+        .shards
+        .iter()
+        .flat_map(|s| s.replicas.iter().zip(&s.replica_zones))
+        .filter(|(_, zone)| !zone.is_empty())
+        .filter_map(|(id, zone)| Some((id.parse().ok()?, zone.clone())))
+        .collect()
 }
 
 /// Open shards and the closed shards they came from (their parents), in catalog order. Older
@@ -367,8 +401,11 @@ mod tests {
             scaling: &ScalingState::Stable,
             measured: &NO_MEASUREMENT,
             activity: &NO_ACTIVITY,
+            zones: &NO_ZONES,
         }
     }
+
+    static NO_ZONES: NodeZones = BTreeMap::new();
 
     static NO_MEASUREMENT: Measured = Measured {
         shard_rates: BTreeMap::new(),
@@ -493,6 +530,7 @@ mod tests {
                 scaling: &scaling,
                 measured: &Measured::default(),
                 activity: &Activity::default(),
+                zones: &NO_ZONES,
             },
             &at(10),
         );
@@ -519,6 +557,7 @@ mod tests {
                 scaling: &blocked,
                 measured: &Measured::default(),
                 activity: &Activity::default(),
+                zones: &NO_ZONES,
             },
             &at(20),
         );
@@ -583,6 +622,7 @@ mod tests {
                 scaling: &ScalingState::InProgress("UPDATING".into()),
                 measured: &measured,
                 activity: &activity,
+                zones: &NO_ZONES,
             },
             &at(10),
         );
@@ -608,6 +648,58 @@ mod tests {
         assert_eq!(s.observed_rates, measured.stream_rates);
         assert_eq!(s.last_scaling_time, Some(at(5)));
         assert_eq!(s.autoscaling, activity.autoscaling);
+    }
+
+    #[test]
+    fn replicas_are_listed_with_their_zones() {
+        let zones: NodeZones = [(1, "zone-a"), (2, "zone-a"), (3, "zone-b")]
+            .into_iter()
+            .map(|(id, z)| (id, z.to_string()))
+            .collect();
+        let status = |o: &ObservedStream| {
+            stream_status(
+                Some(1),
+                None,
+                Observation::Observed {
+                    stream: o,
+                    drift: &[],
+                    scaling: &ScalingState::Stable,
+                    measured: &Measured::default(),
+                    activity: &Activity::default(),
+                    zones: &zones,
+                },
+                &at(10),
+            )
+        };
+        let mut o = active(2);
+        o.shards[0].replicas = vec![1, 2, 3];
+        o.shards[1].replicas = vec![4, 5];
+        let s = status(&o);
+        assert_eq!(s.shards[0].replicas, ["1", "2", "3"]);
+        assert_eq!(s.shards[0].replica_zones, ["zone-a", "zone-a", "zone-b"]);
+        assert!(
+            s.shards[1].replica_zones.is_empty(),
+            "no replica with a known zone: no zones listed"
+        );
+
+        // A node whose zone is unknown is listed as "", keeping the lists parallel.
+        o.shards[1].replicas = vec![4, 3];
+        let s = status(&o);
+        assert_eq!(s.shards[1].replica_zones, ["", "zone-b"]);
+        let json = serde_json::to_value(&s.shards[0]).unwrap();
+        assert_eq!(
+            json["replicaZones"],
+            serde_json::json!(["zone-a", "zone-a", "zone-b"])
+        );
+
+        // Read back from that status: the zones of the nodes it names, unknown ones left out.
+        assert_eq!(
+            zones_shown(&s),
+            zones,
+            "nodes 1-3 with their zones, node 4 without one"
+        );
+        let zoneless = stream_status(Some(1), None, observed(&o), &at(10));
+        assert_eq!(zones_shown(&zoneless), NodeZones::new());
     }
 
     #[test]

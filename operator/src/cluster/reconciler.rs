@@ -3,7 +3,8 @@
 //! Nodes (zones, capacity annotations; see [`Topology`]) → [`placement::plan`] → MoveReplica
 //! calls (bounded, one per shard at a time); then, when node scaling is on, the next step of
 //! sizing the node StatefulSet. Decisions are logged; metrics count them; Events go to the
-//! `Stream` whose shard moved and to the StatefulSet.
+//! `Stream` whose shard moved and to the StatefulSet. The zones read each round are published
+//! to the Stream controller ([`ClusterReconciler::zones`]) for the status.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use kube::runtime::events::Event;
 use kube::runtime::events::EventType;
 use kube::runtime::events::Recorder;
 use kube::runtime::events::Reporter;
+use tokio::sync::watch;
 
 use super::moves::MovesInFlight;
 use super::moves::ReplicaMove;
@@ -33,6 +35,7 @@ use super::node_scaling::NodeScalingInput;
 use super::node_scaling::NodeStep;
 use super::node_scaling::REMOVING_ANNOTATION;
 use super::node_scaling::next_step;
+use super::topology::NodeZones;
 use super::topology::Topology;
 use super::topology::pod_name;
 use super::view::ClusterView;
@@ -97,6 +100,8 @@ pub struct ClusterReconciler {
     cfg: ClusterConfig,
     in_flight: MovesInFlight,
     last_node_action: Option<Seconds>,
+    /// The members' zones as last read; `None` before the first round read them.
+    zones: watch::Sender<Option<NodeZones>>,
 }
 
 impl ClusterReconciler {
@@ -121,7 +126,13 @@ impl ClusterReconciler {
             cfg,
             in_flight: MovesInFlight::default(),
             last_node_action: None,
+            zones: watch::Sender::new(None),
         }
+    }
+
+    /// The members' zones, updated whenever a round reads different ones.
+    pub fn zones(&self) -> watch::Receiver<Option<NodeZones>> {
+        self.zones.subscribe()
     }
 
     /// Runs a round every interval, for as long as the future is polled (while leading).
@@ -204,8 +215,18 @@ impl ClusterReconciler {
         topology
     }
 
-    /// `runnel_operator_node_capacity_bytes_per_second{node,zone}` for the current members.
+    /// `runnel_operator_node_capacity_bytes_per_second{node,zone}` for the current members, and
+    /// their zones for the Stream controller (only when they changed, so that it re-reads every
+    /// Stream's status just then).
     fn record_topology(&self, ids: &[u64], topology: &Topology) {
+        let zones = Some(topology.zones());
+        self.zones.send_if_modified(|known| {
+            let changed = *known != zones;
+            if changed {
+                *known = zones;
+            }
+            changed
+        });
         let gauge = &self.metrics.node_capacity;
         gauge.reset();
         for id in ids {

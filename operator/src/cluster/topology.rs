@@ -23,6 +23,10 @@ pub fn pod_name(statefulset: &str, node_id: u64) -> Option<String> {
     super::ordinal(node_id).map(|o| format!("{statefulset}-{o}"))
 }
 
+/// The zone of each Runnel node whose zone is known, by node id: what the Stream status shows
+/// beside each replica.
+pub type NodeZones = BTreeMap<u64, String>;
+
 /// What is known about one Runnel node's placement.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeTopology {
@@ -102,6 +106,14 @@ impl Topology {
 
     pub fn zone(&self, node_id: u64) -> Option<&str> {
         self.nodes.get(&node_id)?.zone.as_deref()
+    }
+
+    /// The nodes with a known zone.
+    pub fn zones(&self) -> NodeZones {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| Some((*id, n.zone.clone()?)))
+            .collect()
     }
 
     pub fn capacity(&self, node_id: u64) -> f64 {
@@ -205,6 +217,9 @@ pub(crate) mod tests {
         }
         assert!(t.problems.is_empty(), "{:?}", t.problems);
         assert_eq!(Topology::hosts(&pods), ["k1", "k2", "k3"]);
+        let zones = t.zones();
+        let zones: Vec<(u64, &str)> = zones.iter().map(|(id, z)| (*id, z.as_str())).collect();
+        assert_eq!(zones, [(1, "a"), (2, "b")], "only the nodes with a zone");
     }
 
     #[test]

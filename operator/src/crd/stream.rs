@@ -279,6 +279,11 @@ pub struct ShardStatus {
     /// Node ids holding a replica.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
+    /// The zone of each replica, in the order of `replicas` (`""` where unknown): the
+    /// `topology.kubernetes.io/zone` label of the Kubernetes Node its node pod runs on. Absent
+    /// when no replica's zone is known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_zones: Vec<String>,
     /// Node id of the current Raft leader, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
