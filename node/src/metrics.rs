@@ -42,6 +42,12 @@ pub struct StreamMetrics {
     pub iterator_age_ms: IntGaugeVec,
     pub subscribe_iterator_age_ms: IntGaugeVec,
     pub open_shards: IntGaugeVec,
+    /// Per shard written through this node in the last stats window: the bytes of its hottest
+    /// hash key (a lower bound; labels `stream`, `shard`, `hash_key`, one series per shard)
+    /// and of all its writes (`shard_window_bytes`). The operator adds them up over the nodes
+    /// to split a shard next to a hot key.
+    pub shard_hot_key_bytes: IntGaugeVec,
+    pub shard_window_bytes: IntGaugeVec,
     /// Records refused by per-shard write throttling (PutRecord and PutRecords).
     pub write_throughput_exceeded: IntCounterVec,
     /// GetRecords calls refused by per-shard read throttling.
@@ -202,6 +208,18 @@ impl Metrics {
                 &["stream"],
             )?,
             open_shards: gauge(&r, "stream_open_shards", "OpenShardCount", &["stream"])?,
+            shard_hot_key_bytes: gauge(
+                &r,
+                "shard_hot_key_bytes",
+                "Bytes of the hottest hash key of the shard written through this node in the last stats window (a lower bound)",
+                &["stream", "shard", "hash_key"],
+            )?,
+            shard_window_bytes: gauge(
+                &r,
+                "shard_window_bytes",
+                "Bytes written to the shard through this node in the last stats window",
+                &["stream", "shard"],
+            )?,
             write_throughput_exceeded: counter(
                 &r,
                 "write_provisioned_throughput_exceeded_total",

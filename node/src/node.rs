@@ -264,6 +264,7 @@ impl Node {
             host.clone(),
             catalog.view.clone(),
             m,
+            service.hot_keys(),
             config.stats_every,
         )));
         tasks.push(tokio::spawn(crate::retention::run(

@@ -4,23 +4,76 @@ use openraft::async_runtime::WatchReceiver;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::capacity::hot_keys::HotKeyWindows;
+use crate::capacity::hot_keys::HottestKey;
 use crate::capacity::usage::shard_hours_between;
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::model::ShardId;
 use crate::raft::catalog_sm::CatalogView;
 use crate::shard::ShardHost;
 
-pub async fn refresh_loop(host: Arc<ShardHost>, view: CatalogView, metrics: Metrics, every: Duration) {
+pub async fn refresh_loop(
+    host: Arc<ShardHost>,
+    view: CatalogView,
+    metrics: Metrics,
+    hot_keys: Arc<Mutex<HotKeyWindows>>,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     let mut last_ms = clock::now_ms();
+    let mut exported = HashMap::new();
     loop {
         tick.tick().await;
         let now_ms = clock::now_ms();
         refresh(&host, &view, &metrics, last_ms, now_ms);
+        let rolled = match hot_keys.lock() {
+            Ok(mut w) => w.roll(),
+            Err(_) => Vec::new(),
+        };
+        export_hot_keys(&metrics, rolled, &mut exported);
         last_ms = now_ms;
     }
+}
+
+/// Sets the hot-key gauges of the window that ended; removes the series of shards without
+/// writes in it and of keys no longer the hottest. `exported`: (stream, shard) → hash key of
+/// the series set last time.
+fn export_hot_keys(
+    metrics: &Metrics,
+    rolled: Vec<(String, u32, HottestKey)>,
+    exported: &mut HashMap<(String, String), String>,
+) {
+    let m = &metrics.streams;
+    let mut now: HashMap<(String, String), String> = HashMap::new();
+    for (stream, shard, hot) in rolled {
+        let shard = ShardId(shard).to_string();
+        let key = hot.hash_key.to_string();
+        m.shard_hot_key_bytes
+            .with_label_values(&[stream.as_str(), shard.as_str(), key.as_str()])
+            .set(i64::try_from(hot.bytes).unwrap_or(i64::MAX));
+        m.shard_window_bytes
+            .with_label_values(&[stream.as_str(), shard.as_str()])
+            .set(i64::try_from(hot.window_bytes).unwrap_or(i64::MAX));
+        now.insert((stream, shard), key);
+    }
+    for ((stream, shard), key) in exported.drain() {
+        let current = now.get(&(stream.clone(), shard.clone()));
+        if current != Some(&key) {
+            let _ =
+                m.shard_hot_key_bytes
+                    .remove_label_values(&[stream.as_str(), shard.as_str(), key.as_str()]);
+        }
+        if current.is_none() {
+            let _ = m
+                .shard_window_bytes
+                .remove_label_values(&[stream.as_str(), shard.as_str()]);
+        }
+    }
+    *exported = now;
 }
 
 /// Refreshes the gauges. Each open shard this node leads accrues its shard-hours between

@@ -344,3 +344,56 @@ async fn usage_metrics_count_bytes_payload_units_and_shard_hours() {
         "{hours} shard-hours, at most {bound}"
     );
 }
+
+#[tokio::test]
+async fn the_hottest_hash_key_of_a_shard_is_reported_per_window() {
+    let node = Node::start_with(&["--throttling", "off", "--stats-refresh-ms", "200"]).await;
+    let c = client(&node);
+    create(&c, "hot", Some(1)).await;
+    let hot = runnel_node::model::hash_key::partition_key_hash("customer-42");
+    let series = format!(
+        "runnel_shard_hot_key_bytes{{hash_key=\"{hot}\",shard=\"shardId-000000000000\",stream=\"hot\"}} "
+    );
+    // Keep writing (3 of 4 records to one key) until a window that ended shows it: each window
+    // reports only the writes made in it.
+    let mut seen = None;
+    for round in 0..300 {
+        let entries: Vec<_> = (0..8)
+            .map(|i| {
+                let key = if i % 4 == 3 {
+                    format!("other-{round}-{i}")
+                } else {
+                    "customer-42".to_string()
+                };
+                PutRecordsRequestEntry::builder()
+                    .partition_key(key)
+                    .data(Blob::new(vec![1u8; 100]))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        c.put_records()
+            .stream_name("hot")
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        let page = node.metrics().await;
+        let value = |prefix: &str| {
+            page.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        };
+        let window = "runnel_shard_window_bytes{shard=\"shardId-000000000000\",stream=\"hot\"} ";
+        if let (Some(key_bytes), Some(total)) = (value(&series), value(window)) {
+            seen = Some((key_bytes, total));
+            break;
+        }
+    }
+    let (key_bytes, total) = seen.expect("the hot key never showed");
+    // At least half of the window's bytes (3/4 in truth, counted as a lower bound).
+    assert!(
+        key_bytes * 2.0 >= total && key_bytes <= total,
+        "{key_bytes} of {total}"
+    );
+}

@@ -10,6 +10,7 @@ use crate::node_metrics::Counters;
 use crate::node_metrics::SeriesKey;
 use crate::observed::ObservedShard;
 use crate::policy::Seconds;
+use crate::policy::autoscaling::HotKey;
 use crate::policy::autoscaling::ShardLoad;
 use crate::policy::capacity::LoadSample;
 use crate::policy::hash_range::HashRange;
@@ -43,6 +44,8 @@ pub struct LoadTracker {
     rates: BTreeMap<SeriesKey, VecDeque<(u64, Rates)>>,
     /// When each (stream, shard) was first asked about: the start of its usable history.
     first_seen: BTreeMap<(String, String), Seconds>,
+    /// Each shard's hot hash key in the nodes' latest windows.
+    hot_keys: BTreeMap<SeriesKey, HotKey>,
 }
 
 impl LoadTracker {
@@ -55,7 +58,13 @@ impl LoadTracker {
             last: BTreeMap::new(),
             rates: BTreeMap::new(),
             first_seen: BTreeMap::new(),
+            hot_keys: BTreeMap::new(),
         }
+    }
+
+    /// Replaces the shards' hot keys with those of the latest scrape.
+    pub fn set_hot_keys(&mut self, hot_keys: BTreeMap<SeriesKey, HotKey>) {
+        self.hot_keys = hot_keys;
     }
 
     /// Seconds of history kept.
@@ -176,12 +185,13 @@ impl LoadTracker {
                     }
                 })
                 .collect();
+            let hot_key = self.hot_keys.get(&key).copied();
             loads.push(ShardLoad {
                 shard_id: shard.shard_id.clone(),
                 range,
                 created_at,
                 samples,
-                hot_key: None,
+                hot_key,
             });
         }
         loads
@@ -350,6 +360,25 @@ mod tests {
         );
         let rates = t.stream_rates("a").unwrap_or_default();
         assert_eq!(rates.outgoing_bytes_per_second, 5000.0);
+    }
+
+    #[test]
+    fn shard_loads_carry_the_latest_hot_key() {
+        let mut t = LoadTracker::new(600);
+        let key = SeriesKey {
+            stream: "a".into(),
+            shard: Some(S0.into()),
+        };
+        let hot = HotKey {
+            hash_key: 42,
+            share: 0.8,
+        };
+        t.set_hot_keys([(key, hot)].into_iter().collect());
+        let loads = t.shard_loads("a", &[shard(S0, 0, 100), shard(S1, 101, 200)], 0);
+        assert_eq!(loads[0].hot_key, Some(hot));
+        assert_eq!(loads[1].hot_key, None);
+        t.set_hot_keys(BTreeMap::new());
+        assert_eq!(t.shard_loads("a", &[shard(S0, 0, 100)], 0)[0].hot_key, None);
     }
 
     #[test]

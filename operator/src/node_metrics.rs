@@ -14,6 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::load::LoadTracker;
+use crate::policy::autoscaling::HotKey;
 
 /// Bytes of accepted records per shard (labels `stream`, `shard`).
 pub const SHARD_BYTES: &str = "runnel_shard_incoming_bytes_total";
@@ -22,6 +23,10 @@ pub const SHARD_RECORDS: &str = "runnel_shard_incoming_records_total";
 /// Bytes GetRecords returned per shard (labels `stream`, `shard`): the reads that share a
 /// shard's read limit.
 pub const SHARD_BYTES_OUT: &str = "runnel_shard_outgoing_bytes_total";
+/// The bytes of a shard's hottest hash key written through the node in its last window (labels
+/// `stream`, `shard`, `hash_key`), and of all the shard's writes in it.
+pub const SHARD_HOT_KEY_BYTES: &str = "runnel_shard_hot_key_bytes";
+pub const SHARD_WINDOW_BYTES: &str = "runnel_shard_window_bytes";
 /// Bytes delivered to readers per stream (label `stream`).
 pub const STREAM_BYTES_OUT: &str = "runnel_usage_bytes_out_total";
 
@@ -112,6 +117,75 @@ pub fn parse(text: &str) -> BTreeMap<SeriesKey, Counters> {
         out.entry(SeriesKey { stream, shard }).or_default().add(&counters);
     }
     out
+}
+
+/// One node's report of a shard's last window: its hottest hash key and bytes, and the
+/// window's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NodeHotKey {
+    pub hash_key: u128,
+    pub bytes: f64,
+    pub window_bytes: f64,
+}
+
+/// The hot-key gauges of one node's `/metrics` text, per shard.
+pub fn parse_hot_keys(text: &str) -> BTreeMap<SeriesKey, NodeHotKey> {
+    let mut out: BTreeMap<SeriesKey, NodeHotKey> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, labels, value)) = sample(line) else {
+            continue;
+        };
+        if name != SHARD_HOT_KEY_BYTES && name != SHARD_WINDOW_BYTES {
+            continue;
+        }
+        let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+        let (Some(stream), Some(shard)) = (label("stream"), label("shard")) else {
+            continue;
+        };
+        let entry = out.entry(SeriesKey {
+            stream,
+            shard: Some(shard),
+        });
+        if name == SHARD_WINDOW_BYTES {
+            entry.or_default().window_bytes = value;
+        } else if let Some(key) = label("hash_key").and_then(|k| k.parse::<u128>().ok()) {
+            let e = entry.or_default();
+            e.hash_key = key;
+            e.bytes = value;
+        }
+    }
+    out.retain(|_, h| h.window_bytes > 0.0 && h.bytes > 0.0);
+    out
+}
+
+/// The hot key of each shard over all nodes: the key with the most bytes summed over the
+/// nodes that report it, as a share of the shard's bytes on every node that wrote to it.
+pub fn combine_hot_keys(nodes: &[BTreeMap<SeriesKey, NodeHotKey>]) -> BTreeMap<SeriesKey, HotKey> {
+    let mut per_shard: BTreeMap<&SeriesKey, (f64, BTreeMap<u128, f64>)> = BTreeMap::new();
+    for node in nodes {
+        for (shard, h) in node {
+            let e = per_shard.entry(shard).or_default();
+            e.0 += h.window_bytes;
+            *e.1.entry(h.hash_key).or_default() += h.bytes;
+        }
+    }
+    per_shard
+        .into_iter()
+        .filter_map(|(shard, (total, keys))| {
+            let (key, bytes) = keys
+                .into_iter()
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+            (total > 0.0).then(|| {
+                (
+                    shard.clone(),
+                    HotKey {
+                        hash_key: key,
+                        share: (bytes / total).clamp(0.0, 1.0),
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 /// Label names and values of one sample.
@@ -232,11 +306,13 @@ pub async fn sample_forever(targets: MetricsTargets, tracker: Arc<Mutex<LoadTrac
         }
         let results = futures::future::join_all(addrs.iter().map(|a| scrape(a, timeout))).await;
         let mut nodes = BTreeMap::new();
+        let mut hot_keys = Vec::new();
         let mut failed = None;
         for (addr, result) in addrs.into_iter().zip(results) {
             match result {
                 Ok(text) => {
                     nodes.insert(addr, parse(&text));
+                    hot_keys.push(parse_hot_keys(&text));
                 }
                 Err(e) => failed = Some(e),
             }
@@ -251,6 +327,7 @@ pub async fn sample_forever(targets: MetricsTargets, tracker: Arc<Mutex<LoadTrac
             .unwrap_or_default();
         if let Ok(mut tracker) = tracker.lock() {
             tracker.record(at_ms, nodes);
+            tracker.set_hot_keys(combine_hot_keys(&hot_keys));
         }
     }
 }
@@ -271,6 +348,40 @@ runnel_shard_incoming_bytes_total{stream="odd \"name\""} 1
 garbage line
 runnel_shard_incoming_records_total{shard="shardId-000000000002",stream="a.b-c_d"} NaN
 "#;
+
+    #[test]
+    fn hot_keys_are_parsed_per_shard_and_combined_over_nodes() {
+        let node_a = r#"runnel_shard_hot_key_bytes{hash_key="77",shard="shardId-000000000000",stream="orders"} 600
+runnel_shard_window_bytes{shard="shardId-000000000000",stream="orders"} 1000
+runnel_shard_hot_key_bytes{hash_key="5",shard="shardId-000000000001",stream="orders"} 10
+runnel_shard_window_bytes{shard="shardId-000000000001",stream="orders"} 100
+runnel_shard_hot_key_bytes{hash_key="not a number",shard="shardId-000000000002",stream="orders"} 1
+runnel_shard_window_bytes{shard="shardId-000000000002",stream="orders"} 1
+"#;
+        // Another node saw the same hot key on shard 0, and a different one on shard 1.
+        let node_b = r#"runnel_shard_hot_key_bytes{hash_key="77",shard="shardId-000000000000",stream="orders"} 300
+runnel_shard_window_bytes{shard="shardId-000000000000",stream="orders"} 1000
+runnel_shard_hot_key_bytes{hash_key="6",shard="shardId-000000000001",stream="orders"} 90
+runnel_shard_window_bytes{shard="shardId-000000000001",stream="orders"} 100
+"#;
+        let a = parse_hot_keys(node_a);
+        assert_eq!(
+            a.get(&key("orders", Some("shardId-000000000000"))),
+            Some(&NodeHotKey {
+                hash_key: 77,
+                bytes: 600.0,
+                window_bytes: 1000.0
+            })
+        );
+        // A key that is no hash key leaves the shard without a hot key.
+        assert_eq!(a.len(), 2, "{a:?}");
+        let combined = combine_hot_keys(&[a, parse_hot_keys(node_b)]);
+        let s0 = combined[&key("orders", Some("shardId-000000000000"))];
+        assert_eq!((s0.hash_key, s0.share), (77, 0.45));
+        let s1 = combined[&key("orders", Some("shardId-000000000001"))];
+        assert_eq!((s1.hash_key, s1.share), (6, 0.45));
+        assert!(combine_hot_keys(&[]).is_empty());
+    }
 
     fn key(stream: &str, shard: Option<&str>) -> SeriesKey {
         SeriesKey {

@@ -17,6 +17,7 @@
 
 pub mod api_limits;
 pub mod cold_shards;
+pub mod hot_keys;
 pub mod hot_shards;
 pub mod on_demand;
 pub mod shard_admission;

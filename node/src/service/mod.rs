@@ -62,6 +62,7 @@ pub use tags::ListTagsOutput;
 use crate::capacity::api_limits::ApiLimiter;
 use crate::capacity::api_limits::ApiLimits;
 use crate::capacity::cold_shards::MergePolicy;
+use crate::capacity::hot_keys::HotKeyWindows;
 use crate::capacity::hot_shards::SplitPolicy;
 use crate::capacity::throughput::ShardLimits;
 use crate::capacity::throughput::Throttling;
@@ -154,6 +155,8 @@ struct Inner {
     api_limiter: ApiLimiter,
     /// Enhanced fan-out subscriptions served by this node.
     subscriptions: subscriptions::Subscriptions,
+    /// The hottest hash key of each shard written through this node, per stats window.
+    hot_keys: Arc<std::sync::Mutex<HotKeyWindows>>,
 }
 
 /// Cheap to clone; every protocol front end holds one.
@@ -175,6 +178,7 @@ impl StreamService {
             inner: Arc::new(Inner {
                 api_limiter,
                 subscriptions: subscriptions::Subscriptions::default(),
+                hot_keys: Arc::default(),
                 config,
                 catalog,
                 view,
@@ -186,6 +190,11 @@ impl StreamService {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The per-shard hot-key windows of the writes this node took (rolled by the stats loop).
+    pub fn hot_keys(&self) -> Arc<std::sync::Mutex<HotKeyWindows>> {
+        self.inner.hot_keys.clone()
     }
 
     pub fn config(&self) -> &ServiceConfig {

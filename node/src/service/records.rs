@@ -343,6 +343,7 @@ impl StreamService {
                             });
                         }
                     }
+                    self.observe_keys(&stream.name, shard, entries.iter().take(count).map(|(_, r)| r));
                     let refused = entries.get(count..).unwrap_or_default();
                     throttled += self.fail_throttled(&stream.name, shard, refused, results);
                 }
