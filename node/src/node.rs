@@ -181,9 +181,17 @@ impl Node {
         );
         let host = Arc::new(ShardHost::new(env, config.data_dir.join("shards"), directory));
         // The per-shard budgets of the shards this node leads, applied to every node's requests.
+        // A new leader's grace before granting subscription leases it has not seen renewed:
+        // standalone, every holder ended with the process that granted its lease.
+        let lease_grace = if cluster {
+            crate::capacity::subscription_leases::LEADER_GRACE
+        } else {
+            std::time::Duration::ZERO
+        };
         let admission = Arc::new(ShardAdmission::new(
             config.service.shard_limits,
             config.service.api_limits.clone(),
+            lease_grace,
         ));
         let view = catalog.view.clone();
         let stream_keys: StreamKeys = Arc::new(move |name: &str| {

@@ -8,6 +8,7 @@
 //! I/O.
 
 use std::sync::Mutex;
+use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use super::subscription_leases::Holder;
 use super::subscription_leases::LeaseAnswer;
 use super::subscription_leases::LeaseKey;
 use super::subscription_leases::LeaseOp;
+use super::subscription_leases::StaleTerm;
 use super::subscription_leases::SubscriptionLeases;
 use super::throughput::ShardLimits;
 use super::throughput::ShardThrottle;
@@ -62,11 +64,14 @@ pub struct ShardAdmission {
 }
 
 impl ShardAdmission {
-    pub fn new(shard_limits: ShardLimits, api_limits: ApiLimits) -> ShardAdmission {
+    /// `lease_grace`: how long a new leader grants no subscription lease that no live holder
+    /// renewed ([`LEADER_GRACE`](super::subscription_leases::LEADER_GRACE) in a cluster, zero
+    /// standalone).
+    pub fn new(shard_limits: ShardLimits, api_limits: ApiLimits, lease_grace: Duration) -> ShardAdmission {
         ShardAdmission {
             throughput: ShardThrottle::new(shard_limits),
             calls: ApiLimiter::new(api_limits),
-            leases: Mutex::default(),
+            leases: Mutex::new(SubscriptionLeases::new(lease_grace)),
         }
     }
 
@@ -114,32 +119,36 @@ impl ShardAdmission {
         self.throughput.charge_read(group, bytes, now);
     }
 
-    /// Applies `op` to a subscription's lease. An acquire retried by the subscription that
-    /// already holds the lease (its first answer was lost) is answered again without taking
-    /// another SubscribeToShard call.
+    /// Applies `op` to a subscription's lease, as the group's leader in `term` (confirmed just
+    /// before). An acquire retried by the subscription that already holds the lease (its first
+    /// answer was lost) or waits for it is answered again without taking another
+    /// SubscribeToShard call. A serving node that cannot wait is refused where it would wait
+    /// (the current holder is still told to end when it is being taken over).
     pub fn subscription_lease(
         &self,
         key: &LeaseKey,
         holder: Holder,
         op: LeaseOp,
+        term: u64,
         now: Instant,
-    ) -> LeaseAnswer {
+    ) -> Result<LeaseAnswer, StaleTerm> {
         let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
         match op {
-            LeaseOp::Acquire { limit_rate } => {
-                if leases.held_by(key, holder, now) {
-                    return LeaseAnswer::Held;
-                }
+            LeaseOp::Acquire { limit_rate, waits } => {
+                let first = !leases.asked_before(key, holder, term, now)?;
                 let scope = Scope::ConsumerShard(key.consumer.clone(), key.group);
-                if limit_rate && !self.calls.admit(ApiCall::SubscribeToShard, scope, now) {
-                    return LeaseAnswer::RateExceeded;
+                if first && limit_rate && !self.calls.admit(ApiCall::SubscribeToShard, scope, now) {
+                    return Ok(LeaseAnswer::RateExceeded);
                 }
-                leases.acquire(key, holder, now)
+                Ok(match leases.acquire(key, holder, term, now)? {
+                    LeaseAnswer::Wait(_) if !waits => LeaseAnswer::InUse,
+                    answer => answer,
+                })
             }
-            LeaseOp::Renew { age } => leases.renew(key, holder, age, now),
+            LeaseOp::Renew { age } => leases.renew(key, holder, age, term, now),
             LeaseOp::Release => {
-                leases.release(key, holder);
-                LeaseAnswer::Held
+                leases.release(key, holder, term, now)?;
+                Ok(LeaseAnswer::Held)
             }
         }
     }
@@ -182,7 +191,7 @@ mod tests {
             }],
             Duration::from_secs(1),
         );
-        ShardAdmission::new(limits, calls)
+        ShardAdmission::new(limits, calls, Duration::ZERO)
     }
 
     #[test]
@@ -244,6 +253,7 @@ mod subscription_tests {
 
     use super::*;
     use crate::capacity::api_limits::RateSetting;
+    use crate::capacity::subscription_leases::Waiting;
 
     #[test]
     fn subscribe_calls_are_limited_per_consumer_and_shard_and_retries_are_free() {
@@ -254,48 +264,70 @@ mod subscription_tests {
             }],
             Duration::from_secs(1),
         );
-        let a = ShardAdmission::new(ShardLimits::default(), calls);
+        let a = ShardAdmission::new(ShardLimits::default(), calls, Duration::ZERO);
         let t = Instant::now();
         let key = |consumer: &str| LeaseKey {
             group: 1,
             consumer: consumer.into(),
         };
-        let (h1, h2) = (
-            Holder {
-                node: 1,
-                subscription: 1,
-            },
-            Holder {
-                node: 2,
-                subscription: 1,
-            },
-        );
-        let limited = LeaseOp::Acquire { limit_rate: true };
-        assert_eq!(a.subscription_lease(&key("c"), h1, limited, t), LeaseAnswer::Held);
+        let holder = |node| Holder {
+            node,
+            subscription: 1,
+        };
+        let (h1, h2, h3) = (holder(1), holder(2), holder(3));
+        let lease = |k: &str, h, op, at| a.subscription_lease(&key(k), h, op, 1, at).unwrap();
+        let limited = LeaseOp::Acquire {
+            limit_rate: true,
+            waits: true,
+        };
+        assert_eq!(lease("c", h1, limited, t), LeaseAnswer::Held);
         // The same acquire again (a lost answer): held, not a second call.
-        assert_eq!(a.subscription_lease(&key("c"), h1, limited, t), LeaseAnswer::Held);
+        assert_eq!(lease("c", h1, limited, t), LeaseAnswer::Held);
         // A second call within the second is over the limit, before the lease is looked at.
-        assert_eq!(
-            a.subscription_lease(&key("c"), h2, limited, t),
-            LeaseAnswer::RateExceeded
-        );
+        assert_eq!(lease("c", h2, limited, t), LeaseAnswer::RateExceeded);
         // Without the limit it meets the lease.
-        let unlimited = LeaseOp::Acquire { limit_rate: false };
-        assert_eq!(
-            a.subscription_lease(&key("c"), h2, unlimited, t),
-            LeaseAnswer::InUse
-        );
+        let unlimited = LeaseOp::Acquire {
+            limit_rate: false,
+            waits: true,
+        };
+        assert_eq!(lease("c", h2, unlimited, t), LeaseAnswer::InUse);
         // Another consumer has its own calls.
-        assert_eq!(a.subscription_lease(&key("d"), h2, limited, t), LeaseAnswer::Held);
-        // Released: free again.
+        assert_eq!(lease("d", h2, limited, t), LeaseAnswer::Held);
+        // A takeover 5 s later waits (h1 renewed meanwhile); its repeated asks are one call.
+        let renewal = |secs| LeaseOp::Renew {
+            age: Duration::from_secs(secs),
+        };
         assert_eq!(
-            a.subscription_lease(&key("c"), h1, LeaseOp::Release, t),
+            lease("c", h1, renewal(4), t + Duration::from_secs(4)),
             LeaseAnswer::Held
         );
-        let later = t + Duration::from_secs(1);
+        let later = t + Duration::from_secs(5);
+        let waiting = LeaseAnswer::Wait(Waiting::TakingOver);
+        assert_eq!(lease("c", h2, limited, later), waiting);
+        assert_eq!(lease("c", h2, limited, later), waiting);
+        // Released: the waiting one gets it.
+        assert_eq!(lease("c", h1, LeaseOp::Release, later), LeaseAnswer::Held);
+        assert_eq!(lease("c", h2, limited, later), LeaseAnswer::Held);
+        // A serving node that cannot wait is refused instead (and the holder still ends).
+        let old_node = LeaseOp::Acquire {
+            limit_rate: false,
+            waits: false,
+        };
+        let much_later = later + Duration::from_secs(5);
         assert_eq!(
-            a.subscription_lease(&key("c"), h2, limited, later),
+            lease("c", h2, renewal(4), much_later - Duration::from_secs(1)),
             LeaseAnswer::Held
+        );
+        assert_eq!(lease("c", h3, old_node, much_later), LeaseAnswer::InUse);
+        assert_eq!(lease("c", h2, renewal(5), much_later), LeaseAnswer::TakenOver);
+        // A request confirmed under an older term is not applied.
+        assert!(
+            a.subscription_lease(&key("c"), h2, renewal(5), 2, much_later)
+                .is_ok()
+        );
+        assert!(
+            a.subscription_lease(&key("c"), h2, renewal(5), 1, much_later)
+                .is_err()
         );
     }
 }

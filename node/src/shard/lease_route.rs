@@ -1,7 +1,9 @@
 //! Sends a subscription's lease requests (`capacity::subscription_leases`) to the leader of the
 //! shard's group, as the router sends reads: to this node's replica when it leads, otherwise
 //! over `Raft.SubscriptionLease`. Every lease request may be retried: an acquire its holder
-//! already won is answered again, renewals and releases are idempotent.
+//! already won or waits for is answered again, renewals and releases are idempotent. The leader
+//! confirms its leadership before it applies a request (see `capacity::subscription_leases`
+//! for why).
 
 use std::time::Instant;
 
@@ -44,18 +46,25 @@ impl ShardRouter {
         .await
     }
 
-    /// Applies the request to this node's lease table when its replica leads.
-    fn lease_local(&self, replica: &ShardReplica, request: &LeaseRequest) -> Result<LeaseAnswer, LeaseError> {
-        // Only the leader keeps leases: a follower's table would be its own.
-        if let Err(leader) = replica.leadership() {
-            return Err(LeaseError::NotLeader {
-                shard: replica.id(),
-                leader,
-            });
-        }
-        Ok(self
-            .admission
-            .subscription_lease(&request.key, request.holder, request.op, Instant::now()))
+    /// Applies the request to this node's lease table when its replica leads, after confirming
+    /// that it does (only the leader keeps leases: a follower's table would be its own, and a
+    /// deposed leader's out of date).
+    async fn lease_local(
+        &self,
+        replica: &ShardReplica,
+        request: &LeaseRequest,
+    ) -> Result<LeaseAnswer, LeaseError> {
+        let not_leader = |leader| LeaseError::NotLeader {
+            shard: replica.id(),
+            leader,
+        };
+        let term = replica.confirm_leadership().await.map_err(not_leader)?;
+        self.admission
+            .subscription_lease(&request.key, request.holder, request.op, term, Instant::now())
+            .map_err(|stale| {
+                tracing::debug!(shard = %replica.id(), error = %stale, "subscription lease request of an older term");
+                not_leader(None)
+            })
     }
 
     async fn lease_once(
@@ -66,7 +75,7 @@ impl ShardRouter {
     ) -> Attempt<LeaseAnswer, LeaseError> {
         let id = ShardId(shard.index);
         let local = match self.host().by_group(shard.group) {
-            Some(replica) => match self.lease_local(&replica, request) {
+            Some(replica) => match self.lease_local(&replica, request).await {
                 Err(LeaseError::NotLeader { leader, .. }) => Some(leader),
                 other => return Attempt::Done(other),
             },

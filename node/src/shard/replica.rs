@@ -132,6 +132,24 @@ impl ShardReplica {
         }
     }
 
+    /// Confirms that this replica leads its group, as a read does (a lease read while a quorum
+    /// acknowledged it within its lease, else a heartbeat round to a quorum: a deposed leader
+    /// gets no quorum), and returns the term it leads in. What it decides next was decided
+    /// before any later leader was elected. Otherwise the leader it knows of, if any.
+    pub async fn confirm_leadership(&self) -> Result<u64, Option<u64>> {
+        self.leadership()?;
+        self.quiesce.on_request(&self.group.raft);
+        match self
+            .group
+            .raft
+            .ensure_linearizable(LinearizerOption::new(None, true))
+            .await
+        {
+            Ok(read) => Ok(read.committed_leader_id().term),
+            Err(_) => Err(self.leadership().err().flatten()),
+        }
+    }
+
     /// Wakes a quiesced group before a write or a membership change. A quiet leader sent no
     /// heartbeats, so its leader lease has run out and openraft would refuse the write: a
     /// heartbeat round to a quorum renews it first (if that fails, the write fails as it would
@@ -245,23 +263,10 @@ impl ShardReplica {
         max_entries: usize,
         max_bytes: usize,
     ) -> Result<FrameRead, ReadError> {
-        if let Err(leader) = self.leadership() {
+        if let Err(leader) = self.confirm_leadership().await {
             return Err(ReadError::NotLeader {
                 shard: self.id(),
                 leader,
-            });
-        }
-        self.quiesce.on_request(&self.group.raft);
-        if self
-            .group
-            .raft
-            .ensure_linearizable(LinearizerOption::new(None, true))
-            .await
-            .is_err()
-        {
-            return Err(ReadError::NotLeader {
-                shard: self.id(),
-                leader: self.leadership().err().flatten(),
             });
         }
         self.read_frames_local(start, max_entries, max_bytes)

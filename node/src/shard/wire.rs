@@ -16,6 +16,7 @@ use crate::capacity::subscription_leases::LeaseAnswer;
 use crate::capacity::subscription_leases::LeaseKey;
 use crate::capacity::subscription_leases::LeaseOp;
 use crate::capacity::subscription_leases::LeaseRequest;
+use crate::capacity::subscription_leases::Waiting;
 
 /// A proposal's answer: where the records went and how many of them the leader admitted.
 pub fn proposed_to_proto(proposed: Proposed) -> pb::ProposeShardResponse {
@@ -158,7 +159,7 @@ pub fn frames_from_proto(r: pb::ReadShardResponse) -> FrameRead {
 pub fn lease_to_proto(request: &LeaseRequest, hops: u32) -> pb::SubscriptionLeaseRequest {
     use pb::subscription_lease_request::Op;
     let op = match request.op {
-        LeaseOp::Acquire { limit_rate } => Op::Acquire(pb::AcquireLease { limit_rate }),
+        LeaseOp::Acquire { limit_rate, waits } => Op::Acquire(pb::AcquireLease { limit_rate, waits }),
         LeaseOp::Renew { age } => Op::Renew(pb::RenewLease {
             age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
         }),
@@ -180,6 +181,7 @@ pub fn lease_from_proto(r: pb::SubscriptionLeaseRequest) -> Option<(LeaseRequest
     let op = match r.op? {
         Op::Acquire(a) => LeaseOp::Acquire {
             limit_rate: a.limit_rate,
+            waits: a.waits,
         },
         Op::Renew(n) => LeaseOp::Renew {
             age: std::time::Duration::from_millis(n.age_ms),
@@ -207,6 +209,8 @@ pub fn lease_answer_to_proto(answer: LeaseAnswer) -> pb::SubscriptionLeaseRespon
         LeaseAnswer::InUse => Outcome::InUse,
         LeaseAnswer::RateExceeded => Outcome::RateExceeded,
         LeaseAnswer::TakenOver => Outcome::TakenOver,
+        LeaseAnswer::Wait(Waiting::TakingOver) => Outcome::TakingOver,
+        LeaseAnswer::Wait(Waiting::NewLeader) => Outcome::NewLeader,
     };
     pb::SubscriptionLeaseResponse {
         outcome: outcome as i32,
@@ -222,6 +226,8 @@ pub fn lease_answer_from_proto(r: &pb::SubscriptionLeaseResponse) -> LeaseAnswer
         Outcome::InUse => LeaseAnswer::InUse,
         Outcome::RateExceeded => LeaseAnswer::RateExceeded,
         Outcome::TakenOver => LeaseAnswer::TakenOver,
+        Outcome::TakingOver => LeaseAnswer::Wait(Waiting::TakingOver),
+        Outcome::NewLeader => LeaseAnswer::Wait(Waiting::NewLeader),
     }
 }
 
@@ -290,8 +296,14 @@ mod tests {
             subscription: 99,
         };
         for op in [
-            LeaseOp::Acquire { limit_rate: true },
-            LeaseOp::Acquire { limit_rate: false },
+            LeaseOp::Acquire {
+                limit_rate: true,
+                waits: true,
+            },
+            LeaseOp::Acquire {
+                limit_rate: false,
+                waits: false,
+            },
             LeaseOp::Renew {
                 age: std::time::Duration::from_millis(1_500),
             },
@@ -309,6 +321,8 @@ mod tests {
             LeaseAnswer::InUse,
             LeaseAnswer::RateExceeded,
             LeaseAnswer::TakenOver,
+            LeaseAnswer::Wait(Waiting::TakingOver),
+            LeaseAnswer::Wait(Waiting::NewLeader),
         ] {
             assert_eq!(lease_answer_from_proto(&lease_answer_to_proto(a)), a);
         }
