@@ -159,8 +159,17 @@ impl Lifecycle for Env {
             d.is_some_and(|d| d.encryption_key_id.as_deref() == Some("alias/aws/kinesis"))
         })
         .await?;
-        self.wait_condition(&ns, &name, "Degraded", "False", "AsExpected")
+        let obj = self
+            .wait_condition(&ns, &name, "Degraded", "False", "AsExpected")
             .await?;
+        assert_eq!(
+            obj.pointer("/status/keyId").and_then(|v| v.as_str()),
+            Some("alias/aws/kinesis")
+        );
+        assert_eq!(
+            obj.pointer("/status/encryptionType").and_then(|v| v.as_str()),
+            Some("KMS")
+        );
         let events = self.events(&ns, &name).await?;
         assert!(
             events.iter().any(|r| r == "EncryptionUpdated"),

@@ -205,6 +205,15 @@ fn observed_fields(
             })
             .collect(),
         open_shard_count: i32::try_from(stream.open_shard_count()).ok(),
+        encryption_type: Some(
+            if stream.encryption_key_id.is_some() {
+                "KMS"
+            } else {
+                "NONE"
+            }
+            .to_string(),
+        ),
+        key_id: stream.encryption_key_id.clone(),
         observed_rates: measured.stream_rates.clone(),
         autoscaling: activity.autoscaling.clone(),
         last_scaling_time: activity.last_scaling_time.clone(),
@@ -460,6 +469,17 @@ mod tests {
         assert_eq!(s.shards[1].starting_hash_key, "10");
         assert_eq!(s.shards[1].replicas, vec!["1".to_string()]);
         assert_eq!(s.shards[1].leader.as_deref(), Some("1"));
+        assert_eq!(
+            (s.encryption_type.as_deref(), s.key_id.as_deref()),
+            (Some("NONE"), None)
+        );
+        let mut encrypted = active(2);
+        encrypted.encryption_key_id = Some("alias/aws/kinesis".into());
+        let e = stream_status(Some(3), None, observed(&encrypted), &at(10));
+        assert_eq!(
+            (e.encryption_type.as_deref(), e.key_id.as_deref()),
+            (Some("KMS"), Some("alias/aws/kinesis"))
+        );
         let ready = get(&s, ConditionType::Ready);
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),

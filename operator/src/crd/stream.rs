@@ -192,6 +192,13 @@ pub struct StreamStatus {
     /// Number of open shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_shard_count: Option<i32>,
+    /// Server-side encryption of new records, as DescribeStreamSummary reports it: `KMS` or
+    /// `NONE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_type: Option<String>,
+    /// The KeyId new records are encrypted with (when `encryptionType` is `KMS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// Throughput over the last observation window, for the whole stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_rates: Option<ObservedRates>,
