@@ -252,14 +252,14 @@ impl Lifecycle for Env {
         // DeliveryStream: stored in the catalog (Stored=True, Ready=False NoDeliveryEngine),
         // an edit replaces the spec there, deleting the resource deletes it from the catalog.
         let ds_name = format!("to-s3-{ns}");
-        let ds_spec = |bucket: &str| {
+        let ds_spec = |name: &str, bucket: &str| {
             json!({
-                "deliveryStreamName": ds_name,
+                "deliveryStreamName": name,
                 "source": {"streamName": kept},
                 "destination": {"s3": {"bucket": bucket}},
             })
         };
-        self.apply_delivery_stream(&ns, "to-s3", ds_spec("archive"))
+        self.apply_delivery_stream(&ns, "to-s3", ds_spec(&ds_name, "archive"))
             .await?;
         let v = self.wait_delivery_stored(&ns, "to-s3", 1).await?;
         assert_eq!(v["status"]["deliveryStreamStatus"], "DECLARED");
@@ -275,7 +275,7 @@ impl Lifecycle for Env {
         assert_eq!(spec["tags"]["runnel.dev/owner"], format!("{ns}/to-s3"));
 
         // An edit replaces the spec in the catalog.
-        self.apply_delivery_stream(&ns, "to-s3", ds_spec("archive-2"))
+        self.apply_delivery_stream(&ns, "to-s3", ds_spec(&ds_name, "archive-2"))
             .await?;
         self.wait_delivery_stored(&ns, "to-s3", 2).await?;
         let d = self
@@ -285,11 +285,26 @@ impl Lifecycle for Env {
         let spec: serde_json::Value = serde_json::from_str(&d.spec_json)?;
         assert_eq!(spec["destination"]["s3"]["bucket"], "archive-2");
 
+        // A rename stores the new entry and removes the old one.
+        let renamed = format!("renamed-{ns}");
+        self.apply_delivery_stream(&ns, "to-s3", ds_spec(&renamed, "archive-2"))
+            .await?;
+        let v = self.wait_delivery_stored(&ns, "to-s3", 3).await?;
+        let d = self
+            .describe_delivery_stream(&renamed)
+            .await?
+            .ok_or("renamed delivery stream not in the catalog")?;
+        assert_eq!(v["status"]["deliveryStreamARN"], d.delivery_stream_arn.as_str());
+        assert!(
+            self.describe_delivery_stream(&ds_name).await?.is_none(),
+            "the old name is still in the catalog"
+        );
+
         // Deleting the resource deletes the delivery stream (finalizer).
         self.delivery_streams(&ns)
             .delete("to-s3", &DeleteParams::default())
             .await?;
-        self.wait_delivery_gone(&ns, "to-s3", &ds_name).await?;
+        self.wait_delivery_gone(&ns, "to-s3", &renamed).await?;
         Ok(())
     }
 

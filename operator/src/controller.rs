@@ -51,6 +51,7 @@ use crate::delivery::CatalogDeliveryStream;
 use crate::delivery::DeliveryObservation;
 use crate::delivery::delivery_status;
 use crate::delivery::owner_of;
+use crate::delivery::renamed_from;
 use crate::load::LoadTracker;
 use crate::metrics::Metrics;
 use crate::node_metrics::SeriesKey;
@@ -949,6 +950,11 @@ async fn apply_delivery_stream(
             put
         }
     };
+    // Renamed: the entry stored under the old name goes once the new one is in, if it is still
+    // this resource's (the status keeps the old ARN until then, so a restart finishes it).
+    if let Some(old) = renamed_from(previous, &desired.name) {
+        remove_owned_delivery_stream(ctx, ds.as_ref(), &old, &desired.owner, "renamed").await?;
+    }
     let status_name = pb::DeliveryStreamStatus::try_from(stored.status)
         .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STREAM_STATUS_"))
         .unwrap_or("UNKNOWN");
@@ -961,6 +967,33 @@ async fn apply_delivery_stream(
     Ok(Action::requeue(RESYNC))
 }
 
+/// Deletes delivery stream `name` from the catalog if it is `owner`'s (the resource was
+/// `why`: renamed, or deleted in the middle of a rename).
+async fn remove_owned_delivery_stream(
+    ctx: &Context,
+    ds: &DeliveryStream,
+    name: &str,
+    owner: &str,
+    why: &str,
+) -> Result<(), Error> {
+    match ctx.catalog.describe_delivery_stream(name).await? {
+        Some(o) if owner_of(&o.spec_json).as_deref() == Some(owner) => {
+            ctx.catalog.delete_delivery_stream(name).await?;
+            ctx.publish(
+                ds,
+                EventType::Normal,
+                "Deleted",
+                "DeleteDeliveryStream",
+                format!("delivery stream {name:?} deleted from the catalog: the resource was {why}"),
+            )
+            .await;
+        }
+        // Gone already, or someone else's now: nothing of ours to remove.
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Deletes the delivery stream from the catalog when this resource owns it (DeliveryStream has
 /// no deletion policy: deleting the resource deletes the delivery stream).
 async fn cleanup_delivery_stream(ds: Arc<DeliveryStream>, ctx: &Context) -> Result<Action, Error> {
@@ -970,6 +1003,10 @@ async fn cleanup_delivery_stream(ds: Arc<DeliveryStream>, ctx: &Context) -> Resu
     // An invalid name cannot be in the catalog.
     if !crate::validation::is_valid_delivery_stream_name(&desired.name) {
         return Ok(Action::await_change());
+    }
+    // A rename this resource had not finished when it was deleted leaves the old entry too.
+    if let Some(old) = renamed_from(ds.status.as_ref(), &desired.name) {
+        remove_owned_delivery_stream(ctx, ds.as_ref(), &old, &desired.owner, "deleted").await?;
     }
     match ctx.catalog.describe_delivery_stream(&desired.name).await? {
         None => {}

@@ -47,6 +47,14 @@ pub fn owner_of(spec_json: &str) -> Option<String> {
     spec.get("tags")?.get(OWNER_TAG)?.as_str().map(str::to_string)
 }
 
+/// The name this resource stored its delivery stream under before, when `spec.deliveryStreamName`
+/// changed since (from the ARN in its status): the entry to remove once the new one is stored.
+pub fn renamed_from(previous: Option<&DeliveryStreamStatus>, name: &str) -> Option<String> {
+    let arn = previous?.delivery_stream_arn.as_deref()?;
+    let (_, old) = arn.rsplit_once(":deliverystream/")?;
+    (!old.is_empty() && old != name).then(|| old.to_string())
+}
+
 /// What the reconciler learnt about one `DeliveryStream` in this pass.
 #[derive(Clone, Copy, Debug)]
 pub enum DeliveryObservation<'a> {
@@ -323,5 +331,22 @@ mod tests {
             (stored.status.as_str(), stored.reason.as_str()),
             ("Unknown", "CatalogUnavailable")
         );
+    }
+
+    #[test]
+    fn a_renamed_delivery_stream_names_its_old_entry() {
+        let status = |arn: Option<&str>| DeliveryStreamStatus {
+            delivery_stream_arn: arn.map(str::to_string),
+            ..Default::default()
+        };
+        let arn = "arn:aws:firehose:us-east-1:000000000000:deliverystream/archive-v1";
+        assert_eq!(
+            renamed_from(Some(&status(Some(arn))), "archive-v2").as_deref(),
+            Some("archive-v1")
+        );
+        assert_eq!(renamed_from(Some(&status(Some(arn))), "archive-v1"), None);
+        assert_eq!(renamed_from(Some(&status(None)), "archive-v2"), None);
+        assert_eq!(renamed_from(None, "archive-v2"), None);
+        assert_eq!(renamed_from(Some(&status(Some("not an arn"))), "x"), None);
     }
 }
