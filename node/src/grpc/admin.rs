@@ -107,30 +107,10 @@ impl Admin for AdminApi {
         request: Request<pb::UpdateEncryptionRequest>,
     ) -> Result<Response<pb::UpdateEncryptionResponse>, Status> {
         let r = request.into_inner();
-        let done = match &r.key_id {
-            Some(key) => {
-                self.service
-                    .start_stream_encryption(&r.stream_name, "KMS", key)
-                    .await
-            }
-            None => {
-                let current = self
-                    .service
-                    .describe_stream(&r.stream_name)
-                    .map_err(convert::status)?
-                    .encryption_key_id;
-                match current {
-                    Some(key) => {
-                        self.service
-                            .stop_stream_encryption(&r.stream_name, "KMS", &key)
-                            .await
-                    }
-                    // Already unencrypted: nothing to stop.
-                    None => Ok(()),
-                }
-            }
-        };
-        done.map_err(convert::status)?;
+        self.service
+            .update_encryption(&r.stream_name, r.key_id.as_deref())
+            .await
+            .map_err(convert::status)?;
         Ok(Response::new(pb::UpdateEncryptionResponse {}))
     }
 

@@ -57,6 +57,18 @@ impl StreamService {
         self.set_encryption(name, None, clock::now_ms()).await
     }
 
+    /// The admin API's one call for both (the operator's): start with `key_id`, or stop; an
+    /// unencrypted stream needs no stop.
+    pub async fn update_encryption(&self, name: &str, key_id: Option<&str>) -> Result<(), ServiceError> {
+        match key_id {
+            Some(key) => self.start_stream_encryption(name, KMS, key).await,
+            None => match self.stream_record(name)?.encryption {
+                Some(current) => self.stop_stream_encryption(name, KMS, &current.key_id).await,
+                None => Ok(()),
+            },
+        }
+    }
+
     /// The stream both operations change, ACTIVE, after the checks they share.
     fn encryption_target(
         &self,

@@ -290,6 +290,8 @@ impl StreamService {
         results: &mut [Option<PutEntryResult>],
     ) -> Result<(Vec<u32>, Vec<(usize, Record)>), ServiceError> {
         let mut batches: BTreeMap<u32, Vec<(usize, Record)>> = BTreeMap::new();
+        // The hash keys of each batch's records, in its order (for the shard's hot-key window).
+        let mut hash_keys: BTreeMap<u32, Vec<u128>> = BTreeMap::new();
         for (i, r) in records {
             let key = r
                 .explicit_hash_key
@@ -301,6 +303,7 @@ impl StreamService {
                 )));
             };
             batches.entry(shard.index).or_default().push((i, r));
+            hash_keys.entry(shard.index).or_default().push(key);
         }
         // Per-shard throughput (PROVISIONED): each shard's leader appends what fits its budget;
         // the entries it refused fail on their own.
@@ -343,7 +346,11 @@ impl StreamService {
                             });
                         }
                     }
-                    self.observe_keys(&stream.name, shard, entries.iter().take(count).map(|(_, r)| r));
+                    let keys = hash_keys.get(&shard).map(Vec::as_slice).unwrap_or_default();
+                    let sizes = entries
+                        .iter()
+                        .map(|(_, r)| record_bytes(r.data.len(), &r.partition_key) as u64);
+                    self.observe_keys(&stream.name, shard, keys.iter().copied().zip(sizes).take(count));
                     let refused = entries.get(count..).unwrap_or_default();
                     throttled += self.fail_throttled(&stream.name, shard, refused, results);
                 }

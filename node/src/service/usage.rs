@@ -7,9 +7,7 @@ use super::StreamService;
 use super::admission::THROTTLED;
 use crate::capacity::usage::put_payload_units;
 use crate::capacity::usage::record_bytes;
-use crate::model::Record;
 use crate::model::ShardId;
-use crate::model::hash_key;
 use crate::shard::ReadRecord;
 
 /// What a PutRecords did, counted from its results and the sizes of its records.
@@ -107,26 +105,13 @@ impl StreamService {
         }
     }
 
-    /// Feeds the accepted records of a shard to its hot-key window.
-    pub(super) fn observe_keys<'a>(
-        &self,
-        stream: &str,
-        shard: u32,
-        records: impl Iterator<Item = &'a Record>,
-    ) {
+    /// Feeds the accepted records of a shard, as (hash key, bytes), to its hot-key window.
+    pub(super) fn observe_keys(&self, stream: &str, shard: u32, records: impl Iterator<Item = (u128, u64)>) {
         let Ok(mut windows) = self.inner.hot_keys.lock() else {
             return;
         };
-        for r in records {
-            let key = r
-                .explicit_hash_key
-                .unwrap_or_else(|| hash_key::partition_key_hash(&r.partition_key));
-            windows.observe(
-                stream,
-                shard,
-                key,
-                record_bytes(r.data.len(), &r.partition_key) as u64,
-            );
+        for (key, bytes) in records {
+            windows.observe(stream, shard, key, bytes);
         }
     }
 
