@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".runnel.v1.PutRecordsEntry.data")
         .bytes(".runnel.v1.RaftMessage.payload")
         .bytes(".runnel.v1.RaftReply.payload")
+        .bytes(".runnel.v1.PipelineMessage.payload")
+        .bytes(".runnel.v1.PipelineAck.payload")
         .bytes(".runnel.v1.ProposeShardRequest.batch")
         .bytes(".runnel.v1.LogFrame.payload")
         .compile_fds(fds)?;

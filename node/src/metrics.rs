@@ -104,6 +104,8 @@ pub struct TransportMetrics {
     pub received_bytes: IntCounterVec,
     /// `Raft.Batch` calls made to each peer.
     pub batches: IntCounterVec,
+    /// AppendEntries requests sent on the pipeline lanes to each peer (not as `Raft.Batch`).
+    pub pipelined_appends: IntCounterVec,
     /// Encoded Raft messages received from other nodes.
     pub inbound_bytes: IntCounterVec,
     /// Peers this node keeps a replication connection to.
@@ -335,6 +337,12 @@ impl Metrics {
                 &r,
                 "replication_batches_total",
                 "Raft.Batch calls made to a peer",
+                &["peer"],
+            )?,
+            pipelined_appends: counter(
+                &r,
+                "replication_pipelined_appends_total",
+                "AppendEntries requests sent to a peer on its pipeline lanes",
                 &["peer"],
             )?,
             inbound_bytes: counter(

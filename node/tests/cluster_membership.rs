@@ -156,6 +156,16 @@ async fn nodes_join_replicas_move_and_nodes_drain_without_losing_a_record() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!(sent > 0.0, "no replication bytes counted:\n{text}");
+    // Replication to followers is pipelined: requests went out on the lanes, not one at a time.
+    let pipelined: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("runnel_replication_pipelined_appends_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        pipelined > 0.0,
+        "no AppendEntries went on a pipeline lane:\n{text}"
+    );
     let stored = read_agreeing(&endpoints, STREAM, &shards).await;
     // The replicas that moved to node 4 hold the whole log: it applies every shard group up to
     // where the other replicas are (Raft's log matching makes equal indexes equal logs).

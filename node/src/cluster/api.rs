@@ -79,8 +79,49 @@ impl RaftApi {
     }
 }
 
+/// Opens a pipelined replication session of `group` (0: the catalog).
+fn open_session(
+    catalog: &CatalogClient,
+    router: &ShardRouter,
+    group: u64,
+    session: u64,
+    acks: transport::AckSink,
+) -> Result<transport::AppendSession, String> {
+    if group == 0 {
+        return Ok(transport::append_session(catalog.raft(), session, acks, || {}));
+    }
+    let Some(replica) = router.host().by_group(group) else {
+        return Err(format!("group {group} is not hosted here"));
+    };
+    let raft = replica.group().raft.clone();
+    Ok(transport::append_session(&raft, session, acks, move || {
+        replica.on_raft_message()
+    }))
+}
+
+type AckStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::PipelineAcks, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Raft for RaftApi {
+    type PipelineStream = AckStream;
+
+    async fn pipeline(
+        &self,
+        request: Request<tonic::Streaming<pb::PipelineFrame>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let frames = request.into_inner();
+        let (acks, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (catalog, router) = (self.catalog.clone(), self.router.clone());
+        let inbound = self.inbound_bytes.clone();
+        tokio::spawn(transport::serve_lane(
+            frames,
+            acks,
+            inbound,
+            move |group, session, acks| open_session(&catalog, &router, group, session, acks),
+        ));
+        Ok(Response::new(Box::pin(transport::ack_frames(rx))))
+    }
+
     async fn batch(
         &self,
         request: Request<pb::RaftBatch>,

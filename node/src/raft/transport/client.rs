@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use openraft::AnyError;
 use openraft::BasicNode;
 use openraft::OptionalSend;
@@ -21,6 +24,7 @@ use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
+use openraft::raft::StreamAppendResult;
 use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
@@ -62,9 +66,9 @@ impl<C> ClusterNetwork<C> {
 }
 
 pub struct ClusterClient<C> {
-    group: u64,
-    addr: String,
-    pool: Arc<PeerPool>,
+    pub(super) group: u64,
+    pub(super) addr: String,
+    pub(super) pool: Arc<PeerPool>,
     log: Option<LogReader>,
     _p: PhantomData<C>,
 }
@@ -86,13 +90,17 @@ where
     }
 }
 
-enum CallError {
+pub(super) enum CallError {
     Unreachable(String),
     Network(String),
 }
 
 impl<C: RaftTypeConfig> ClusterClient<C> {
-    async fn call(&self, req: RaftRequest<C>, option: &RPCOption) -> Result<RaftResponse<C>, CallError> {
+    pub(super) async fn call(
+        &self,
+        req: RaftRequest<C>,
+        option: &RPCOption,
+    ) -> Result<RaftResponse<C>, CallError> {
         self.call_within(req, option.hard_ttl()).await
     }
 
@@ -117,7 +125,7 @@ impl<C: RaftTypeConfig> ClusterClient<C> {
 /// a follower catching up is not timed out on every large batch.
 const SLOWEST_TRANSFER_BYTES_PER_SEC: f64 = 16.0 * 1024.0 * 1024.0;
 
-fn transfer_allowance(bytes: usize) -> Duration {
+pub(super) fn transfer_allowance(bytes: usize) -> Duration {
     Duration::from_secs_f64(bytes as f64 / SLOWEST_TRANSFER_BYTES_PER_SEC)
 }
 
@@ -189,7 +197,7 @@ where
     }
 }
 
-fn rpc_error<C: RaftTypeConfig>(e: CallError) -> RPCError<C> {
+pub(super) fn rpc_error<C: RaftTypeConfig>(e: CallError) -> RPCError<C> {
     match e {
         CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&AnyError::error(m))),
         CallError::Network(m) => RPCError::Network(NetworkError::new(&AnyError::error(m))),
@@ -219,6 +227,22 @@ where
             RaftResponse::Append(r) => Ok(r),
             _ => Err(unexpected()),
         }
+    }
+
+    /// Pipelined ([`super::append_stream`]), unless the peer is of a build without pipelines.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        if !self.pool.pipelines(&self.addr) {
+            return openraft::network::stream_append_sequential(self, input, option);
+        }
+        let stream = super::append_stream::pipelined(self, input, option);
+        Box::pin(async move { Ok(stream) })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use runnel_proto::v1 as pb;
@@ -20,6 +21,10 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use super::lane::LANES;
+use super::lane::Lane;
+use super::lane::LaneEnd;
+use super::lane::Session;
 use crate::metrics::TransportMetrics;
 
 /// Messages per call and bytes per call, at most.
@@ -30,6 +35,8 @@ const IN_FLIGHT: usize = 4;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// How long a peer that answered `Raft.Pipeline` with Unimplemented is not asked again.
+const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(30);
 
 type Reply = Result<pb::RaftReply, String>;
 
@@ -43,6 +50,11 @@ pub struct PeerPool {
     /// Node id → the address this node reaches it at (its `--peers`).
     routes: BTreeMap<u64, String>,
     peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+    /// The replication connection to each peer, shared by its batches and its lanes.
+    channels: Mutex<HashMap<String, Channel>>,
+    lanes: Mutex<HashMap<(String, u64), Lane>>,
+    /// Peers of an older build (no `Raft.Pipeline`), and since when.
+    unpipelined: Arc<Mutex<HashMap<String, Instant>>>,
     ping_clients: Mutex<HashMap<String, RaftClient<Channel>>>,
     metrics: Option<TransportMetrics>,
 }
@@ -54,6 +66,9 @@ impl PeerPool {
         Arc::new(PeerPool {
             routes,
             peers: Mutex::default(),
+            channels: Mutex::default(),
+            lanes: Mutex::default(),
+            unpipelined: Arc::default(),
             ping_clients: Mutex::default(),
             metrics,
         })
@@ -77,7 +92,7 @@ impl PeerPool {
         if let Some(tx) = peers.get(addr).filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
         }
-        let channel = channel(addr)?;
+        let channel = self.channel(addr)?;
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(run(addr.to_owned(), channel, rx, self.metrics.clone()));
         peers.insert(addr.to_owned(), tx.clone());
@@ -87,6 +102,66 @@ impl PeerPool {
                 .set(peers.len() as i64);
         }
         Ok(tx)
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr)?;
+        channels.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Whether the node at `addr` takes pipelined replication (as far as this node knows).
+    pub fn pipelines(&self, addr: &str) -> bool {
+        let old = self.unpipelined.lock().unwrap_or_else(|p| p.into_inner());
+        old.get(addr)
+            .is_none_or(|since| since.elapsed() >= UNSUPPORTED_RECHECK)
+    }
+
+    /// A pipelined replication session of `group` to the node at `addr`, on the group's lane;
+    /// `None` while that node is of a build without pipelines.
+    pub fn session(&self, addr: &str, group: u64) -> Result<Option<Session>, String> {
+        {
+            let mut old = self.unpipelined.lock().unwrap_or_else(|p| p.into_inner());
+            match old.get(addr) {
+                Some(since) if since.elapsed() < UNSUPPORTED_RECHECK => return Ok(None),
+                Some(_) => {
+                    old.remove(addr);
+                }
+                None => {}
+            }
+        }
+        let key = (addr.to_owned(), group % LANES);
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = lanes
+            .get(&key)
+            .filter(|l| l.is_open())
+            .and_then(|l| l.session(group))
+        {
+            return Ok(Some(session));
+        }
+        let unpipelined = self.unpipelined.clone();
+        let peer = addr.to_owned();
+        let lane = Lane::open(
+            addr.to_owned(),
+            self.channel(addr)?,
+            MAX_MESSAGE_BYTES,
+            self.metrics.clone(),
+            move |end| {
+                if end == LaneEnd::Unsupported {
+                    unpipelined
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(peer, Instant::now());
+                }
+            },
+        );
+        let session = lane.session(group);
+        lanes.insert(key, lane);
+        Ok(session)
     }
 
     /// Sends one group's message to the node at `addr` and waits for its reply.
