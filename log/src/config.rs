@@ -10,6 +10,11 @@ pub struct LogConfig {
     pub segment_max_age_ms: i64,
     /// Sparse offset index: one index point every this many bytes of segment data.
     pub index_interval_bytes: u32,
+    /// Drop-behind: once fsynced, only the newest this many bytes of the log stay in the OS
+    /// page cache; older pages are dropped (`posix_fadvise(DONTNEED)`), so the cache a shard
+    /// holds stays bounded instead of growing with everything written. Reads of older entries
+    /// then come from disk. `None` leaves the page cache to the OS.
+    pub cache_window_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -18,6 +23,7 @@ impl Default for LogConfig {
             segment_bytes: 128 * 1024 * 1024,
             segment_max_age_ms: 60 * 60 * 1000,
             index_interval_bytes: 4096,
+            cache_window_bytes: None,
         }
     }
 }

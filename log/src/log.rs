@@ -60,6 +60,7 @@ impl Log {
         }
         let state = recovery::recover(dir, &config)?;
         let active = state.segments.last().map(|s| s.file.clone());
+        let cache_window = config.cache_window_bytes;
         debug!(
             dir = %dir.display(),
             segments = state.segments.len(),
@@ -71,7 +72,7 @@ impl Log {
             dir: dir.to_path_buf(),
             config,
             state: Arc::new(RwLock::new(state)),
-            sync: Arc::new(SyncState::new(dir, active)?),
+            sync: Arc::new(SyncState::new(dir, active, cache_window)?),
             buf: Vec::new(),
             new_points: Vec::new(),
         })

@@ -176,3 +176,54 @@ fn sealed_index_files_are_used_and_bad_ones_rebuilt() {
     );
     assert_eq!(fs::read(&indexes[0]).unwrap().len() % 12, 0);
 }
+
+/// Pages of `path` in the page cache, in bytes, as util-linux's `fincore` counts them.
+fn resident_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn drop_behind_keeps_only_the_newest_window_of_the_log_in_the_page_cache() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 24 * MIB,
+        cache_window_bytes: Some(4 * MIB),
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), config).unwrap();
+    let payload = bytes::Bytes::from(vec![7u8; 256 * 1024]);
+    // 64 MiB in 256 KiB entries over three segments, fsynced as group commit would.
+    for index in 0..256u64 {
+        let entry = runnel_log::Entry {
+            index,
+            term: 1,
+            timestamp_ms: 1_000,
+            kind: 0,
+            payload: payload.clone(),
+        };
+        log.append(&[entry]).unwrap();
+        log.sync_handle().sync().unwrap();
+    }
+    let segments = segment_files(dir.path(), "log");
+    assert_eq!(segments.len(), 3, "{segments:?}");
+    let resident: u64 = segments.iter().map(|p| resident_bytes(p)).sum();
+    // The window, at most one step (4 MiB) not yet dropped, and the sealed segment's last
+    // window until the active one fills its own.
+    assert!(
+        resident <= 12 * MIB + MIB,
+        "{} MiB of the log stayed in the page cache",
+        resident / MIB
+    );
+    // Dropped pages are only out of the cache: every entry still reads back.
+    let reader = log.reader();
+    let back = reader.read(0, 256, usize::MAX).unwrap();
+    assert_eq!(back.len(), 256);
+    assert!(back.iter().all(|e| e.payload == payload));
+}

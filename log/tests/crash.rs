@@ -22,6 +22,7 @@ fn config() -> LogConfig {
         segment_bytes: 64 * 1024,
         segment_max_age_ms: 3_600_000,
         index_interval_bytes: 1024,
+        cache_window_bytes: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn config(segment_bytes: u64, interval: u32) -> LogConfig {
         segment_bytes,
         segment_max_age_ms: 1_000_000,
         index_interval_bytes: interval,
+        cache_window_bytes: None,
     }
 }
 

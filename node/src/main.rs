@@ -142,6 +142,13 @@ struct NodeArgs {
     /// Roll shard-log segments at this size (MiB).
     #[arg(long, env = "RUNNEL_SEGMENT_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
     segment_mib: u64,
+    /// Drop-behind: keep only the newest this many MiB of each shard log in the OS page cache
+    /// once fsynced (older pages are dropped with posix_fadvise, and reads of older records
+    /// come from disk); 0 leaves the page cache to the OS. Bounds the cache a node's logs hold
+    /// (in Kubernetes it is charged to the pod's memory) and reuses pages instead of touching
+    /// new ones.
+    #[arg(long, env = "RUNNEL_PAGE_CACHE_WINDOW_MIB", default_value_t = 0)]
+    page_cache_window_mib: u64,
     /// How often retention looks for expired segments (seconds).
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     retention_check_secs: u64,
@@ -394,6 +401,7 @@ fn node_config(args: &NodeArgs) -> NodeConfig {
         fsync: args.fsync,
         log: LogConfig {
             segment_bytes: args.segment_mib << 20,
+            cache_window_bytes: (args.page_cache_window_mib > 0).then_some(args.page_cache_window_mib << 20),
             ..LogConfig::default()
         },
         service: ServiceConfig {

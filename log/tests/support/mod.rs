@@ -12,6 +12,7 @@ pub fn small() -> LogConfig {
         segment_bytes: 8 * 1024,
         segment_max_age_ms: 3_600_000,
         index_interval_bytes: 512,
+        cache_window_bytes: None,
     }
 }
 
