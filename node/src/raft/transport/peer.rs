@@ -53,6 +53,8 @@ pub struct PeerPool {
     /// The replication connection to each peer, shared by its batches and its lanes.
     channels: Mutex<HashMap<String, Channel>>,
     lanes: Mutex<HashMap<(String, u64), Lane>>,
+    /// The connection for requests forwarded to each peer.
+    forward_channels: Mutex<HashMap<String, Channel>>,
     /// Peers of an older build (no `Raft.Pipeline`), and since when.
     unpipelined: Arc<Mutex<HashMap<String, Instant>>>,
     ping_clients: Mutex<HashMap<String, RaftClient<Channel>>>,
@@ -68,6 +70,7 @@ impl PeerPool {
             peers: Mutex::default(),
             channels: Mutex::default(),
             lanes: Mutex::default(),
+            forward_channels: Mutex::default(),
             unpipelined: Arc::default(),
             ping_clients: Mutex::default(),
             metrics,
@@ -198,9 +201,22 @@ impl PeerPool {
         }
     }
 
-    /// A client for forwarded requests (proposals, reads) to the node at `addr`.
+    /// A client for forwarded requests (proposals, reads, leases) to the node at `addr`, on a
+    /// connection kept for them: one per peer, so a forwarded put costs no TCP and HTTP/2
+    /// handshake, and large forwarded batches do not queue in the replication connection.
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
-        Ok(RaftClient::new(channel(addr)?)
+        let channel = {
+            let mut channels = self.forward_channels.lock().unwrap_or_else(|p| p.into_inner());
+            match channels.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = channel(addr)?;
+                    channels.insert(addr.to_owned(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(RaftClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
