@@ -39,7 +39,7 @@ use super::message::RaftResponse;
 
 /// Requests of one session sent and not yet answered, at most; and their bytes (at least one
 /// request is always allowed, whatever its size).
-pub const MAX_IN_FLIGHT: usize = 8;
+const MAX_IN_FLIGHT: usize = 8;
 const MAX_IN_FLIGHT_BYTES: usize = 32 << 20;
 
 type Item<C> = Result<StreamAppendResult<C>, RPCError<C>>;

@@ -51,13 +51,14 @@ pub struct PeerPool {
     routes: BTreeMap<u64, String>,
     peers: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
     /// The replication connection to each peer, shared by its batches and its lanes.
-    channels: Mutex<HashMap<String, Channel>>,
+    replication: Connections,
     lanes: Mutex<HashMap<(String, u64), Lane>>,
     /// The connection for requests forwarded to each peer.
-    forward_channels: Mutex<HashMap<String, Channel>>,
+    forwarded: Connections,
+    /// The connection for liveness pings to each peer.
+    pings: Connections,
     /// Peers of an older build (no `Raft.Pipeline`), and since when.
     unpipelined: Arc<Mutex<HashMap<String, Instant>>>,
-    ping_clients: Mutex<HashMap<String, RaftClient<Channel>>>,
     metrics: Option<TransportMetrics>,
 }
 
@@ -68,11 +69,11 @@ impl PeerPool {
         Arc::new(PeerPool {
             routes,
             peers: Mutex::default(),
-            channels: Mutex::default(),
+            replication: Connections::default(),
             lanes: Mutex::default(),
-            forward_channels: Mutex::default(),
+            forwarded: Connections::default(),
+            pings: Connections::default(),
             unpipelined: Arc::default(),
-            ping_clients: Mutex::default(),
             metrics,
         })
     }
@@ -95,7 +96,7 @@ impl PeerPool {
         if let Some(tx) = peers.get(addr).filter(|tx| !tx.is_closed()) {
             return Ok(tx.clone());
         }
-        let channel = self.channel(addr)?;
+        let channel = self.replication.get(addr)?;
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(run(addr.to_owned(), channel, rx, self.metrics.clone()));
         peers.insert(addr.to_owned(), tx.clone());
@@ -105,16 +106,6 @@ impl PeerPool {
                 .set(peers.len() as i64);
         }
         Ok(tx)
-    }
-
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = channel(addr)?;
-        channels.insert(addr.to_owned(), c.clone());
-        Ok(c)
     }
 
     /// Whether the node at `addr` takes pipelined replication (as far as this node knows).
@@ -127,15 +118,8 @@ impl PeerPool {
     /// A pipelined replication session of `group` to the node at `addr`, on the group's lane;
     /// `None` while that node is of a build without pipelines.
     pub fn session(&self, addr: &str, group: u64) -> Result<Option<Session>, String> {
-        {
-            let mut old = self.unpipelined.lock().unwrap_or_else(|p| p.into_inner());
-            match old.get(addr) {
-                Some(since) if since.elapsed() < UNSUPPORTED_RECHECK => return Ok(None),
-                Some(_) => {
-                    old.remove(addr);
-                }
-                None => {}
-            }
+        if !self.pipelines(addr) {
+            return Ok(None);
         }
         let key = (addr.to_owned(), group % LANES);
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,7 +134,7 @@ impl PeerPool {
         let peer = addr.to_owned();
         let lane = Lane::open(
             addr.to_owned(),
-            self.channel(addr)?,
+            self.replication.get(addr)?,
             MAX_MESSAGE_BYTES,
             self.metrics.clone(),
             move |end| {
@@ -183,17 +167,7 @@ impl PeerPool {
     /// A liveness ping to the node at `addr`, on a connection kept for pings so they never
     /// queue behind replication traffic.
     pub async fn ping(&self, addr: &str, ping: pb::PingRequest) -> Result<(), String> {
-        let mut client = {
-            let mut clients = self.ping_clients.lock().unwrap_or_else(|p| p.into_inner());
-            match clients.get(addr) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = RaftClient::new(channel(addr)?);
-                    clients.insert(addr.to_owned(), c.clone());
-                    c
-                }
-            }
-        };
+        let mut client = RaftClient::new(self.pings.get(addr)?);
         match tokio::time::timeout(PING_TIMEOUT, client.ping(ping)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
@@ -205,20 +179,25 @@ impl PeerPool {
     /// connection kept for them: one per peer, so a forwarded put costs no TCP and HTTP/2
     /// handshake, and large forwarded batches do not queue in the replication connection.
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
-        let channel = {
-            let mut channels = self.forward_channels.lock().unwrap_or_else(|p| p.into_inner());
-            match channels.get(addr) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = channel(addr)?;
-                    channels.insert(addr.to_owned(), c.clone());
-                    c
-                }
-            }
-        };
-        Ok(RaftClient::new(channel)
+        Ok(RaftClient::new(self.forwarded.get(addr)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+/// One kept connection per peer address, made on first use (tonic reconnects it as needed).
+#[derive(Default)]
+struct Connections(Mutex<HashMap<String, Channel>>);
+
+impl Connections {
+    fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr)?;
+        channels.insert(addr.to_owned(), c.clone());
+        Ok(c)
     }
 }
 
